@@ -1,0 +1,573 @@
+//! Typed configuration: TOML file < `SERIALMINT_*` environment < command-line flags.
+//!
+//! Every setting is declared once in [`SETTINGS`], with its file key, its environment name,
+//! its default and its parser, so the three layers cannot drift apart and an unknown key in
+//! the file is an error (the file equivalent of serde's `deny_unknown_fields`). Secrets (the
+//! token PIN, the database URL with its password) are wrapped in [`Secret`], which never
+//! prints its contents.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+/// A secret string: redacted in `Debug` and `Display`, zeroed on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself; call only where it is handed to the party that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is empty (unset).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"[redacted]\""
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration of a serialmint process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Device listener address (`device.listen`).
+    pub device_listen: SocketAddr,
+    /// Largest accepted device request body in bytes (`device.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// How long a request-id stays valid (`device.request_id_lifetime_secs`).
+    pub request_id_lifetime: Duration,
+    /// Most simultaneous connections per listener (`device.max_connections`).
+    pub max_connections: usize,
+    /// Admin listener address (`admin.listen`).
+    pub admin_listen: SocketAddr,
+    /// Postgres URL, with its password (`database.url`).
+    pub database_url: Secret,
+    /// Postgres pool size (`database.max_connections`).
+    pub database_max_connections: u32,
+    /// Path of the PKCS#11 module (`hsm.module`).
+    pub pkcs11_module: PathBuf,
+    /// Label of the token holding the signing keys (`hsm.token_label`).
+    pub token_label: String,
+    /// User PIN of that token (`hsm.pin`).
+    pub token_pin: Secret,
+    /// Number of pooled, logged-in sessions (`hsm.sessions`).
+    pub hsm_sessions: usize,
+    /// Longest a key generation on the token may take (`hsm.keygen_timeout_secs`).
+    pub keygen_timeout: Duration,
+    /// Most digests a signing worker takes at once (`signing.batch_max`).
+    pub sign_batch_max: usize,
+    /// Deadline of one signing request, queueing included (`signing.deadline_ms`).
+    pub sign_deadline: Duration,
+    /// File of account/account-key assertions replacing the built-in roots (`trust.assertions`).
+    pub trusted_assertions: Option<PathBuf>,
+    /// Log format (`log.format`).
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` env-filter syntax (`log.filter`).
+    pub log_filter: String,
+}
+
+/// The PKCS#11 module used when none is configured: Debian's SoftHSMv2.
+pub const DEFAULT_PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A configuration error: one clear line, never containing a secret value.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+type Apply = fn(&mut Config, &str) -> Result<(), String>;
+
+/// One setting: where it lives in the file, its environment name, its default, its parser.
+pub struct Setting {
+    /// `section.key` in the TOML file.
+    pub key: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The default, as text (for documentation).
+    pub default: &'static str,
+    /// Whether the value is secret (never echoed back in errors).
+    pub secret: bool,
+    /// What it means.
+    pub help: &'static str,
+    apply: Apply,
+}
+
+macro_rules! setting {
+    ($key:literal, $env:literal, $default:literal, $secret:literal, $help:literal, $apply:expr) => {
+        Setting {
+            key: $key,
+            env: $env,
+            default: $default,
+            secret: $secret,
+            help: $help,
+            apply: $apply,
+        }
+    };
+}
+
+/// Every setting serialmint reads, in documentation order.
+pub const SETTINGS: &[Setting] = &[
+    setting!(
+        "device.listen",
+        "SERIALMINT_DEVICE_LISTEN",
+        "127.0.0.1:8080",
+        false,
+        "device listener address",
+        |c, v| parse_into(&mut c.device_listen, v)
+    ),
+    setting!(
+        "device.max_body_bytes",
+        "SERIALMINT_MAX_BODY_BYTES",
+        "262144",
+        false,
+        "largest device request body; larger ones get 413 before they are read",
+        |c, v| positive(&mut c.max_body_bytes, v)
+    ),
+    setting!(
+        "device.request_id_lifetime_secs",
+        "SERIALMINT_REQUEST_ID_LIFETIME_SECS",
+        "600",
+        false,
+        "how long a request-id stays valid",
+        |c, v| secs(&mut c.request_id_lifetime, v)
+    ),
+    setting!(
+        "device.max_connections",
+        "SERIALMINT_MAX_CONNECTIONS",
+        "4096",
+        false,
+        "most open connections per listener",
+        |c, v| positive(&mut c.max_connections, v)
+    ),
+    setting!(
+        "admin.listen",
+        "SERIALMINT_ADMIN_LISTEN",
+        "127.0.0.1:8081",
+        false,
+        "admin listener address",
+        |c, v| parse_into(&mut c.admin_listen, v)
+    ),
+    setting!(
+        "database.url",
+        "SERIALMINT_DATABASE_URL",
+        "(none; required)",
+        true,
+        "Postgres URL, e.g. postgres://user:password@127.0.0.1/serialmint",
+        |c, v| {
+            c.database_url = Secret::new(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "database.max_connections",
+        "SERIALMINT_DATABASE_MAX_CONNECTIONS",
+        "16",
+        false,
+        "Postgres connection pool size",
+        |c, v| positive(&mut c.database_max_connections, v)
+    ),
+    setting!(
+        "hsm.module",
+        "SERIALMINT_PKCS11_MODULE",
+        "/usr/lib/softhsm/libsofthsm2.so",
+        false,
+        "PKCS#11 module (SoftHSMv2, p11-kit-client.so, a vendor module)",
+        |c, v| {
+            c.pkcs11_module = PathBuf::from(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "hsm.token_label",
+        "SERIALMINT_TOKEN_LABEL",
+        "serialmint",
+        false,
+        "label of the token holding the signing keys",
+        |c, v| {
+            c.token_label = v.to_owned();
+            Ok(())
+        }
+    ),
+    setting!(
+        "hsm.pin",
+        "SERIALMINT_TOKEN_PIN",
+        "(none; required)",
+        true,
+        "user PIN of the token",
+        |c, v| {
+            c.token_pin = Secret::new(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "hsm.sessions",
+        "SERIALMINT_HSM_SESSIONS",
+        "number of cores",
+        false,
+        "pooled logged-in sessions (bounded by the token's maximum)",
+        |c, v| positive(&mut c.hsm_sessions, v)
+    ),
+    setting!(
+        "hsm.keygen_timeout_secs",
+        "SERIALMINT_KEYGEN_TIMEOUT_SECS",
+        "300",
+        false,
+        "longest an RSA-4096 key generation on the token may take",
+        |c, v| secs(&mut c.keygen_timeout, v)
+    ),
+    setting!(
+        "signing.batch_max",
+        "SERIALMINT_SIGN_BATCH_MAX",
+        "8",
+        false,
+        "most digests a signing worker signs back to back with one session",
+        |c, v| positive(&mut c.sign_batch_max, v)
+    ),
+    setting!(
+        "signing.deadline_ms",
+        "SERIALMINT_SIGN_DEADLINE_MS",
+        "5000",
+        false,
+        "deadline of one signing request; past it the request is refused with 503",
+        |c, v| millis(&mut c.sign_deadline, v)
+    ),
+    setting!(
+        "trust.assertions",
+        "SERIALMINT_TRUSTED_ASSERTIONS",
+        "(built-in Canonical roots)",
+        false,
+        "file of account/account-key assertions that replace the built-in trusted roots",
+        |c, v| {
+            c.trusted_assertions = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        }
+    ),
+    setting!(
+        "log.format",
+        "SERIALMINT_LOG_FORMAT",
+        "text",
+        false,
+        "text or json",
+        |c, v| {
+            c.log_format = match v {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err("must be text or json".into()),
+            };
+            Ok(())
+        }
+    ),
+    setting!(
+        "log.filter",
+        "SERIALMINT_LOG",
+        "info",
+        false,
+        "log filter (tracing env-filter syntax, e.g. info,serialmint=debug)",
+        |c, v| {
+            c.log_filter = v.to_owned();
+            Ok(())
+        }
+    ),
+];
+
+fn parse_into<T: std::str::FromStr>(field: &mut T, v: &str) -> Result<(), String>
+where
+    T::Err: fmt::Display,
+{
+    *field = v.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    Ok(())
+}
+
+fn positive<T: std::str::FromStr + PartialEq + Default>(
+    field: &mut T,
+    v: &str,
+) -> Result<(), String>
+where
+    T::Err: fmt::Display,
+{
+    let n: T = v.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    if n == T::default() {
+        return Err("must be at least 1".into());
+    }
+    *field = n;
+    Ok(())
+}
+
+fn secs(field: &mut Duration, v: &str) -> Result<(), String> {
+    let mut n = 0u64;
+    positive(&mut n, v)?;
+    *field = Duration::from_secs(n);
+    Ok(())
+}
+
+fn millis(field: &mut Duration, v: &str) -> Result<(), String> {
+    let mut n = 0u64;
+    positive(&mut n, v)?;
+    *field = Duration::from_millis(n);
+    Ok(())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            device_listen: "127.0.0.1:8080".parse().expect("valid address"),
+            max_body_bytes: 256 * 1024,
+            request_id_lifetime: Duration::from_secs(600),
+            max_connections: 4096,
+            admin_listen: "127.0.0.1:8081".parse().expect("valid address"),
+            database_url: Secret::default(),
+            database_max_connections: 16,
+            pkcs11_module: PathBuf::from(DEFAULT_PKCS11_MODULE),
+            token_label: "serialmint".into(),
+            token_pin: Secret::default(),
+            hsm_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            keygen_timeout: Duration::from_secs(300),
+            sign_batch_max: 8,
+            sign_deadline: Duration::from_millis(5000),
+            trusted_assertions: None,
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (if given), then the environment,
+    /// then `overrides` (`section.key=value` pairs from command-line flags).
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, overrides)
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            config.apply_toml(&text, path)?;
+        }
+        for setting in SETTINGS {
+            if let Some((_, value)) = env.iter().find(|(k, _)| k == setting.env) {
+                config.apply(setting, value, setting.env)?;
+            }
+        }
+        for (key, value) in overrides {
+            let setting =
+                find(key).ok_or_else(|| ConfigError(format!("unknown setting `{key}`")))?;
+            config.apply(setting, value, &format!("--set {key}"))?;
+        }
+        Ok(config)
+    }
+
+    fn apply_toml(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError(format!("{}: {}", path.display(), e.message()))
+        })?;
+        for (section, value) in &table {
+            let toml::Value::Table(entries) = value else {
+                return Err(ConfigError(format!(
+                    "{}: `{section}` must be a section ([{section}])",
+                    path.display()
+                )));
+            };
+            for (name, value) in entries {
+                let key = format!("{section}.{name}");
+                let setting = find(&key).ok_or_else(|| {
+                    ConfigError(format!("{}: unknown setting `{key}`", path.display()))
+                })?;
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "{}: `{key}` must be a string or a number",
+                            path.display()
+                        )));
+                    }
+                };
+                self.apply(setting, &text, &format!("{} `{key}`", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, setting: &Setting, value: &str, origin: &str) -> Result<(), ConfigError> {
+        (setting.apply)(self, value).map_err(|why| {
+            if setting.secret {
+                ConfigError(format!("{origin}: invalid value ({why})"))
+            } else {
+                ConfigError(format!("{origin}: invalid value {value:?} ({why})"))
+            }
+        })
+    }
+
+    /// Checks what `serve` needs before anything starts; one clear line on failure.
+    pub fn validate_for_serve(&self) -> Result<(), ConfigError> {
+        if self.database_url.is_empty() {
+            return Err(ConfigError(
+                "database.url (SERIALMINT_DATABASE_URL) is required; scripts/setup writes one"
+                    .into(),
+            ));
+        }
+        if self.token_pin.is_empty() {
+            return Err(ConfigError(
+                "hsm.pin (SERIALMINT_TOKEN_PIN) is required; scripts/setup writes one".into(),
+            ));
+        }
+        if !self.pkcs11_module.is_file() {
+            return Err(ConfigError(format!(
+                "hsm.module: PKCS#11 module {} not found",
+                self.pkcs11_module.display()
+            )));
+        }
+        if let Some(path) = &self.trusted_assertions
+            && !path.is_file()
+        {
+            return Err(ConfigError(format!(
+                "trust.assertions: {} not found",
+                path.display()
+            )));
+        }
+        if self.device_listen == self.admin_listen {
+            return Err(ConfigError(format!(
+                "device.listen and admin.listen are both {}; they must differ",
+                self.device_listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The setting with this `section.key`, if any.
+pub fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let c = Config::load_from(None, &[], &[]).unwrap();
+        assert_eq!(c.device_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(c.token_label, "serialmint");
+        assert_eq!(c.pkcs11_module, PathBuf::from(DEFAULT_PKCS11_MODULE));
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let f = file(
+            "[device]\nlisten = \"127.0.0.1:9000\"\n[hsm]\ntoken_label = \"from-file\"\nsessions = 3\n",
+        );
+        let e = env(&[
+            ("SERIALMINT_TOKEN_LABEL", "from-env"),
+            ("SERIALMINT_HSM_SESSIONS", "4"),
+        ]);
+        let flags = vec![("hsm.sessions".to_string(), "5".to_string())];
+        let c = Config::load_from(Some(f.path()), &e, &flags).unwrap();
+        assert_eq!(c.device_listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.token_label, "from-env");
+        assert_eq!(c.hsm_sessions, 5);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let f = file("[hsm]\ntoken_lable = \"x\"\n");
+        let err = Config::load_from(Some(f.path()), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown setting `hsm.token_lable`"), "{err}");
+        let f = file("[nope]\nx = 1\n");
+        assert!(Config::load_from(Some(f.path()), &[], &[]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_never_the_secret() {
+        let e = env(&[("SERIALMINT_DEVICE_LISTEN", "nowhere")]);
+        let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("SERIALMINT_DEVICE_LISTEN") && err.contains("nowhere"),
+            "{err}"
+        );
+        let e = env(&[("SERIALMINT_HSM_SESSIONS", "0")]);
+        assert!(Config::load_from(None, &e, &[]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let e = env(&[
+            ("SERIALMINT_TOKEN_PIN", "s3cr3t-pin"),
+            (
+                "SERIALMINT_DATABASE_URL",
+                "postgres://u:hunter2@127.0.0.1/db",
+            ),
+        ]);
+        let c = Config::load_from(None, &e, &[]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr3t-pin") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        assert_eq!(c.token_pin.expose(), "s3cr3t-pin");
+    }
+
+    #[test]
+    fn serve_needs_database_and_pin() {
+        let c = Config::load_from(None, &[], &[]).unwrap();
+        let err = c.validate_for_serve().unwrap_err().to_string();
+        assert!(err.contains("SERIALMINT_DATABASE_URL"), "{err}");
+    }
+}

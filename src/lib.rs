@@ -1,0 +1,16 @@
+//! serialmint: an on-prem serial vault for snapd devices.
+//!
+//! Devices on a factory line ask for a request-id, send a self-signed `serial-request` with
+//! their `model`, and receive a `serial` assertion signed by their brand's RSA-4096 key, which
+//! never leaves a PKCS#11 token. See `ARCHITECTURE.md` in the shared docs for the design; each
+//! module's own docs say what it owns.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod assertion;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod server;

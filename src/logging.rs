@@ -1,0 +1,20 @@
+//! Process-wide logging with `tracing`: text or JSON lines on stderr, filtered by config.
+//!
+//! Secrets never reach this layer: configuration values are wrapped in
+//! [`crate::config::Secret`], which prints as `[redacted]`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the global subscriber. Safe to call more than once (later calls are no-ops).
+pub fn init(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
