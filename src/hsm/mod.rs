@@ -551,7 +551,21 @@ where
 {
     tokio::task::spawn_blocking(move || {
         let mut obj = obj;
-        let r = op(obj.live());
+        let mut r = op(obj.live());
+        // Repairs that keep the session: log in again, re-find stale key handles.
+        let repairable = match &r {
+            Err(OpError::KeyNotFound) => true,
+            Err(OpError::Ck(cryptoki::error::Error::Pkcs11(rv, _), _)) => matches!(
+                rv,
+                cryptoki::error::RvError::UserNotLoggedIn
+                    | cryptoki::error::RvError::ObjectHandleInvalid
+                    | cryptoki::error::RvError::KeyHandleInvalid
+            ),
+            _ => false,
+        };
+        if repairable && obj.live().repair() {
+            r = op(obj.live());
+        }
         if let Err(e) = &r
             && matches!(e.class(), Some(ErrorClass::Reopen | ErrorClass::TokenGone))
         {

@@ -17,7 +17,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::{Limit, Slot};
 use cryptoki::types::AuthPin;
 
@@ -237,12 +237,34 @@ pub(crate) fn session_limit(live: &Live) -> Option<usize> {
     }
 }
 
+/// Logs the user in; an existing login of this application on the token counts as success.
+fn login(session: &Session, pin: &Secret) -> Result<(), OpError> {
+    let auth = AuthPin::new(pin.expose().into());
+    match session.login(UserType::User, Some(&auth)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(CkError::Pkcs11(
+            rv @ (RvError::PinIncorrect
+            | RvError::PinInvalid
+            | RvError::PinLenRange
+            | RvError::PinLocked
+            | RvError::PinExpired
+            | RvError::UserPinNotInitialized),
+            _,
+        )) => {
+            return Err(OpError::Fatal(format!("login refused: {rv:?}")));
+        }
+        Err(e) => return Err(OpError::Ck(e, "log in")),
+    }
+    Ok(())
+}
+
 /// A logged-in session with its context and its cache of private-key handles by CKA_ID.
 pub(crate) struct Live {
     // Declared before `instance`: the session closes before the instance is finalized.
     session: Session,
     instance: Instance,
     slot: Slot,
+    pin: Secret,
     keys: HashMap<[u8; KEY_ID_LEN], ObjectHandle>,
 }
 
@@ -272,28 +294,29 @@ impl Live {
             instance.ctx.open_ro_session(slot)
         }
         .map_err(ck("open session"))?;
-        let auth = AuthPin::new(pin.expose().into());
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(
-                rv @ (RvError::PinIncorrect
-                | RvError::PinInvalid
-                | RvError::PinLenRange
-                | RvError::PinLocked
-                | RvError::PinExpired
-                | RvError::UserPinNotInitialized),
-                _,
-            )) => {
-                return Err(OpError::Fatal(format!("login refused: {rv:?}")));
-            }
-            Err(e) => return Err(OpError::Ck(e, "log in")),
-        }
+        login(&session, pin)?;
         Ok(Live {
             session,
             instance,
             slot,
+            pin: pin.clone(),
             keys: HashMap::new(),
         })
+    }
+
+    /// Repairs a session after an error that may come from a lost login or stale handles
+    /// (someone logged the token out: private keys vanish from searches, handles turn
+    /// invalid): forgets cached key handles and logs in again when the session is no longer
+    /// a user session. Returns whether retrying on this session makes sense.
+    pub(crate) fn repair(&mut self) -> bool {
+        self.keys.clear();
+        match self.session.get_session_info() {
+            Ok(info) => match info.session_state() {
+                SessionState::RoUser | SessionState::RwUser => true,
+                _ => login(&self.session, &self.pin).is_ok(),
+            },
+            Err(_) => false,
+        }
     }
 
     /// The private key's handle, from the cache or found by CKA_ID.
@@ -409,7 +432,11 @@ impl Live {
 
     /// The key with this id, if the token has it.
     pub(crate) fn find_key(&mut self, id: &[u8; KEY_ID_LEN]) -> Result<Option<KeyInfo>, OpError> {
-        match self.key_handle(id) {
+        let h = match self.key_handle(id) {
+            Err(OpError::KeyNotFound) if self.repair() => self.key_handle(id),
+            r => r,
+        };
+        match h {
             Ok(h) => self.read_key(h),
             Err(OpError::KeyNotFound) => Ok(None),
             Err(e) => Err(e),
@@ -418,13 +445,21 @@ impl Live {
 
     /// Every RSA private key on the token whose CKA_ID is its SHA3-384 id, sorted by name.
     pub(crate) fn list_keys(&mut self) -> Result<Vec<KeyInfo>, OpError> {
-        let handles = self
+        let template = [
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::RSA),
+        ];
+        let mut handles = self
             .session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::KeyType(KeyType::RSA),
-            ])
+            .find_objects(&template)
             .map_err(ck("list keys"))?;
+        if handles.is_empty() && self.repair() {
+            // Private keys are invisible when the login was lost: log in again and look again.
+            handles = self
+                .session
+                .find_objects(&template)
+                .map_err(ck("list keys"))?;
+        }
         let mut keys = Vec::new();
         for h in handles {
             if let Some(k) = self.read_key(h)? {
