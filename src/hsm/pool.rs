@@ -44,6 +44,8 @@ struct TokenState {
     up: bool,
     generation: u64,
     last_error: Option<String>,
+    /// What took the token out of rotation.
+    cause: Option<String>,
     down_since: Option<Instant>,
     recoveries: u64,
     /// Keeps the token's login alive (login state is per application and token; closing the
@@ -79,13 +81,7 @@ impl managed::Manager for SessionManager {
         let generation = {
             let st = self.token.state.lock();
             if !st.up {
-                return Err(OpError::Ck(
-                    cryptoki::error::Error::Pkcs11(
-                        cryptoki::error::RvError::DeviceRemoved,
-                        cryptoki::context::Function::OpenSession,
-                    ),
-                    "token is down",
-                ));
+                return Err(OpError::Down);
             }
             st.generation
         };
@@ -168,6 +164,7 @@ impl Token {
                 up,
                 generation: 0,
                 last_error: None,
+                cause: None,
                 down_since: (!up).then(Instant::now),
                 recoveries: 0,
                 anchor,
@@ -229,11 +226,14 @@ impl Token {
     pub(crate) fn mark_down(&self, err: &OpError) {
         let anchor = {
             let mut st = self.shared.state.lock();
-            st.last_error = Some(err.short());
+            if !matches!(err, OpError::Down) {
+                st.last_error = Some(err.short());
+            }
             if !st.up {
                 None
             } else {
                 st.up = false;
+                st.cause = Some(err.short());
                 st.generation += 1;
                 st.down_since = Some(Instant::now());
                 tracing::warn!(token = %self.shared.label, error = %err.short(), "HSM token out of rotation; recovering in the background");
@@ -284,11 +284,19 @@ impl Token {
     /// A one-line reason why this token cannot serve now.
     pub(crate) fn down_reason(&self) -> String {
         let st = self.shared.state.lock();
-        format!(
-            "token {:?} down ({})",
-            self.shared.label,
-            st.last_error.as_deref().unwrap_or("recovering")
-        )
+        let cause = st
+            .cause
+            .as_deref()
+            .or(st.last_error.as_deref())
+            .unwrap_or("not opened");
+        match (&st.last_error, st.down_since) {
+            (Some(last), Some(t)) if Some(last.as_str()) != st.cause.as_deref() => format!(
+                "token {:?} down for {:.1} s ({cause}; last retry: {last})",
+                self.shared.label,
+                t.elapsed().as_secs_f64()
+            ),
+            _ => format!("token {:?} down ({cause})", self.shared.label),
+        }
     }
 
     /// Load figure for picking a token: waiters minus free capacity (lower is better).

@@ -36,6 +36,8 @@ pub(crate) enum OpError {
     TokenNotFound(Vec<String>),
     /// The key id is not on this token.
     KeyNotFound,
+    /// The token is out of rotation (recovery under way).
+    Down,
     /// Not recoverable by re-opening.
     Fatal(String),
 }
@@ -46,6 +48,7 @@ impl OpError {
             OpError::Ck(e, _) => Some(classify(e)),
             OpError::TokenNotFound(_) => Some(ErrorClass::TokenGone),
             OpError::KeyNotFound => None,
+            OpError::Down => Some(ErrorClass::TokenGone),
             OpError::Fatal(_) => Some(ErrorClass::Fatal),
         }
     }
@@ -56,6 +59,7 @@ impl OpError {
             OpError::Ck(e, what) => format!("{what}: {}", error_name(e)),
             OpError::TokenNotFound(_) => "token not present".into(),
             OpError::KeyNotFound => "key not found".into(),
+            OpError::Down => "out of rotation, recovering".into(),
             OpError::Fatal(m) => m.clone(),
         }
     }
@@ -69,6 +73,7 @@ impl OpError {
                 found,
             },
             OpError::KeyNotFound => HsmError::KeyNotFound(key_id.unwrap_or("?").to_string()),
+            OpError::Down => HsmError::Unavailable(format!("token {token:?} is recovering")),
             OpError::Fatal(m) => HsmError::Fatal(format!("token {token:?}: {m}")),
             OpError::Ck(e, what) => {
                 let msg = format!("token {token:?}: {what}: {}", error_name(&e));
