@@ -229,6 +229,11 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
             }
         };
         assert!(sign_many(16).await.is_empty());
+        let h = hsm.health();
+        assert!(
+            h.tokens.iter().all(|t| t.served > 0),
+            "both tokens sign: {h:?}"
+        );
 
         server.kill();
         // Every request still succeeds: the failed token leaves rotation.
@@ -250,7 +255,13 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let served = hsm.health().tokens[1].served;
         assert!(sign_many(16).await.is_empty());
-        assert!(hsm.health().tokens.iter().all(|t| t.up));
+        let h = hsm.health();
+        assert!(h.tokens.iter().all(|t| t.up));
+        assert!(
+            h.tokens[1].served > served,
+            "recovered token back in rotation: {h:?}"
+        );
     });
 }

@@ -156,6 +156,8 @@ pub struct TokenHealth {
     pub down_for: Option<Duration>,
     /// How many times it came back after an outage.
     pub recoveries: u64,
+    /// Operations (sign batches, lookups) it completed.
+    pub served: u64,
 }
 
 /// A cached public key with its parsed verifier.
@@ -506,7 +508,10 @@ impl Hsm {
                     }
                     Err(pool::GetError::Op(e)) => e,
                     Ok(obj) => match run_on(obj, op.clone()).await {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => {
+                            token.note_served();
+                            return Ok(v);
+                        }
                         Err(e) => e,
                     },
                 };

@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult, Timeouts};
@@ -38,6 +38,7 @@ pub(crate) struct TokenShared {
     state: Mutex<TokenState>,
     recovering: AtomicBool,
     closed: AtomicBool,
+    served: AtomicU64,
 }
 
 struct TokenState {
@@ -171,6 +172,7 @@ impl Token {
             }),
             recovering: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            served: AtomicU64::new(0),
         });
         let pool = Pool::builder(SessionManager {
             token: shared.clone(),
@@ -247,6 +249,11 @@ impl Token {
         self.start_recovery();
     }
 
+    /// Counts an operation this token completed.
+    pub(crate) fn note_served(&self) {
+        self.shared.served.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records an error without taking the token down (for health reports).
     pub(crate) fn note_error(&self, err: &OpError) {
         self.shared.state.lock().last_error = Some(err.short());
@@ -278,6 +285,7 @@ impl Token {
             last_error: st.last_error.clone(),
             down_for: st.down_since.filter(|_| !st.up).map(|t| t.elapsed()),
             recoveries: st.recoveries,
+            served: self.shared.served.load(Ordering::Relaxed),
         }
     }
 
