@@ -307,3 +307,60 @@ fn key_generation_timeout_is_reported_and_the_late_key_destroyed() {
         assert_eq!(leftover, 0, "late key pair not destroyed");
     });
 }
+
+#[test]
+fn a_wrong_signature_from_a_token_is_caught_before_it_is_returned() {
+    let s = SoftHsm::new();
+    s.init_token("good", PIN);
+    s.init_token("evil", PIN);
+    let good = softhsm::write_rsa_key(s.dir.path(), 2048, false);
+    let key_id = s.import_key("good", PIN, &good, "k");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = softhsm::write_rsa_key(other_dir.path(), 2048, false);
+    // "evil" holds a different key under the same CKA_ID.
+    let id = serialmint::hsm::decode_key_id(&key_id).unwrap().to_vec();
+    s.import_key_as("evil", PIN, &other, "k", Some(id));
+    runtime().block_on(async {
+        let mut c = HsmConfig::new(softhsm_module(), "good", Secret::new(PIN));
+        c.tokens
+            .push(serialmint::hsm::TokenSpec::new("evil", Secret::new(PIN)));
+        c.sessions = 1;
+        let hsm = Hsm::open(c).await.unwrap();
+        let key = hsm
+            .find_key(&key_id)
+            .await
+            .unwrap()
+            .expect("found on the good token");
+        let (mut good_sigs, mut caught) = (0, 0);
+        for i in 0..12u8 {
+            let di = digest_info_of(&[i]);
+            match hsm.sign(&key_id, &[di]).await {
+                Ok(sigs) => {
+                    assert_verifies_any(&key, &di, &sigs[0]);
+                    good_sigs += 1;
+                }
+                Err(HsmError::Fatal(m)) => {
+                    assert!(m.contains("verification") && m.contains("evil"), "{m}");
+                    caught += 1;
+                }
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        assert!(
+            good_sigs > 0 && caught > 0,
+            "good {good_sigs}, caught {caught}"
+        );
+    });
+}
+
+fn assert_verifies_any(key: &KeyInfo, di: &[u8; 83], sig: &[u8]) {
+    let pk = RsaPublicKeyComponents {
+        n: key.public.modulus(),
+        e: key.public.exponent(),
+    }
+    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA512)
+    .unwrap();
+    let d = Digest::import_less_safe(&di[19..], &SHA512).unwrap();
+    pk.verify_digest_sig(&d, sig)
+        .expect("only verified signatures are returned");
+}

@@ -429,10 +429,27 @@ impl Hsm {
             .ok_or_else(|| HsmError::KeyNotFound(key_id.to_string()))?;
         let dis: Arc<[[u8; 83]]> = digest_infos.into();
         let n = dis.len() as u64;
+        let checked = dis.clone();
         let result = self
-            .run(Some(key_id), move |live| {
-                live.sign_all(&id, &dis, &entry.verifier)
-            })
+            .run_checked(
+                Some(key_id),
+                move |live| live.sign_all(&id, &dis),
+                // Verified in software on the same blocking thread, after the session went
+                // back to the pool (so verification never holds a session).
+                move |sigs: &Vec<Vec<u8>>| {
+                    if checked
+                        .iter()
+                        .zip(sigs)
+                        .all(|(di, sig)| entry.verifier.verify(di, sig))
+                    {
+                        Ok(())
+                    } else {
+                        Err(OpError::Fatal(
+                            "signature from the token failed software verification".into(),
+                        ))
+                    }
+                },
+            )
             .await;
         match &result {
             Ok(_) => metrics::counter!("hsm_signatures_total").increment(n),
@@ -489,7 +506,24 @@ impl Hsm {
         T: Send + 'static,
         F: Fn(&mut Live) -> Result<T, OpError> + Send + Sync + 'static,
     {
+        self.run_checked(key_id, op, |_| Ok(())).await
+    }
+
+    /// [`Self::run`], with `check` applied to the result after the session is back in the
+    /// pool.
+    async fn run_checked<T, F, C>(
+        &self,
+        key_id: Option<&str>,
+        op: F,
+        check: C,
+    ) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Live) -> Result<T, OpError> + Send + Sync + 'static,
+        C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
+    {
         let op = Arc::new(op);
+        let check = Arc::new(check);
         let mut reasons = Vec::new();
         let mut missing_on = 0usize;
         let rotation = self.rotation();
@@ -507,7 +541,7 @@ impl Hsm {
                         )));
                     }
                     Err(pool::GetError::Op(e)) => e,
-                    Ok(obj) => match run_on(obj, op.clone()).await {
+                    Ok(obj) => match run_on(obj, op.clone(), check.clone()).await {
                         Ok(v) => {
                             token.note_served();
                             return Ok(v);
@@ -548,11 +582,17 @@ impl Hsm {
 }
 
 /// Runs `op` on the pooled session on a blocking thread. On a session- or token-level error
-/// the session is taken out of the pool and closed there; otherwise it goes back to the pool.
-async fn run_on<T, F>(obj: Object<SessionManager>, op: Arc<F>) -> Result<T, OpError>
+/// the session is taken out of the pool and closed there; otherwise it goes back to the pool,
+/// and then `check` looks at the result.
+async fn run_on<T, F, C>(
+    obj: Object<SessionManager>,
+    op: Arc<F>,
+    check: Arc<C>,
+) -> Result<T, OpError>
 where
     T: Send + 'static,
     F: Fn(&mut Live) -> Result<T, OpError> + Send + Sync + 'static,
+    C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
 {
     tokio::task::spawn_blocking(move || {
         let mut obj = obj;
@@ -575,8 +615,12 @@ where
             && matches!(e.class(), Some(ErrorClass::Reopen | ErrorClass::TokenGone))
         {
             drop(Object::take(obj));
+        } else {
+            drop(obj);
         }
-        r
+        let v = r?;
+        check(&v)?;
+        Ok(v)
     })
     .await
     .map_err(|e| OpError::Fatal(format!("HSM task failed: {e}")))?

@@ -22,7 +22,6 @@ use cryptoki::slot::{Limit, Slot};
 use cryptoki::types::AuthPin;
 
 use super::error::{ErrorClass, HsmError, classify, error_name};
-use super::verify::Verifier;
 use super::{KEY_ID_LEN, KeyInfo};
 use crate::assertion::openpgp::RsaPublicKey;
 use crate::config::Secret;
@@ -342,13 +341,12 @@ impl Live {
         Ok(h)
     }
 
-    /// Signs every DigestInfo with CKM_RSA_PKCS back to back and checks each signature in
-    /// software before returning any.
+    /// Signs every DigestInfo with CKM_RSA_PKCS back to back (the caller verifies them,
+    /// after handing the session back).
     pub(crate) fn sign_all(
         &mut self,
         id: &[u8; KEY_ID_LEN],
         digest_infos: &[[u8; 83]],
-        verifier: &Verifier,
     ) -> Result<Vec<Vec<u8>>, OpError> {
         let key = self.key_handle(id)?;
         let mut out = Vec::with_capacity(digest_infos.len());
@@ -357,12 +355,6 @@ impl Live {
                 .session
                 .sign(&Mechanism::RsaPkcs, key, di)
                 .map_err(ck("sign"))?;
-            if !verifier.verify(di, &sig) {
-                self.keys.remove(id);
-                return Err(OpError::Fatal(
-                    "signature from the token failed software verification".into(),
-                ));
-            }
             out.push(sig);
         }
         Ok(out)
@@ -435,16 +427,16 @@ impl Live {
         }))
     }
 
-    /// The key with this id, if the token has it.
+    /// The key with this id (`KeyNotFound` when this token does not have it).
     pub(crate) fn find_key(&mut self, id: &[u8; KEY_ID_LEN]) -> Result<Option<KeyInfo>, OpError> {
         let h = match self.key_handle(id) {
             Err(OpError::KeyNotFound) if self.repair() => self.key_handle(id),
             r => r,
         };
-        match h {
-            Ok(h) => self.read_key(h),
-            Err(OpError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e),
+        // Absent (or not one of ours) here: `KeyNotFound`, so other tokens are asked too.
+        match self.read_key(h?)? {
+            Some(k) => Ok(Some(k)),
+            None => Err(OpError::KeyNotFound),
         }
     }
 

@@ -107,9 +107,21 @@ impl SoftHsm {
     /// and CKA_ID = the key's SHA3-384 id; returns the key id. Uses SoftHSM directly in this
     /// process (initialising it when nobody did yet, finalising it again then).
     pub fn import_key(&self, label: &str, pin: &str, key_file: &Path, name: &str) -> String {
+        self.import_key_as(label, pin, key_file, name, None)
+    }
+
+    /// [`Self::import_key`] with a chosen CKA_ID (to plant a wrong key under a known id).
+    pub fn import_key_as(
+        &self,
+        label: &str,
+        pin: &str,
+        key_file: &Path,
+        name: &str,
+        forced_id: Option<Vec<u8>>,
+    ) -> String {
         let k = RsaPrivate::read(key_file);
         let public = RsaPublicKey::new(&k.n, &k.e);
-        let id = public.key_id_bytes().to_vec();
+        let id = forced_id.unwrap_or_else(|| public.key_id_bytes().to_vec());
         with_user_session(&softhsm_module(), label, pin, |s| {
             let common = |class| {
                 vec![
