@@ -284,7 +284,17 @@ impl Hsm {
                 cfg.sessions,
             ));
         }
-        for t in &tokens {
+        // Built first, so an early return below closes the pools and stops recovery tasks.
+        let hsm = Hsm {
+            inner: Arc::new(Inner {
+                tokens,
+                keys: RwLock::new(HashMap::new()),
+                keygen_timeout: cfg.keygen_timeout,
+                acquire_timeout: cfg.acquire_timeout,
+                next: AtomicUsize::new(0),
+            }),
+        };
+        for t in &hsm.inner.tokens {
             if t.shared.is_up()
                 && let Err(e) = t.prewarm().await
             {
@@ -296,15 +306,6 @@ impl Hsm {
                 }
             }
         }
-        let hsm = Hsm {
-            inner: Arc::new(Inner {
-                tokens,
-                keys: RwLock::new(HashMap::new()),
-                keygen_timeout: cfg.keygen_timeout,
-                acquire_timeout: cfg.acquire_timeout,
-                next: AtomicUsize::new(0),
-            }),
-        };
         tracing::info!(health = ?hsm.health(), "HSM ready");
         Ok(hsm)
     }
