@@ -21,13 +21,15 @@ fn key(name: &str) -> (RsaKeyPair, RsaPublicKey) {
     let der = pair.public_key().as_ref().to_vec();
     let mut ints = Vec::new();
     let mut i = 0;
-    let mut read = |i: &mut usize| {
+    let read = |i: &mut usize| {
         let tag = der[*i];
         let mut len = der[*i + 1] as usize;
         *i += 2;
         if len & 0x80 != 0 {
             let n = len & 0x7f;
-            len = der[*i..*i + n].iter().fold(0, |a, &b| (a << 8) | b as usize);
+            len = der[*i..*i + n]
+                .iter()
+                .fold(0, |a, &b| (a << 8) | b as usize);
             *i += n;
         }
         (tag, len)
@@ -47,7 +49,8 @@ fn sign(pair: &RsaKeyPair, content: &[u8], created: u32) -> Vec<u8> {
     let mut msg = content.to_vec();
     msg.extend_from_slice(&hash_suffix(created));
     let mut sig = vec![0; pair.public_modulus_len()];
-    pair.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), &msg, &mut sig).unwrap();
+    pair.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), &msg, &mut sig)
+        .unwrap();
     assemble_encoded(content, &input.encode_signature(&sig))
 }
 
@@ -59,8 +62,7 @@ fn benches(c: &mut Criterion) {
     h.insert("model".into(), "my-model".into());
     h.insert("request-id".into(), "REQ-ID-1".into());
     h.insert("device-key".into(), HeaderValue::String(store_pub.encode()));
-    let content =
-        build_content(AssertionType::SerialRequest, &h, "", &store_pub.key_id()).unwrap();
+    let content = build_content(AssertionType::SerialRequest, &h, "", &store_pub.key_id()).unwrap();
     let req_text = sign(&store, &content, 1_704_164_645);
     let model = std::fs::read(format!("{FIX}/snapd/developer1-pc.model")).unwrap();
     let stream = encode_stream([req_text.as_slice(), model.as_slice()]);
@@ -73,15 +75,20 @@ fn benches(c: &mut Criterion) {
     let root_id = root_pub.key_id();
     c.bench_function("build + encode serial content", |b| {
         b.iter(|| {
-            SerialBuilder::from_request(black_box(&req), "serial-0001", datetime!(2024-01-02 03:04:05 UTC))
-                .content(&root_id)
-                .unwrap()
+            SerialBuilder::from_request(
+                black_box(&req),
+                "serial-0001",
+                datetime!(2024-01-02 03:04:05 UTC),
+            )
+            .content(&root_id)
+            .unwrap()
         })
     });
 
-    let serial_content = SerialBuilder::from_request(&req, "serial-0001", datetime!(2024-01-02 03:04:05 UTC))
-        .content(&root_id)
-        .unwrap();
+    let serial_content =
+        SerialBuilder::from_request(&req, "serial-0001", datetime!(2024-01-02 03:04:05 UTC))
+            .content(&root_id)
+            .unwrap();
     c.bench_function("signing_input (SHA-512 DigestInfo)", |b| {
         b.iter(|| signing_input(black_box(&serial_content), 1_704_164_645))
     });
