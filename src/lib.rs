@@ -8,9 +8,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin_api;
 pub mod assertion;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod store;
