@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use backend::{Backend, GeneratedKey, Refusal, Unavailable};
+pub use backend::{Backend, GeneratedKey, HsmBackend, Refusal, Unavailable};
 
 use crate::catalog::Catalog;
 use crate::http::{self, HttpResponse, StreamBody, StreamingHandler};
@@ -620,10 +620,18 @@ impl AdminApi {
     }
 
     async fn push_account_keys(&self, body: &Bytes, actor: &Actor) -> ApiResult {
+        let known: Vec<String> = self
+            .inner
+            .store
+            .account_assertions()
+            .await?
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         let items = self
             .inner
             .backend
-            .verify_account_assertions(body)
+            .verify_account_assertions(body, &known)
             .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "refused-assertion", r.0))?;
         if items.is_empty() {
             return Err(ApiError::bad_request("no assertions in the body"));

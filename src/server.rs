@@ -12,11 +12,13 @@ use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admin_api::{AdminApi, Backend, Unavailable};
+use crate::admin_api::{AdminApi, Backend, HsmBackend, Unavailable};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
+use crate::hsm::{Hsm, HsmConfig};
 use crate::http::{self, Handler, HttpResponse, Limits};
 use crate::store::Store;
+use crate::trust::TrustDb;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The trusted assertions could not be loaded.
+    #[error("trust.assertions: {0}")]
+    Trust(String),
     /// Postgres could not be reached or migrated.
     #[error("{0}")]
     Database(#[from] crate::store::StoreError),
@@ -80,7 +85,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = metrics_handle();
     let catalog = Catalog::new(store.clone());
     catalog.reload().await?;
-    let backend = admin_backend(&config).await;
+    let hsm = open_hsm(&config).await;
+    let backend = admin_backend(&config, hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);
@@ -111,11 +117,35 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The HSM and codec operations for the admin plane.
-async fn admin_backend(_config: &Config) -> Arc<dyn Backend> {
-    Arc::new(Unavailable(
-        "the HSM layer is not part of this build yet".into(),
-    ))
+/// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
+/// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
+async fn admin_backend(config: &Config, hsm: Option<Hsm>) -> Result<Arc<dyn Backend>, ServeError> {
+    let trust = match &config.trusted_assertions {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ServeError::Trust(format!("cannot read {}: {e}", path.display())))?;
+            TrustDb::from_assertions(&bytes)
+                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))?
+        }
+        None => TrustDb::builtin(),
+    };
+    Ok(match hsm {
+        Some(hsm) => Arc::new(HsmBackend::new(hsm, trust)),
+        None => Arc::new(Unavailable(
+            "the HSM could not be opened; see the server log".into(),
+        )),
+    })
+}
+
+/// Opens the HSM; `None` (with one error line in the log) when it cannot be opened.
+async fn open_hsm(config: &Config) -> Option<Hsm> {
+    match Hsm::open(HsmConfig::from(config)).await {
+        Ok(hsm) => Some(hsm),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the HSM; keys cannot be created or used");
+            None
+        }
+    }
 }
 
 async fn bind(which: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {

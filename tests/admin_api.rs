@@ -52,6 +52,7 @@ impl Backend for FakeBackend {
     fn verify_account_assertions(
         &self,
         stream: &[u8],
+        _known: &[String],
     ) -> Result<Vec<NewAccountAssertion>, Refusal> {
         let text = String::from_utf8_lossy(stream);
         if text.contains("forged") {
