@@ -323,3 +323,28 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
             .contains("No serials")
     );
 }
+
+#[test]
+fn serve_says_in_one_line_when_postgres_is_unreachable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_serialmint"))
+        .args([
+            "serve",
+            "--device-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .env_clear()
+        .env(
+            "SERIALMINT_DATABASE_URL",
+            "postgres://someone:hunter2-secret@127.0.0.1:1/nowhere",
+        )
+        .env("SERIALMINT_TOKEN_PIN", "1234")
+        .env("SERIALMINT_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect to Postgres"), "{err}");
+    assert!(!err.contains("hunter2"), "the password leaked: {err}");
+}
