@@ -75,7 +75,10 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::connect(&config).await?;
     store.migrate().await?;
-    let stale = store.fail_stale_pending_keys(0).await?;
+    // A key pending for longer than a generation may take was abandoned by a stopped
+    // process (another instance's generation in progress is younger than that).
+    let abandoned_after = config.keygen_timeout.as_secs() as i64 + 60;
+    let stale = store.fail_stale_pending_keys(abandoned_after).await?;
     if stale > 0 {
         tracing::warn!(
             stale,
