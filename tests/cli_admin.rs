@@ -313,6 +313,54 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
         "{table}"
     );
 
+    // A read-only token reads but changes nothing; a revoked one stops working.
+    let ro = s.json(
+        t,
+        &[
+            "create",
+            "token",
+            "auditor",
+            "--role",
+            "read-only",
+            "--json",
+        ],
+    );
+    assert_eq!(ro["role"], "read-only");
+    let ro_token = ro["token"].as_str().unwrap().to_string();
+    assert!(
+        s.ok(Some(&ro_token), &["list", "models"])
+            .contains("widget")
+    );
+    let out = s.run(
+        Some(&ro_token),
+        &["create", "model", "sneaky", "--generate-api-key"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 403"));
+    let tokens = s.json(t, &["list", "tokens", "--json"]);
+    let auditor = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "auditor")
+        .unwrap()
+        .clone();
+    assert!(
+        !tokens.to_string().contains(&ro_token),
+        "secrets are never listed"
+    );
+    let client = serialmint::cli::client::Client::new(&s.admin_url, Some(token.clone())).unwrap();
+    client
+        .send_json(
+            hyper::Method::POST,
+            &format!("/v1/tokens/{}/revoke", auditor["id"]),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let out = s.run(Some(&ro_token), &["list", "models"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+
     // Nothing issued yet: the exports are empty but well-formed.
     let csv = s.ok(t, &["export", "signing-log", "--format", "csv"]);
     assert_eq!(csv.lines().count(), 1, "{csv}");
