@@ -86,10 +86,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let metrics = metrics_handle();
-    let catalog = Catalog::new(store.clone());
+    let trust = trusted_roots(&config)?;
+    let catalog = Catalog::with_trust(store.clone(), trust.clone());
     catalog.reload().await?;
     let hsm = open_hsm(&config).await;
-    let backend = admin_backend(&config, hsm).await?;
+    let backend = admin_backend(trust, hsm);
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);
@@ -120,24 +121,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
-/// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
-async fn admin_backend(config: &Config, hsm: Option<Hsm>) -> Result<Arc<dyn Backend>, ServeError> {
-    let trust = match &config.trusted_assertions {
+/// The configured trusted roots: `trust.assertions`, else the built-in Canonical roots.
+fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
+    match &config.trusted_assertions {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| ServeError::Trust(format!("cannot read {}: {e}", path.display())))?;
             TrustDb::from_assertions(&bytes)
-                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))?
+                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
         }
-        None => TrustDb::builtin(),
-    };
-    Ok(match hsm {
+        None => Ok(TrustDb::builtin()),
+    }
+}
+
+/// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
+/// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
+fn admin_backend(trust: TrustDb, hsm: Option<Hsm>) -> Arc<dyn Backend> {
+    match hsm {
         Some(hsm) => Arc::new(HsmBackend::new(hsm, trust)),
         None => Arc::new(Unavailable(
             "the HSM could not be opened; see the server log".into(),
         )),
-    })
+    }
 }
 
 /// Opens the HSM; `None` (with one error line in the log) when it cannot be opened.
