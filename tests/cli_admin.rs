@@ -239,9 +239,29 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
     assert_eq!(model["api-key"], "widget-factory-key-0001");
     let other = s.json(
         t,
-        &["create", "model", "gadget", "--generate-api-key", "--json"],
+        &[
+            "create",
+            "model",
+            "gadget",
+            "--generate-api-key",
+            "--rate-limit",
+            "20",
+            "--duplicate-policy",
+            "reissue",
+            "--serial-generation",
+            "prefix-counter",
+            "--serial-prefix",
+            "G-",
+            "--json",
+        ],
     );
     assert!(other["api-key"].as_str().unwrap().len() >= 32);
+    let client = serialmint::cli::client::Client::new(&s.admin_url, Some(token.clone())).unwrap();
+    let gadget = client.get_json("/v1/models/gadget").await.unwrap();
+    assert_eq!(gadget["rate-limit"]["per-second"], 20);
+    assert_eq!(gadget["duplicate-policy"], "reissue");
+    assert_eq!(gadget["serial-generation"], "prefix-counter");
+    assert_eq!(gadget["serial-prefix"], "G-");
     // Missing arguments without a terminal: one clear line.
     let out = s.run(t, &["create", "serial-policy", "--key", &key_id]);
     assert!(!out.status.success());
@@ -349,7 +369,6 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
         !tokens.to_string().contains(&ro_token),
         "secrets are never listed"
     );
-    let client = serialmint::cli::client::Client::new(&s.admin_url, Some(token.clone())).unwrap();
     client
         .send_json(
             hyper::Method::POST,

@@ -76,7 +76,8 @@ pub enum Command {
     List(List),
     /// Print the account-key-request of a key (signed by the key), for the brand store.
     RegisterKey {
-        /// The key's SHA3-384 id (or its name).
+        /// The key's SHA3-384 id (or its name); ids may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         /// Print {"key", "account-key-request"}.
         #[arg(long)]
@@ -130,6 +131,9 @@ pub enum Create {
         /// Generate a strong API key instead of asking.
         #[arg(long, conflicts_with = "api_key")]
         generate_api_key: bool,
+        /// Rate limit, duplicate and serial-generation policy.
+        #[command(flatten)]
+        settings: ModelSettings,
         /// Print {"name", "api-key"}.
         #[arg(long)]
         json: bool,
@@ -139,13 +143,33 @@ pub enum Create {
         /// The model name.
         #[arg(long)]
         model: Option<String>,
-        /// The key's SHA3-384 id (or name).
-        #[arg(long)]
+        /// The key's SHA3-384 id (or name); ids may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         key: Option<String>,
         /// Print {"model", "key", "revision"}.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A model's serving settings (defaults: no rate limit, refuse duplicates, UUID serials).
+#[derive(Debug, Default, clap::Args)]
+pub struct ModelSettings {
+    /// Serials per second for this model (503 past it).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Burst allowed above the rate.
+    #[arg(long, requires = "rate_limit")]
+    pub rate_limit_burst: Option<u32>,
+    /// A serial already issued, asked for by another device key: refuse (409) or reissue.
+    #[arg(long, value_parser = ["refuse", "reissue"])]
+    pub duplicate_policy: Option<String>,
+    /// When the device proposes no serial: uuid, prefix-counter or require-proposed.
+    #[arg(long, value_parser = ["uuid", "prefix-counter", "require-proposed"])]
+    pub serial_generation: Option<String>,
+    /// The prefix of prefix-counter serials.
+    #[arg(long)]
+    pub serial_prefix: Option<String>,
 }
 
 /// `serialmint list ...`
@@ -291,8 +315,12 @@ fn execute(cli: Cli) -> Result<(), String> {
                         name,
                         api_key,
                         generate_api_key,
+                        settings,
                         json,
-                    } => models::create(&client, name, api_key, generate_api_key, json).await,
+                    } => {
+                        models::create(&client, name, api_key, generate_api_key, &settings, json)
+                            .await
+                    }
                     Create::SerialPolicy { model, key, json } => {
                         policies::create(&client, model, key, json).await
                     }
@@ -345,4 +373,30 @@ fn block_on<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?
         .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_may_start_with_a_dash() {
+        let id = "-94mG7tbxYmXM7EGoNocakRqsDUGZvzwaIZER7ncwtMAUkF4FvEaMxnp5siItJp8";
+        let cli = Cli::try_parse_from(["serialmint", "register-key", id]).unwrap();
+        assert!(matches!(cli.command, Command::RegisterKey { ref key, .. } if key == id));
+        let cli = Cli::try_parse_from([
+            "serialmint",
+            "create",
+            "serial-policy",
+            "--model",
+            "widget",
+            "--key",
+            id,
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Create(Create::SerialPolicy { key: Some(ref k), .. }) if k == id
+        ));
+    }
 }

@@ -13,6 +13,7 @@ pub async fn create(
     name: Option<String>,
     api_key: Option<String>,
     generate: bool,
+    settings: &super::ModelSettings,
     as_json: bool,
 ) -> Result<(), String> {
     let name = ask(name, "NAME", "Model name", None)?;
@@ -30,6 +31,21 @@ pub async fn create(
     let mut body = json!({ "name": name });
     if let Some(k) = api_key {
         body["api-key"] = json!(k);
+    }
+    if let Some(r) = settings.rate_limit {
+        body["rate-limit"] = json!(r);
+    }
+    if let Some(b) = settings.rate_limit_burst {
+        body["rate-limit-burst"] = json!(b);
+    }
+    if let Some(d) = &settings.duplicate_policy {
+        body["duplicate-policy"] = json!(d);
+    }
+    if let Some(g) = &settings.serial_generation {
+        body["serial-generation"] = json!(g);
+    }
+    if let Some(p) = &settings.serial_prefix {
+        body["serial-prefix"] = json!(p);
     }
     let m = client.send_json(Method::POST, "/v1/models", &body).await?;
     if as_json {
