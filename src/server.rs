@@ -89,8 +89,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let trust = trusted_roots(&config)?;
     let catalog = Catalog::with_trust(store.clone(), trust.clone());
     catalog.reload().await?;
+    // One HSM, one catalog and one store for both listeners: the device plane takes clones
+    // of `hsm`, `catalog` and `store` (the catalog's snapshot carries the trust db).
     let hsm = open_hsm(&config).await;
-    let backend = admin_backend(trust, hsm);
+    let backend = admin_backend(trust.clone(), hsm.clone());
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);

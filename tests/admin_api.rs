@@ -602,3 +602,20 @@ async fn the_catalog_follows_admin_changes(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[sqlx::test]
+async fn postgres_down_is_503_not_401(pool: PgPool) {
+    let s = start(pool, Arc::new(FakeBackend)).await;
+    let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    assert!(admin.get_json("/v1/models").await.is_ok());
+    s.store.pool().close().await;
+    let e = admin.get_json("/v1/models").await.unwrap_err();
+    assert_eq!(status_of(&e), 503, "{e}");
+    let (st, body) = raw(
+        &s.base,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("\"database\":false"), "{body}");
+}
