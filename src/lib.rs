@@ -8,11 +8,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin_api;
 pub mod assertion;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod hsm;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod store;
 pub mod trust;
