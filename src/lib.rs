@@ -13,4 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod registration;
 pub mod server;
+pub mod signer;

@@ -1,0 +1,36 @@
+//! The one thing the signer needs from an HSM: sign a batch of SHA-512 DigestInfos with one
+//! key, back to back, through one pooled session.
+//!
+//! [`crate::hsm::Hsm`] implements it for real tokens; tests of the queue, batching and
+//! admission logic plug in an in-memory backend.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A SHA-512 DigestInfo (DER prefix + 64-byte digest), the input of `CKM_RSA_PKCS`.
+pub type DigestInfo = [u8; 83];
+
+/// The future returned by [`SignBackend::sign`].
+pub type SignFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Vec<u8>>, BackendError>> + Send + 'a>>;
+
+/// Why a backend could not sign a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The HSM cannot serve right now (outage, recovery under way): answer 503.
+    #[error("HSM unavailable: {0}")]
+    Unavailable(String),
+    /// No token holds this key.
+    #[error("signing key {0} not found on the HSM")]
+    KeyNotFound(String),
+    /// Anything else: a bad input, a signature that does not verify, a fatal token error.
+    #[error("signing failed: {0}")]
+    Failed(String),
+}
+
+/// Signs batches of DigestInfos; implemented by the HSM layer and by test fakes.
+pub trait SignBackend: Send + Sync + 'static {
+    /// Signs every DigestInfo with the key `key_id` (a snapd SHA3-384 key id), in order,
+    /// returning one signature per input. One call is one session used back to back.
+    fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a>;
+}
