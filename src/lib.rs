@@ -11,8 +11,10 @@
 pub mod assertion;
 pub mod cli;
 pub mod config;
+pub mod hsm;
 pub mod http;
 pub mod logging;
 pub mod registration;
 pub mod server;
 pub mod signer;
+pub mod trust;
