@@ -11,6 +11,7 @@
 pub mod assertion;
 pub mod cli;
 pub mod config;
+pub mod device_api;
 pub mod hsm;
 pub mod http;
 pub mod logging;

@@ -34,3 +34,21 @@ pub trait SignBackend: Send + Sync + 'static {
     /// returning one signature per input. One call is one session used back to back.
     fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a>;
 }
+
+impl SignBackend for crate::hsm::Hsm {
+    fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a> {
+        Box::pin(async move {
+            crate::hsm::Hsm::sign(self, key_id, digest_infos)
+                .await
+                .map_err(|e| {
+                    use crate::hsm::HsmError;
+                    match e {
+                        HsmError::Unavailable(m) => BackendError::Unavailable(m),
+                        HsmError::Timeout(m) => BackendError::Unavailable(format!("timed out: {m}")),
+                        HsmError::KeyNotFound(k) => BackendError::KeyNotFound(k),
+                        e => BackendError::Failed(e.to_string()),
+                    }
+                })
+        })
+    }
+}

@@ -15,21 +15,34 @@ use parking_lot::RwLock;
 /// A model's rate limit: a sustained rate and a burst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimit {
-    /// Requests per minute, sustained.
-    pub per_minute: NonZeroU32,
+    /// Requests per second, sustained.
+    pub per_second: NonZeroU32,
     /// Requests that may arrive at once after a quiet period.
     pub burst: NonZeroU32,
 }
 
 impl RateLimit {
-    /// `per_minute` sustained with a burst of the same size as one second's worth (at least 1).
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
-        let burst = NonZeroU32::new(per_minute.get().div_ceil(60)).unwrap_or(NonZeroU32::MIN);
-        Self { per_minute, burst }
+    /// `per_second` sustained, with a burst of one second's worth.
+    pub fn per_second(per_second: NonZeroU32) -> Self {
+        Self {
+            per_second,
+            burst: per_second,
+        }
+    }
+
+    /// From a model's settings (`rate_limit_per_sec`, `rate_limit_burst`); `None` when the
+    /// model has no limit (or a non-positive one).
+    pub fn from_settings(per_sec: Option<i32>, burst: Option<i32>) -> Option<Self> {
+        let per_second = NonZeroU32::new(u32::try_from(per_sec?).ok()?)?;
+        let burst = burst
+            .and_then(|b| u32::try_from(b).ok())
+            .and_then(NonZeroU32::new)
+            .unwrap_or(per_second);
+        Some(Self { per_second, burst })
     }
 
     fn quota(self) -> Quota {
-        Quota::per_minute(self.per_minute).allow_burst(self.burst)
+        Quota::per_second(self.per_second).allow_burst(self.burst)
     }
 }
 
@@ -108,7 +121,7 @@ mod tests {
     fn burst_then_refusal_with_wait() {
         let r = ModelRateLimits::new();
         let limit = RateLimit {
-            per_minute: nz(60),
+            per_second: nz(1),
             burst: nz(3),
         };
         for _ in 0..3 {
@@ -127,21 +140,26 @@ mod tests {
     fn changed_limit_takes_effect() {
         let r = ModelRateLimits::new();
         let tight = RateLimit {
-            per_minute: nz(1),
+            per_second: nz(1),
             burst: nz(1),
         };
         assert!(r.check("m", Some(tight)).is_ok());
         assert!(r.check("m", Some(tight)).is_err());
         let loose = RateLimit {
-            per_minute: nz(6000),
+            per_second: nz(100),
             burst: nz(100),
         };
         assert!(r.check("m", Some(loose)).is_ok());
     }
 
     #[test]
-    fn per_minute_derives_a_burst() {
-        assert_eq!(RateLimit::per_minute(nz(600)).burst.get(), 10);
-        assert_eq!(RateLimit::per_minute(nz(5)).burst.get(), 1);
+    fn from_model_settings() {
+        assert_eq!(RateLimit::from_settings(None, Some(3)), None);
+        assert_eq!(RateLimit::from_settings(Some(0), None), None);
+        assert_eq!(
+            RateLimit::from_settings(Some(5), None),
+            Some(RateLimit::per_second(nz(5)))
+        );
+        assert_eq!(RateLimit::from_settings(Some(5), Some(20)).unwrap().burst, nz(20));
     }
 }

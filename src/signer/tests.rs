@@ -237,7 +237,7 @@ async fn rate_limits_are_per_model_and_typed() {
     let backend = FakeBackend::new(Duration::from_millis(1));
     let signer = Signer::start(backend, cfg(1, 8, 1000));
     let limit = RateLimit {
-        per_minute: std::num::NonZeroU32::new(60).unwrap(),
+        per_second: std::num::NonZeroU32::new(1).unwrap(),
         burst: std::num::NonZeroU32::new(2).unwrap(),
     };
     assert!(signer.check_rate("m", Some(limit)).is_ok());
