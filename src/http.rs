@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -19,7 +20,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -66,6 +67,91 @@ pub async fn serve<H: Handler>(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    accept_loop(
+        listener,
+        move |req, peer| {
+            let handler = handler.clone();
+            async move { handler.handle(req, peer).await }
+        },
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// A streamed response body (e.g. an export with no row cap): chunks arrive as produced.
+pub type StreamBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A handler whose answers may stream their body.
+pub trait StreamingHandler: Clone + Send + Sync + 'static {
+    /// Answers one request. Errors are responses too: a handler never fails.
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<StreamBody>> + Send;
+}
+
+/// [`serve`] for a [`StreamingHandler`].
+pub async fn serve_streaming<H: StreamingHandler>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(
+        listener,
+        move |req, peer| {
+            let handler = handler.clone();
+            async move { handler.handle(req, peer).await }
+        },
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+/// A whole-body answer as a streamed one.
+pub fn streamed(resp: HttpResponse) -> Response<StreamBody> {
+    resp.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+/// A response body fed chunk by chunk through a bounded channel (back-pressure: the producer
+/// waits while the client is slow). An `Err` chunk aborts the response.
+pub fn channel_body(capacity: usize) -> (mpsc::Sender<Result<Bytes, std::io::Error>>, StreamBody) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (tx, ChannelBody { rx }.boxed_unsync())
+}
+
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+async fn accept_loop<F, Fut, B>(
+    listener: TcpListener,
+    handle: F,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let name = listener
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -96,10 +182,10 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handle = handle.clone();
         let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
+            let fut = handle(req, peer);
+            async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);

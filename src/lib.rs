@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin_api;
 pub mod assertion;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod device_api;
@@ -18,4 +20,5 @@ pub mod logging;
 pub mod registration;
 pub mod server;
 pub mod signer;
+pub mod store;
 pub mod trust;

@@ -1,6 +1,16 @@
 //! The `serialmint` command line: `serve` and the store-admin-style admin verbs.
 //!
-//! Parsing lives here; each verb family gets a file of its own as it lands.
+//! Parsing lives here; each verb family has a file of its own. The admin verbs talk HTTP to
+//! the admin listener (`SERIALMINT_ADMIN_URL`, `SERIALMINT_ADMIN_TOKEN`); `migrate` and `init`
+//! work on the database directly, from the configuration.
+
+mod bootstrap;
+pub mod client;
+mod keys;
+mod models;
+mod output;
+mod policies;
+mod signing_log;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +51,146 @@ pub enum Command {
         /// List every setting: file key, environment variable, default, meaning.
         #[arg(long)]
         list: bool,
+    },
+    /// Apply the database migrations (`serve` does this too).
+    Migrate {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bootstrap the database: create the brand and print the first admin token, once.
+    Init {
+        /// The brand's account-id.
+        #[arg(long)]
+        brand_id: String,
+        /// Print {"brand-id", "admin-token"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key, a model or a serial policy.
+    #[command(subcommand)]
+    Create(Create),
+    /// List keys, models, serial policies or serials.
+    #[command(subcommand)]
+    List(List),
+    /// Print the account-key-request of a key (signed by the key), for the brand store.
+    RegisterKey {
+        /// The key's SHA3-384 id (or its name).
+        key: String,
+        /// Print {"key", "account-key-request"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push a file of account / account-key assertions from the store (`-` for stdin).
+    PushAccountKeys {
+        /// The file.
+        file: PathBuf,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export data.
+    #[command(subcommand)]
+    Export(Export),
+}
+
+/// `serialmint create ...`
+#[derive(Debug, Subcommand)]
+pub enum Create {
+    /// Generate an RSA-4096 signing key on the HSM.
+    Key {
+        /// The key name (lowercase letters, digits, dashes).
+        name: String,
+        /// Print {"name", "sha3-384"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a model (asks for missing values at a terminal).
+    Model {
+        /// The model name.
+        name: Option<String>,
+        /// The API key factory devices send (at least 16 characters).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Generate a strong API key instead of asking.
+        #[arg(long, conflicts_with = "api_key")]
+        generate_api_key: bool,
+        /// Print {"name", "api-key"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a key the serial signing key of a model (a new policy revision).
+    SerialPolicy {
+        /// The model name.
+        #[arg(long)]
+        model: Option<String>,
+        /// The key's SHA3-384 id (or name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Print {"model", "key", "revision"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint list ...`
+#[derive(Debug, Subcommand)]
+pub enum List {
+    /// Signing keys: Name, SHA3-384.
+    Keys {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Models: Name, API key, Active serial signing key.
+    Models {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serial-policy revisions, newest first.
+    SerialPolicies {
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issued serials from the signing log, newest first.
+    Serials {
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only serials starting with this.
+        #[arg(long)]
+        serial: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint export ...`
+#[derive(Debug, Subcommand)]
+pub enum Export {
+    /// The whole signing log, streamed to stdout.
+    SigningLog {
+        /// csv or json.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only serials starting with this.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Same as --format json.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -95,5 +245,76 @@ fn execute(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Migrate { json } => {
+            let config =
+                Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            block_on(bootstrap::migrate(&config, json))
+        }
+        Command::Init { brand_id, json } => {
+            let config =
+                Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            block_on(bootstrap::init(&config, &brand_id, json))
+        }
+        Command::Create(c) => {
+            let client = client::Client::from_env()?;
+            block_on(async move {
+                match c {
+                    Create::Key { name, json } => keys::create(&client, &name, json).await,
+                    Create::Model {
+                        name,
+                        api_key,
+                        generate_api_key,
+                        json,
+                    } => models::create(&client, name, api_key, generate_api_key, json).await,
+                    Create::SerialPolicy { model, key, json } => {
+                        policies::create(&client, model, key, json).await
+                    }
+                }
+            })
+        }
+        Command::List(l) => {
+            let client = client::Client::from_env()?;
+            block_on(async move {
+                match l {
+                    List::Keys { json } => keys::list(&client, json).await,
+                    List::Models { json } => models::list(&client, json).await,
+                    List::SerialPolicies { model, json } => {
+                        policies::list(&client, model, json).await
+                    }
+                    List::Serials {
+                        model,
+                        serial,
+                        limit,
+                        json,
+                    } => signing_log::list(&client, model, serial, limit, json).await,
+                }
+            })
+        }
+        Command::RegisterKey { key, json } => {
+            let client = client::Client::from_env()?;
+            block_on(keys::register(&client, &key, json))
+        }
+        Command::PushAccountKeys { file, json } => {
+            let client = client::Client::from_env()?;
+            block_on(keys::push(&client, &file, json))
+        }
+        Command::Export(Export::SigningLog {
+            format,
+            model,
+            serial,
+            json,
+        }) => {
+            let client = client::Client::from_env()?;
+            let format = if json { "json".to_string() } else { format };
+            block_on(signing_log::export(&client, &format, model, serial))
+        }
     }
+}
+
+fn block_on<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result<(), String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(f)
 }

@@ -1,0 +1,476 @@
+//! The in-memory catalog the device hot path reads: brands, models with their API keys and
+//! settings, the active serial policy of each model, signing keys, and the pushed
+//! account/account-key assertions.
+//!
+//! Readers take an `Arc<Snapshot>` (one short read-lock, then no locking at all); a refresh
+//! builds a whole new snapshot from the store and swaps it in. [`Catalog::spawn_refresher`]
+//! follows `LISTEN serialmint_changes` (reconnecting when Postgres goes away) and reloads on
+//! every notification, with a periodic full reload as a safety net. This module holds no SQL.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use sqlx::postgres::PgListener;
+
+use crate::store::{
+    AccountAssertion, AssertionKind, CHANGES_CHANNEL, KeyStatus, Model, SerialPolicy, SigningKey,
+    Store, StoreError,
+};
+
+/// How often the catalog reloads everything even without a notification.
+pub const DEFAULT_FULL_RELOAD: Duration = Duration::from_secs(30);
+
+/// One consistent view of the catalog.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    brands: HashSet<String>,
+    models: HashMap<(String, String), Arc<Model>>,
+    models_by_id: HashMap<i64, Arc<Model>>,
+    models_by_api_key: HashMap<String, Vec<Arc<Model>>>,
+    active_policies: HashMap<i64, SerialPolicy>,
+    keys: HashMap<String, Arc<SigningKey>>,
+    accounts: HashMap<String, AccountAssertion>,
+    account_keys: HashMap<String, AccountAssertion>,
+    generation: u64,
+}
+
+/// Why a model cannot get a serial signed right now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The model has no serial policy yet.
+    #[error("model {0:?} has no serial policy")]
+    NoPolicy(String),
+    /// The active policy names a key the catalog does not know or that is not ready.
+    #[error("the signing key {0} of the active serial policy is not available")]
+    KeyUnavailable(String),
+    /// The key is disabled or not allowed to sign serials for this model.
+    #[error("the signing key {0} may not sign serials for model {1:?}")]
+    KeyNotAllowed(String, String),
+}
+
+impl Snapshot {
+    /// Builds a snapshot from store rows.
+    pub fn build(
+        brands: Vec<String>,
+        models: Vec<Model>,
+        policies: Vec<SerialPolicy>,
+        keys: Vec<SigningKey>,
+        assertions: Vec<AccountAssertion>,
+        generation: u64,
+    ) -> Self {
+        let mut s = Snapshot {
+            brands: brands.into_iter().collect(),
+            generation,
+            ..Snapshot::default()
+        };
+        for m in models {
+            let m = Arc::new(m);
+            s.models
+                .insert((m.brand_id.clone(), m.name.clone()), m.clone());
+            s.models_by_id.insert(m.id, m.clone());
+            s.models_by_api_key
+                .entry(m.api_key.clone())
+                .or_default()
+                .push(m);
+        }
+        for p in policies {
+            s.active_policies.insert(p.model_id, p);
+        }
+        for k in keys {
+            if let Some(id) = k.sha3_384.clone() {
+                s.keys.insert(id, Arc::new(k));
+            }
+        }
+        for a in assertions {
+            match a.kind {
+                AssertionKind::Account => s.accounts.insert(a.primary_key.clone(), a),
+                AssertionKind::AccountKey => s.account_keys.insert(a.primary_key.clone(), a),
+            };
+        }
+        s
+    }
+
+    /// How many reloads preceded this snapshot (0: never loaded).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the brand exists.
+    pub fn has_brand(&self, brand_id: &str) -> bool {
+        self.brands.contains(brand_id)
+    }
+
+    /// The model `name` of `brand_id`.
+    pub fn model(&self, brand_id: &str, name: &str) -> Option<&Arc<Model>> {
+        self.models.get(&(brand_id.to_string(), name.to_string()))
+    }
+
+    /// The model with this row id.
+    pub fn model_by_id(&self, id: i64) -> Option<&Arc<Model>> {
+        self.models_by_id.get(&id)
+    }
+
+    /// The models that use this API key (an API key may serve several models). This is a
+    /// hash lookup; callers that hold the model from the request should prefer
+    /// [`Snapshot::model`] plus a constant-time compare of `api_key`.
+    pub fn models_by_api_key(&self, api_key: &str) -> &[Arc<Model>] {
+        self.models_by_api_key
+            .get(api_key)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The model named `name` among those using `api_key`.
+    pub fn model_by_api_key(
+        &self,
+        api_key: &str,
+        brand_id: &str,
+        name: &str,
+    ) -> Option<&Arc<Model>> {
+        self.models_by_api_key(api_key)
+            .iter()
+            .find(|m| m.brand_id == brand_id && m.name == name)
+    }
+
+    /// The active (newest) serial policy of the model.
+    pub fn active_policy(&self, model_id: i64) -> Option<&SerialPolicy> {
+        self.active_policies.get(&model_id)
+    }
+
+    /// The signing key with this SHA3-384 id (ready keys only; disabled ones included, see
+    /// [`SigningKey::active`]).
+    pub fn key(&self, sha3_384: &str) -> Option<&Arc<SigningKey>> {
+        self.keys.get(sha3_384)
+    }
+
+    /// The key that signs serials for `model` now, checked against its scope.
+    pub fn serial_signing_key(&self, model: &Model) -> Result<&Arc<SigningKey>, PolicyError> {
+        let policy = self
+            .active_policy(model.id)
+            .ok_or_else(|| PolicyError::NoPolicy(model.name.clone()))?;
+        let key = self
+            .key(&policy.key_sha3_384)
+            .filter(|k| k.status == KeyStatus::Ready)
+            .ok_or_else(|| PolicyError::KeyUnavailable(policy.key_sha3_384.clone()))?;
+        if !key.may_sign("serial", &model.name) {
+            return Err(PolicyError::KeyNotAllowed(
+                policy.key_sha3_384.clone(),
+                model.name.clone(),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The pushed `account-key` assertion of this key and the `account` assertion of its
+    /// account, as text, when held (either may be missing).
+    pub fn account_assertions_for_key(
+        &self,
+        sha3_384: &str,
+    ) -> (Option<&AccountAssertion>, Option<&AccountAssertion>) {
+        let key = self.account_keys.get(sha3_384);
+        let account = key.and_then(|k| self.accounts.get(&k.account_id));
+        (key, account)
+    }
+
+    /// A held assertion by type and primary key (for `GET /v2/assertions/...`).
+    pub fn account_assertion(
+        &self,
+        kind: AssertionKind,
+        primary_key: &str,
+    ) -> Option<&AccountAssertion> {
+        match kind {
+            AssertionKind::Account => self.accounts.get(primary_key),
+            AssertionKind::AccountKey => self.account_keys.get(primary_key),
+        }
+    }
+}
+
+/// The catalog: the current snapshot and how to refresh it.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Store,
+    current: RwLock<Arc<Snapshot>>,
+    reloads: AtomicU64,
+}
+
+impl Catalog {
+    /// An empty, not yet loaded catalog over `store`.
+    pub fn new(store: Store) -> Arc<Self> {
+        Arc::new(Catalog {
+            store,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            reloads: AtomicU64::new(0),
+        })
+    }
+
+    /// The current snapshot (cheap: one `Arc` clone under a read lock).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().clone()
+    }
+
+    /// Whether at least one load succeeded.
+    pub fn is_loaded(&self) -> bool {
+        self.snapshot().generation > 0
+    }
+
+    /// Reloads everything from the store and swaps the new snapshot in; on error the old
+    /// snapshot stays.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let brands = self.store.brands().await?;
+        let models = self.store.models().await?;
+        let policies = self.store.active_serial_policies().await?;
+        let keys = self.store.keys().await?;
+        let assertions = self.store.account_assertions().await?;
+        let generation = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
+        let snapshot = Snapshot::build(
+            brands.into_iter().map(|b| b.account_id).collect(),
+            models,
+            policies,
+            keys,
+            assertions,
+            generation,
+        );
+        let mut current = self.current.write();
+        if current.generation < generation {
+            *current = Arc::new(snapshot);
+        }
+        Ok(())
+    }
+
+    /// Follows change notifications until `shutdown` resolves: reloads on every
+    /// `serialmint_changes` notification (several queued ones cause one reload), after every
+    /// reconnection (notifications may have been missed), and every `full_reload`.
+    pub fn spawn_refresher(
+        self: &Arc<Self>,
+        full_reload: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = catalog.follow(full_reload) => {}
+                () = shutdown => {}
+            }
+        })
+    }
+
+    async fn follow(self: Arc<Self>, full_reload: Duration) {
+        // The LISTEN connection lives in its own task and forwards events over a channel, so
+        // the loop below never cancels a half-read notification.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(64);
+        let listener = tokio::spawn(Self::forward_notifications(self.store.clone(), tx));
+        let _abort = AbortOnDrop(listener);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + full_reload, full_reload);
+        loop {
+            tokio::select! {
+                why = rx.recv() => {
+                    let Some(why) = why else { return };
+                    // Several queued events cause one reload.
+                    while rx.try_recv().is_ok() {}
+                    self.reload_logged(why).await;
+                }
+                _ = tick.tick() => self.reload_logged("periodic").await,
+            }
+        }
+    }
+
+    async fn forward_notifications(store: Store, tx: tokio::sync::mpsc::Sender<&'static str>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match Self::listen(&store).await {
+                Ok(mut listener) => {
+                    backoff = Duration::from_millis(200);
+                    // Listening before loading: no change can slip between the two.
+                    if tx.send("listen").await.is_err() {
+                        return;
+                    }
+                    loop {
+                        let why = match listener.try_recv().await {
+                            Ok(Some(_)) => "notify",
+                            Ok(None) => {
+                                tracing::info!("catalog: LISTEN connection lost; reconnected");
+                                "reconnect"
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "catalog: LISTEN failed");
+                                break;
+                            }
+                        };
+                        if tx.send(why).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "catalog: cannot LISTEN for changes; retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn listen(store: &Store) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(store.pool()).await?;
+        listener.eager_reconnect(true);
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    async fn reload_logged(&self, why: &'static str) {
+        let started = Instant::now();
+        match self.reload().await {
+            Ok(()) => {
+                metrics::counter!("catalog_reloads_total", "why" => why).increment(1);
+                tracing::debug!(
+                    why,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "catalog reloaded"
+                );
+            }
+            Err(e) => {
+                metrics::counter!("catalog_reload_failures_total").increment(1);
+                tracing::warn!(why, error = %e, "catalog reload failed; keeping the previous snapshot");
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DuplicatePolicy, SerialGeneration};
+    use time::OffsetDateTime;
+
+    fn model(id: i64, name: &str, key: &str) -> Model {
+        Model {
+            id,
+            brand_id: "acme".into(),
+            name: name.into(),
+            api_key: key.into(),
+            rate_limit_per_sec: None,
+            rate_limit_burst: None,
+            duplicate_policy: DuplicatePolicy::Refuse,
+            serial_generation: SerialGeneration::Uuid,
+            serial_prefix: String::new(),
+            enabled: true,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn key(id: i64, sha: &str, pattern: &str, active: bool) -> SigningKey {
+        SigningKey {
+            id,
+            name: format!("k{id}"),
+            brand_id: "acme".into(),
+            sha3_384: Some(sha.into()),
+            public_key: Some("PK".into()),
+            allowed_types: vec!["serial".into()],
+            model_pattern: pattern.into(),
+            active,
+            status: KeyStatus::Ready,
+            error: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn policy(model_id: i64, model: &str, revision: i32, key_id: i64, sha: &str) -> SerialPolicy {
+        SerialPolicy {
+            brand_id: "acme".into(),
+            model: model.into(),
+            model_id,
+            revision,
+            key_id,
+            key_name: format!("k{key_id}"),
+            key_sha3_384: sha.into(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            created_by: "t".into(),
+        }
+    }
+
+    fn assertion(kind: AssertionKind, pk: &str, account: &str) -> AccountAssertion {
+        AccountAssertion {
+            kind,
+            primary_key: pk.into(),
+            account_id: account.into(),
+            revision: 0,
+            text: format!("type: {}\n", kind.as_str()),
+            pushed_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn lookups_and_policy_checks() {
+        let snap = Snapshot::build(
+            vec!["acme".into()],
+            vec![
+                model(1, "widget", "shared-key-0123456"),
+                model(2, "gadget", "shared-key-0123456"),
+                model(3, "orphan", "other-key-01234567"),
+                model(4, "limited", "other-key-01234567"),
+            ],
+            vec![
+                policy(1, "widget", 2, 10, "K10"),
+                policy(2, "gadget", 1, 11, "K11"),
+                policy(4, "limited", 1, 12, "K12"),
+            ],
+            vec![
+                key(10, "K10", "*", true),
+                key(11, "K11", "*", false),
+                key(12, "K12", "pc-*", true),
+            ],
+            vec![
+                assertion(AssertionKind::AccountKey, "K10", "acme"),
+                assertion(AssertionKind::Account, "acme", "acme"),
+            ],
+            7,
+        );
+        assert_eq!(snap.generation(), 7);
+        assert!(snap.has_brand("acme"));
+        assert_eq!(snap.models_by_api_key("shared-key-0123456").len(), 2);
+        assert!(snap.models_by_api_key("nope").is_empty());
+        assert_eq!(
+            snap.model_by_api_key("shared-key-0123456", "acme", "gadget")
+                .map(|m| m.id),
+            Some(2)
+        );
+        assert!(
+            snap.model_by_api_key("other-key-01234567", "acme", "widget")
+                .is_none()
+        );
+
+        let widget = snap.model("acme", "widget").unwrap().clone();
+        assert_eq!(snap.serial_signing_key(&widget).unwrap().id, 10);
+        let gadget = snap.model_by_id(2).unwrap().clone();
+        assert!(matches!(
+            snap.serial_signing_key(&gadget),
+            Err(PolicyError::KeyNotAllowed(..))
+        ));
+        let orphan = snap.model_by_id(3).unwrap().clone();
+        assert!(matches!(
+            snap.serial_signing_key(&orphan),
+            Err(PolicyError::NoPolicy(_))
+        ));
+        let limited = snap.model_by_id(4).unwrap().clone();
+        assert!(matches!(
+            snap.serial_signing_key(&limited),
+            Err(PolicyError::KeyNotAllowed(..))
+        ));
+
+        let (ak, acct) = snap.account_assertions_for_key("K10");
+        assert_eq!(ak.unwrap().text, "type: account-key\n");
+        assert_eq!(acct.unwrap().text, "type: account\n");
+        assert_eq!(snap.account_assertions_for_key("K11"), (None, None));
+    }
+}

@@ -1,0 +1,138 @@
+//! Pushed `account` and `account-key` assertions (already verified by the caller against the
+//! trust database), kept as text and served to devices after their serial.
+
+use time::OffsetDateTime;
+
+use super::{Actor, Result, Store, changed};
+
+/// Which kind of assertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AssertionKind {
+    /// An `account` assertion (primary key: account-id).
+    Account,
+    /// An `account-key` assertion (primary key: public-key-sha3-384).
+    AccountKey,
+}
+
+impl AssertionKind {
+    /// The assertion type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionKind::Account => "account",
+            AssertionKind::AccountKey => "account-key",
+        }
+    }
+
+    /// Parses `account` or `account-key`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "account" => Some(AssertionKind::Account),
+            "account-key" => Some(AssertionKind::AccountKey),
+            _ => None,
+        }
+    }
+}
+
+/// An assertion to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccountAssertion {
+    /// Its type.
+    pub kind: AssertionKind,
+    /// Its primary key: the account-id, or the public-key-sha3-384.
+    pub primary_key: String,
+    /// The account it is about (`account-id` header).
+    pub account_id: String,
+    /// Its revision (higher replaces lower; equal or lower is kept as is).
+    pub revision: i32,
+    /// The full assertion text, as pushed.
+    pub text: String,
+}
+
+/// A stored assertion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountAssertion {
+    /// Its type.
+    pub kind: AssertionKind,
+    /// Its primary key.
+    pub primary_key: String,
+    /// The account it is about.
+    pub account_id: String,
+    /// Its revision.
+    pub revision: i32,
+    /// The full text.
+    pub text: String,
+    /// When it was pushed.
+    pub pushed_at: OffsetDateTime,
+}
+
+impl Store {
+    /// Stores the assertions in one transaction; an existing one is replaced only by a higher
+    /// revision. Returns how many were new or replaced.
+    pub async fn put_account_assertions(
+        &self,
+        items: &[NewAccountAssertion],
+        actor: &Actor,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let mut n = 0;
+        for a in items {
+            n += sqlx::query(
+                "INSERT INTO account_assertions \
+                   (kind, primary_key, account_id, revision, text, pushed_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (kind, primary_key) DO UPDATE SET \
+                   account_id = EXCLUDED.account_id, revision = EXCLUDED.revision, \
+                   text = EXCLUDED.text, pushed_by = EXCLUDED.pushed_by, pushed_at = now() \
+                 WHERE account_assertions.revision < EXCLUDED.revision",
+            )
+            .bind(a.kind.as_str())
+            .bind(&a.primary_key)
+            .bind(&a.account_id)
+            .bind(a.revision)
+            .bind(&a.text)
+            .bind(&actor.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        let names: Vec<String> = items
+            .iter()
+            .map(|a| format!("{} {}", a.kind.as_str(), a.primary_key))
+            .collect();
+        changed(
+            &mut tx,
+            actor,
+            "account-assertions.push",
+            &format!("{} assertions", items.len()),
+            serde_json::json!({ "assertions": names, "stored": n }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Every stored account and account-key assertion.
+    pub async fn account_assertions(&self) -> Result<Vec<AccountAssertion>> {
+        let rows: Vec<(String, String, String, i32, String, OffsetDateTime)> = sqlx::query_as(
+            "SELECT kind, primary_key, account_id, revision, text, pushed_at \
+             FROM account_assertions ORDER BY kind, primary_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |(kind, primary_key, account_id, revision, text, pushed_at)| {
+                    Some(AccountAssertion {
+                        kind: AssertionKind::parse(&kind)?,
+                        primary_key,
+                        account_id,
+                        revision,
+                        text,
+                        pushed_at,
+                    })
+                },
+            )
+            .collect())
+    }
+}

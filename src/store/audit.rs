@@ -1,0 +1,48 @@
+//! The audit log of admin changes (written by every change, in its transaction).
+
+use time::OffsetDateTime;
+
+use super::{Result, Store};
+
+/// One recorded admin change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who (the token's name, or `bootstrap`).
+    pub actor: String,
+    /// What kind of change, e.g. `model.create`.
+    pub action: String,
+    /// What it changed, e.g. `brand/model`.
+    pub target: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+impl Store {
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<(
+            OffsetDateTime,
+            String,
+            String,
+            String,
+            sqlx::types::Json<serde_json::Value>,
+        )> = sqlx::query_as(
+            "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, actor, action, target, detail)| AuditEntry {
+                at,
+                actor,
+                action,
+                target,
+                detail: detail.0,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,73 @@
+//! Brands: the snapd accounts that own models and keys.
+
+use time::OffsetDateTime;
+
+use super::{Actor, Result, Store, StoreError, changed};
+
+/// A brand account known to this vault.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Brand {
+    /// The snapd account-id.
+    pub account_id: String,
+    /// When it was created here.
+    pub created_at: OffsetDateTime,
+}
+
+impl Store {
+    /// Creates the brand; creating an existing one is a no-op that returns it.
+    pub async fn ensure_brand(&self, account_id: &str, actor: &Actor) -> Result<Brand> {
+        let mut tx = self.begin().await?;
+        let inserted: Option<Brand> = sqlx::query_as(
+            "INSERT INTO brands (account_id) VALUES ($1) ON CONFLICT DO NOTHING \
+             RETURNING account_id, created_at",
+        )
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let brand = match inserted {
+            Some(b) => {
+                changed(
+                    &mut tx,
+                    actor,
+                    "brand.create",
+                    account_id,
+                    serde_json::json!({}),
+                )
+                .await?;
+                b
+            }
+            None => {
+                sqlx::query_as("SELECT account_id, created_at FROM brands WHERE account_id = $1")
+                    .bind(account_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(brand)
+    }
+
+    /// Every brand, oldest first.
+    pub async fn brands(&self) -> Result<Vec<Brand>> {
+        Ok(sqlx::query_as(
+            "SELECT account_id, created_at FROM brands ORDER BY created_at, account_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The only brand, when exactly one exists (the usual single-brand vault); admin requests
+    /// that name no brand use it.
+    pub async fn default_brand(&self) -> Result<Brand> {
+        let mut brands = self.brands().await?;
+        match brands.len() {
+            1 => Ok(brands.remove(0)),
+            0 => Err(StoreError::NotFound(
+                "no brand yet; run `serialmint init --brand-id B` first".into(),
+            )),
+            _ => Err(StoreError::Invalid(
+                "several brands exist; name one with \"brand-id\"".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Signing keys: names, SHA3-384 ids, public keys, scope, and the status of their
+//! asynchronous generation on the HSM (pending, ready, failed).
+
+use time::OffsetDateTime;
+
+use super::{Actor, Result, Store, StoreError, changed};
+
+/// Where a key's generation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// The HSM is generating it.
+    Pending,
+    /// Generated; id and public key known.
+    Ready,
+    /// Generation failed; see the error.
+    Failed,
+}
+
+impl KeyStatus {
+    /// `pending`, `ready` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "pending",
+            KeyStatus::Ready => "ready",
+            KeyStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "ready" => KeyStatus::Ready,
+            "failed" => KeyStatus::Failed,
+            _ => KeyStatus::Pending,
+        }
+    }
+}
+
+/// A signing key as recorded in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKey {
+    /// Row id (what serial policies reference).
+    pub id: i64,
+    /// The key's name (its label on the token).
+    pub name: String,
+    /// The brand that owns it.
+    pub brand_id: String,
+    /// The snapd key id (`sign-key-sha3-384`), once generated.
+    pub sha3_384: Option<String>,
+    /// The public key as snapd encodes it (base64, 76 columns), once generated.
+    pub public_key: Option<String>,
+    /// Assertion types it may sign (default `serial`).
+    pub allowed_types: Vec<String>,
+    /// Models it may sign for: `*` or a glob with `*` (default `*`).
+    pub model_pattern: String,
+    /// Whether it may sign at all (disabling is one-way).
+    pub active: bool,
+    /// Where generation stands.
+    pub status: KeyStatus,
+    /// Why generation failed.
+    pub error: Option<String>,
+    /// When it was requested.
+    pub created_at: OffsetDateTime,
+}
+
+impl SigningKey {
+    /// Whether this key may sign an assertion of `kind` for `model`.
+    pub fn may_sign(&self, kind: &str, model: &str) -> bool {
+        self.active
+            && self.status == KeyStatus::Ready
+            && self.allowed_types.iter().any(|t| t == kind)
+            && glob_match(&self.model_pattern, model)
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+type KeyRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+    String,
+    bool,
+    String,
+    Option<String>,
+    OffsetDateTime,
+);
+
+const KEY_COLUMNS: &str = "id, name, brand_id, key_sha3_384, public_key, allowed_types, \
+                           model_pattern, active, status, error, created_at";
+
+fn key(row: KeyRow) -> SigningKey {
+    SigningKey {
+        id: row.0,
+        name: row.1,
+        brand_id: row.2,
+        sha3_384: row.3,
+        public_key: row.4,
+        allowed_types: row.5,
+        model_pattern: row.6,
+        active: row.7,
+        status: KeyStatus::parse(&row.8),
+        error: row.9,
+        created_at: row.10,
+    }
+}
+
+impl Store {
+    /// Records a key about to be generated (status pending). Fails with a conflict when the
+    /// name is taken.
+    pub async fn create_pending_key(
+        &self,
+        name: &str,
+        brand_id: &str,
+        allowed_types: &[String],
+        model_pattern: &str,
+        actor: &Actor,
+    ) -> Result<SigningKey> {
+        let types: Vec<String> = if allowed_types.is_empty() {
+            vec!["serial".into()]
+        } else {
+            allowed_types.to_vec()
+        };
+        let mut tx = self.begin().await?;
+        // A failed generation leaves its name free for another try.
+        sqlx::query("DELETE FROM signing_keys WHERE name = $1 AND status = 'failed'")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let row: KeyRow = sqlx::query_as(
+            "INSERT INTO signing_keys (name, brand_id, allowed_types, model_pattern) \
+             VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, brand_id, key_sha3_384, public_key, allowed_types, \
+                       model_pattern, active, status, error, created_at",
+        )
+        .bind(name)
+        .bind(brand_id)
+        .bind(&types)
+        .bind(model_pattern)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(m) if m.contains("name") => {
+                StoreError::Conflict(format!("a key named {name:?} already exists"))
+            }
+            StoreError::Conflict(_) => StoreError::NotFound(format!("no brand {brand_id:?}")),
+            StoreError::Invalid(_) => StoreError::Invalid(format!(
+                "invalid key name {name:?}: lowercase letters, digits and single dashes, with at least one letter"
+            )),
+            other => other,
+        })?;
+        changed(
+            &mut tx,
+            actor,
+            "key.create",
+            name,
+            serde_json::json!({"status": "pending"}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key(row))
+    }
+
+    /// Marks a pending key generated, with its id and encoded public key.
+    pub async fn mark_key_ready(
+        &self,
+        name: &str,
+        sha3_384: &str,
+        public_key: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE signing_keys SET status = 'ready', key_sha3_384 = $2, public_key = $3, \
+             error = NULL, ready_at = now() WHERE name = $1 AND status = 'pending'",
+        )
+        .bind(name)
+        .bind(sha3_384)
+        .bind(public_key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no pending key {name:?}")));
+        }
+        changed(
+            &mut tx,
+            actor,
+            "key.ready",
+            name,
+            serde_json::json!({"sha3-384": sha3_384}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a pending key failed, with the reason.
+    pub async fn mark_key_failed(&self, name: &str, error: &str, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET status = 'failed', error = $2 \
+             WHERE name = $1 AND status = 'pending'",
+        )
+        .bind(name)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        changed(
+            &mut tx,
+            actor,
+            "key.failed",
+            name,
+            serde_json::json!({"error": error}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every key, oldest first.
+    pub async fn keys(&self) -> Result<Vec<SigningKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(key).collect())
+    }
+
+    /// The key with this name or SHA3-384 id.
+    pub async fn key(&self, name_or_id: &str) -> Result<SigningKey> {
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE name = $1 OR key_sha3_384 = $1 \
+             ORDER BY (name = $1) DESC LIMIT 1"
+        )))
+        .bind(name_or_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(key)
+            .ok_or_else(|| StoreError::NotFound(format!("no key {name_or_id:?}")))
+    }
+
+    /// Disables a key: it signs nothing more. One-way; the row stays for the history.
+    pub async fn disable_key(&self, name_or_id: &str, actor: &Actor) -> Result<SigningKey> {
+        let k = self.key(name_or_id).await?;
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE signing_keys SET active = false WHERE id = $1")
+            .bind(k.id)
+            .execute(&mut *tx)
+            .await?;
+        changed(
+            &mut tx,
+            actor,
+            "key.disable",
+            &k.name,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(SigningKey { active: false, ..k })
+    }
+
+    /// Marks pending keys failed that were left behind by a process that stopped while
+    /// generating them (their generation cannot finish any more).
+    pub async fn fail_stale_pending_keys(&self, older_than_secs: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE signing_keys SET status = 'failed', \
+             error = 'generation interrupted (the server stopped); create the key again' \
+             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(older_than_secs as f64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("pc-*", "pc-amd64"));
+        assert!(!glob_match("pc-*", "pi-amd64"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("a*c*e", "abde"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+}

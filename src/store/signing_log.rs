@@ -1,0 +1,361 @@
+//! The signing log: every serial that left the server, recorded before the answer.
+//!
+//! `UNIQUE (request_id)` and `UNIQUE (brand_id, model_name, serial, revision)` make a duplicate
+//! issuance impossible whatever the callers do. [`Store::record_issuances`] commits many rows
+//! in one transaction (group commit) with `INSERT ... ON CONFLICT DO NOTHING` and looks up the
+//! row that won when one did not insert: no check-then-insert race.
+
+use futures_util::TryStreamExt;
+use time::OffsetDateTime;
+
+use super::{Result, Store, StoreError};
+
+/// A serial to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIssuance {
+    /// The brand's account-id.
+    pub brand_id: String,
+    /// The model's row id (from the catalog).
+    pub model_id: i64,
+    /// The model name.
+    pub model_name: String,
+    /// The serial number.
+    pub serial: String,
+    /// The serial's revision (0 for a first issue; re-issues count up).
+    pub revision: i32,
+    /// The device key's SHA3-384 id.
+    pub device_key_id: String,
+    /// The request-id the device used.
+    pub request_id: String,
+    /// The signing key's SHA3-384 id.
+    pub signing_key_id: String,
+    /// Which serialmint instance signed it.
+    pub instance: String,
+    /// The full serial assertion text.
+    pub serial_assertion: String,
+}
+
+/// A recorded serial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuance {
+    /// Row id (increasing; the paging cursor).
+    pub id: i64,
+    /// The brand's account-id.
+    pub brand_id: String,
+    /// The model's row id.
+    pub model_id: i64,
+    /// The model name.
+    pub model_name: String,
+    /// The serial number.
+    pub serial: String,
+    /// The serial's revision.
+    pub revision: i32,
+    /// The device key's SHA3-384 id.
+    pub device_key_id: String,
+    /// The request-id.
+    pub request_id: String,
+    /// The signing key's SHA3-384 id.
+    pub signing_key_id: String,
+    /// The instance that signed it.
+    pub instance: String,
+    /// When it was recorded.
+    pub issued_at: OffsetDateTime,
+    /// The full serial assertion text.
+    pub serial_assertion: String,
+}
+
+/// Which earlier issuance a replay matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayReason {
+    /// The same request-id, from the same device key.
+    RequestId,
+    /// The same brand, model, serial and revision, to the same device key.
+    Serial,
+}
+
+/// Why a row was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The request-id already issued a serial to another device key.
+    RequestIdUsed {
+        /// The earlier issuance.
+        existing: Issuance,
+    },
+    /// The serial (at this revision) was already issued to another device key.
+    SerialTaken {
+        /// The earlier issuance.
+        existing: Issuance,
+    },
+    /// The model was deleted meanwhile.
+    ModelGone,
+}
+
+/// What happened to one row of [`Store::record_issuances`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssuanceOutcome {
+    /// Recorded now: the new serial may be answered.
+    Inserted(Issuance),
+    /// Already recorded for the same device key: answer the earlier serial
+    /// (`existing.serial_assertion`), never the new one.
+    Replay {
+        /// The earlier issuance.
+        existing: Issuance,
+        /// What matched.
+        by: ReplayReason,
+    },
+    /// Refused: answer no serial.
+    Conflict(ConflictKind),
+}
+
+/// Filters for listing and exporting the signing log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only this brand.
+    pub brand_id: Option<String>,
+    /// Only this model name.
+    pub model: Option<String>,
+    /// Only serials starting with this.
+    pub serial_prefix: Option<String>,
+    /// Only issued at or after this.
+    pub since: Option<OffsetDateTime>,
+    /// Only issued before this.
+    pub until: Option<OffsetDateTime>,
+}
+
+type Row = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    i32,
+    String,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    String,
+);
+
+const COLUMNS: &str = "id, brand_id, model_id, model_name, serial, revision, device_key_id, \
+                       request_id, signing_key_id, instance, issued_at, serial_assertion";
+
+const FILTER: &str = "($1::text IS NULL OR brand_id = $1) \
+     AND ($2::text IS NULL OR model_name = $2) \
+     AND ($3::text IS NULL OR starts_with(serial, $3)) \
+     AND ($4::timestamptz IS NULL OR issued_at >= $4) \
+     AND ($5::timestamptz IS NULL OR issued_at < $5)";
+
+fn issuance(r: Row) -> Issuance {
+    Issuance {
+        id: r.0,
+        brand_id: r.1,
+        model_id: r.2,
+        model_name: r.3,
+        serial: r.4,
+        revision: r.5,
+        device_key_id: r.6,
+        request_id: r.7,
+        signing_key_id: r.8,
+        instance: r.9,
+        issued_at: r.10,
+        serial_assertion: r.11,
+    }
+}
+
+impl Store {
+    /// Records many issuances in ONE transaction (group commit) and reports, per row and in
+    /// input order, whether it was inserted, replays an earlier issuance to the same device
+    /// key, or conflicts with one to another device key. Nothing is committed when an error
+    /// is returned (then no serial of the batch may be answered).
+    pub async fn record_issuances(&self, rows: &[NewIssuance]) -> Result<Vec<IssuanceOutcome>> {
+        if let Some(r) = rows.iter().find(|r| r.revision < 0) {
+            return Err(StoreError::Invalid(format!(
+                "negative revision for serial {:?}",
+                r.serial
+            )));
+        }
+        // Insert in request-id order so concurrent batches take unique-index locks in the
+        // same order; report in input order.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| rows[a].request_id.cmp(&rows[b].request_id));
+        let mut outcomes: Vec<Option<IssuanceOutcome>> = vec![None; rows.len()];
+        let mut tx = self.begin().await?;
+        for i in order {
+            let r = &rows[i];
+            let inserted: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
+                   device_key_id, request_id, signing_key_id, instance, serial_assertion) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+                 WHERE EXISTS (SELECT 1 FROM models WHERE id = $2) \
+                 ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+            )))
+            .bind(&r.brand_id)
+            .bind(r.model_id)
+            .bind(&r.model_name)
+            .bind(&r.serial)
+            .bind(r.revision)
+            .bind(&r.device_key_id)
+            .bind(&r.request_id)
+            .bind(&r.signing_key_id)
+            .bind(&r.instance)
+            .bind(&r.serial_assertion)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let outcome = match inserted {
+                Some(row) => IssuanceOutcome::Inserted(issuance(row)),
+                None => classify(&mut tx, r).await?,
+            };
+            outcomes[i] = Some(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every row has an outcome"))
+            .collect())
+    }
+
+    /// The issuance made with this request-id, if any.
+    pub async fn find_issuance_by_request_id(&self, request_id: &str) -> Result<Option<Issuance>> {
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
+        )))
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(issuance))
+    }
+
+    /// The highest revision issued of this serial, if any (for the re-issue policy).
+    pub async fn latest_issuance(
+        &self,
+        brand_id: &str,
+        model: &str,
+        serial: &str,
+    ) -> Result<Option<Issuance>> {
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM signing_log \
+             WHERE brand_id = $1 AND model_name = $2 AND serial = $3 \
+             ORDER BY revision DESC LIMIT 1"
+        )))
+        .bind(brand_id)
+        .bind(model)
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(issuance))
+    }
+
+    /// One page of the signing log, newest first: at most `limit` rows with an id below
+    /// `before_id` (the previous page's last id; `None` for the first page).
+    pub async fn signing_log_page(
+        &self,
+        filter: &LogFilter,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Issuance>> {
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM signing_log WHERE {FILTER} \
+             AND ($6::int8 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+        )))
+        .bind(filter.brand_id.as_deref())
+        .bind(filter.model.as_deref())
+        .bind(filter.serial_prefix.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(before_id)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(issuance).collect())
+    }
+
+    /// Streams every matching row, oldest first, into `sink` without a row cap or buffering
+    /// the whole log; stops early when the receiver goes away. An error mid-way is sent as
+    /// the last item.
+    pub async fn export_signing_log(
+        &self,
+        filter: &LogFilter,
+        sink: tokio::sync::mpsc::Sender<Result<Issuance>>,
+    ) {
+        let query = format!("SELECT {COLUMNS} FROM signing_log WHERE {FILTER} ORDER BY id");
+        let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(query))
+            .bind(filter.brand_id.as_deref())
+            .bind(filter.model.as_deref())
+            .bind(filter.serial_prefix.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .fetch(&self.pool);
+        loop {
+            let item = match rows.try_next().await {
+                Ok(Some(row)) => Ok(issuance(row)),
+                Ok(None) => return,
+                Err(e) => Err(StoreError::from(e)),
+            };
+            let last = item.is_err();
+            if sink.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    }
+
+    /// How many serials were issued for the model.
+    pub async fn issued_count(&self, model_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM signing_log WHERE model_id = $1")
+                .bind(model_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// Why `r` was not inserted: the committed (or same-transaction) row that holds its
+/// request-id or its serial, compared by device key.
+async fn classify(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    r: &NewIssuance,
+) -> Result<IssuanceOutcome> {
+    let by_request: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
+    )))
+    .bind(&r.request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = by_request {
+        let existing = issuance(row);
+        return Ok(if existing.device_key_id == r.device_key_id {
+            IssuanceOutcome::Replay {
+                existing,
+                by: ReplayReason::RequestId,
+            }
+        } else {
+            IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing })
+        });
+    }
+    let by_serial: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM signing_log \
+         WHERE brand_id = $1 AND model_name = $2 AND serial = $3 AND revision = $4"
+    )))
+    .bind(&r.brand_id)
+    .bind(&r.model_name)
+    .bind(&r.serial)
+    .bind(r.revision)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match by_serial {
+        Some(row) => {
+            let existing = issuance(row);
+            if existing.device_key_id == r.device_key_id {
+                IssuanceOutcome::Replay {
+                    existing,
+                    by: ReplayReason::Serial,
+                }
+            } else {
+                IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing })
+            }
+        }
+        // Nothing conflicts, so the EXISTS guard stopped it: the model is gone.
+        None => IssuanceOutcome::Conflict(ConflictKind::ModelGone),
+    })
+}

@@ -1,0 +1,140 @@
+//! Admin API tokens: random bearer tokens of which only the SHA-256 is stored.
+//!
+//! A token is looked up by its hash (an index lookup, no comparison loop over secrets), so the
+//! database never holds anything that authenticates by itself.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{Actor, Result, Store, StoreError, changed};
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Read and change everything.
+    Admin,
+    /// Read only.
+    ReadOnly,
+}
+
+impl Role {
+    /// The name stored and shown (`admin`, `read-only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read-only",
+        }
+    }
+
+    /// Parses `admin` or `read-only`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "read-only" => Some(Role::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+/// A valid token's identity, as found by [`Store::authenticate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: i64,
+    /// The token's name (shown in the audit log as the actor).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A freshly created token: the secret is shown once and never stored.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    /// The token's identity.
+    pub info: TokenInfo,
+    /// The bearer token itself.
+    pub secret: String,
+}
+
+/// The SHA-256 under which a token is stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("smt_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl Store {
+    /// Creates a token with a fresh random secret.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<OffsetDateTime>,
+        actor: &Actor,
+    ) -> Result<NewToken> {
+        if name.trim().is_empty() {
+            return Err(StoreError::Invalid("a token needs a name".into()));
+        }
+        let secret = new_secret();
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO admin_tokens (name, token_sha256, role, expires_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(token_hash(&secret).as_slice())
+        .bind(role.as_str())
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        changed(
+            &mut tx,
+            actor,
+            "token.create",
+            name,
+            serde_json::json!({"role": role.as_str()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NewToken {
+            info: TokenInfo {
+                id,
+                name: name.to_string(),
+                role,
+                expires_at,
+            },
+            secret,
+        })
+    }
+
+    /// The token's identity when it exists, is not revoked and has not expired; records its
+    /// use. `None` for anything else (the caller answers 401 without saying which).
+    pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>> {
+        let row: Option<(i64, String, String, Option<OffsetDateTime>)> = sqlx::query_as(
+            "UPDATE admin_tokens SET last_used_at = now() \
+             WHERE token_sha256 = $1 AND NOT revoked \
+               AND (expires_at IS NULL OR expires_at > now()) \
+             RETURNING id, name, role, expires_at",
+        )
+        .bind(token_hash(token).as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(id, name, role, expires_at)| {
+            Some(TokenInfo {
+                id,
+                name,
+                role: Role::parse(&role)?,
+                expires_at,
+            })
+        }))
+    }
+}
