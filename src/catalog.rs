@@ -174,6 +174,19 @@ impl Snapshot {
         (key, account)
     }
 
+    /// Every model (for constant-time API key checks over all of them).
+    pub fn models(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.models_by_id.values()
+    }
+
+    /// The text of every held account and account-key assertion (accounts first).
+    pub fn account_assertion_texts(&self) -> impl Iterator<Item = &str> {
+        self.accounts
+            .values()
+            .chain(self.account_keys.values())
+            .map(|a| a.text.as_str())
+    }
+
     /// A held assertion by type and primary key (for `GET /v2/assertions/...`).
     pub fn account_assertion(
         &self,

@@ -96,10 +96,8 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 
 fn assertion_response(body: Vec<u8>) -> HttpResponse {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(ASSERTION_MEDIA_TYPE),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ASSERTION_MEDIA_TYPE));
     resp
 }
 

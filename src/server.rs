@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -15,8 +15,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::admin_api::{AdminApi, Backend, Unavailable};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
-use crate::http::{self, Handler, HttpResponse, Limits};
+use crate::device_api::DeviceApi;
+use crate::hsm::HsmConfig;
+use crate::http::{self, Limits};
+use crate::registration::{GroupCommit, LiveCatalog, Registration, RequestIds};
+use crate::signer::backend::HsmSlot;
+use crate::signer::{SignBackend, Signer, SignerConfig};
 use crate::store::Store;
+use crate::trust::TrustDb;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,27 +40,71 @@ pub enum ServeError {
     /// Postgres could not be reached or migrated.
     #[error("{0}")]
     Database(#[from] crate::store::StoreError),
+    /// The trusted roots could not be loaded.
+    #[error("trust.assertions: {0}")]
+    Trust(String),
 }
 
-/// The device listener's routes.
-#[derive(Clone)]
-struct DeviceRoutes;
+/// Most signing-log rows committed in one transaction (group commit).
+pub const LOG_BATCH_MAX: usize = 256;
 
-impl Handler for DeviceRoutes {
-    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, "/v1/version") => version(),
-            (_, "/v1/version") => http::method_not_allowed("GET"),
-            _ => http::not_found(),
+/// Longest one signing-log transaction or look-up may take; past it Postgres counts as down
+/// (503, no serial).
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often `serve` retries opening an HSM that could not be opened at start-up.
+pub const HSM_RETRY: Duration = Duration::from_secs(5);
+
+/// The trusted roots: the file of `trust.assertions`, else the built-in Canonical roots.
+pub fn trust_roots(config: &Config) -> Result<TrustDb, ServeError> {
+    match &config.trusted_assertions {
+        None => Ok(TrustDb::builtin()),
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ServeError::Trust(format!("cannot read {}: {e}", path.display())))?;
+            TrustDb::from_assertions(&bytes)
+                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
         }
     }
 }
 
-fn version() -> HttpResponse {
-    http::json_response(
-        StatusCode::OK,
-        &serde_json::json!({"name": "serialmint", "version": env!("CARGO_PKG_VERSION")}),
+/// This process's name in the signing log: host, device port and pid.
+fn instance_name(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}/{}",
+        config.device_listen.port(),
+        std::process::id()
     )
+}
+
+/// The device routes over the shared parts: the request-id secret from the store (shared by
+/// every instance), the catalog, a signer over `backend` (the HSM), and the signing log in
+/// the store behind group commit.
+pub async fn device_api(
+    config: &Config,
+    store: &Store,
+    catalog: Arc<Catalog>,
+    backend: Arc<dyn SignBackend>,
+) -> Result<DeviceApi, ServeError> {
+    let roots = trust_roots(config)?;
+    let secret = store.request_id_secret().await?;
+    let request_ids = Arc::new(RequestIds::new(&secret, config.request_id_lifetime));
+    let signer = Signer::start(backend, SignerConfig::from_config(config));
+    let log = GroupCommit::start(Arc::new(store.clone()), LOG_BATCH_MAX, LOG_TIMEOUT);
+    let registration = Registration::new(
+        request_ids,
+        Arc::new(LiveCatalog::new(catalog, roots)),
+        signer,
+        log,
+        instance_name(config),
+    );
+    Ok(DeviceApi::new(
+        Arc::new(registration),
+        config.max_body_bytes,
+    ))
 }
 
 /// Installs the process-wide Prometheus recorder once; `None` when another recorder is
@@ -81,6 +131,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let catalog = Catalog::new(store.clone());
     catalog.reload().await?;
     let backend = admin_backend(&config).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let hsm = HsmSlot::open_or_retry(
+        HsmConfig::from(&config),
+        HSM_RETRY,
+        stopped(stop_rx.clone()),
+    )
+    .await;
+    let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);
@@ -88,11 +146,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         max_connections: config.max_connections,
         ..Limits::default()
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     tracing::info!(device = %config.device_listen, admin = %config.admin_listen, "serialmint listening");
     let device_task = tokio::spawn(http::serve(
         device,
-        DeviceRoutes,
+        device_api,
         limits,
         stopped(stop_rx.clone()),
     ));

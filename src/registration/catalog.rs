@@ -1,13 +1,17 @@
-//! What registration needs to know about models, policies, keys and held assertions, as a
-//! small trait over the admin plane's in-memory catalog (and an in-memory implementation for
-//! tests and for a server without Postgres).
+//! What registration needs to know about models, policies, keys and held assertions: a small
+//! trait, [`DeviceCatalog`], implemented by [`LiveCatalog`] over the admin plane's in-memory
+//! [`crate::catalog::Catalog`] (one catalog, refreshed by LISTEN/NOTIFY; no copy of it here).
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
 
-use crate::assertion::RsaPublicKey;
+use crate::assertion::{self, RsaPublicKey};
+use crate::catalog::{Catalog, PolicyError, Snapshot};
 use crate::signer::RateLimit;
+use crate::store;
 use crate::trust::TrustDb;
 
 /// What happens when a serial already issued to one device key is asked for by another.
@@ -104,72 +108,156 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// A fixed, in-memory catalog.
-#[derive(Clone, Debug)]
-pub struct StaticCatalog {
-    /// The models.
-    pub models: Vec<DeviceModel>,
-    /// `(model id, key)`: the active serial key of each model.
-    pub policies: Vec<(i64, SerialKey)>,
-    /// Held `account-key` assertions: `(public-key-sha3-384, account-id, text)`.
-    pub account_keys: Vec<(String, String, String)>,
-    /// Held `account` assertions: `(account-id, text)`.
-    pub accounts: Vec<(String, String)>,
-    /// The trust database.
-    pub trust: Arc<TrustDb>,
+/// The device plane's view of the admin catalog: models, policies and keys come from the
+/// current [`Snapshot`]; the trust database is the configured roots plus the pushed
+/// accounts and account-keys, rebuilt once per snapshot generation.
+pub struct LiveCatalog {
+    catalog: Arc<Catalog>,
+    roots: TrustDb,
+    trust: Mutex<(u64, Arc<TrustDb>)>,
 }
 
-impl DeviceCatalog for StaticCatalog {
+impl std::fmt::Debug for LiveCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCatalog").finish_non_exhaustive()
+    }
+}
+
+impl LiveCatalog {
+    /// Registration's view of `catalog`, verifying model assertions against `roots` plus the
+    /// pushed account and account-key assertions.
+    pub fn new(catalog: Arc<Catalog>, roots: TrustDb) -> Self {
+        Self {
+            catalog,
+            trust: Mutex::new((u64::MAX, Arc::new(roots.clone()))),
+            roots,
+        }
+    }
+
+    /// The catalog underneath.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+}
+
+/// A store model as registration sees it.
+pub fn device_model(m: &store::Model) -> DeviceModel {
+    DeviceModel {
+        id: m.id,
+        brand_id: m.brand_id.clone(),
+        name: m.name.clone(),
+        api_key: m.api_key.clone(),
+        enabled: m.enabled,
+        rate_limit: RateLimit::from_settings(m.rate_limit_per_sec, m.rate_limit_burst),
+        duplicate_policy: match m.duplicate_policy {
+            store::DuplicatePolicy::Refuse => DuplicatePolicy::Refuse,
+            store::DuplicatePolicy::Reissue => DuplicatePolicy::Reissue,
+        },
+        serial_generation: match m.serial_generation {
+            store::SerialGeneration::Uuid => SerialGeneration::Uuid,
+            store::SerialGeneration::PrefixCounter => {
+                SerialGeneration::PrefixCounter(m.serial_prefix.clone())
+            }
+            store::SerialGeneration::RequireProposed => SerialGeneration::RequireProposed,
+        },
+    }
+}
+
+/// The trust database `roots` plus every pushed account and account-key of `snap` that
+/// verifies (one that does not is logged and left out; the admin plane verified it at push).
+fn admitted(roots: &TrustDb, snap: &Snapshot) -> TrustDb {
+    let now = OffsetDateTime::now_utc();
+    let decoded: Vec<assertion::Assertion> = snap
+        .account_assertion_texts()
+        .filter_map(|t| assertion::decode(t.as_bytes()).ok())
+        .collect();
+    match roots.with_admitted(decoded.clone(), now) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::warn!(error = %e, "a pushed account assertion does not verify; admitting the others one by one");
+            let mut db = roots.clone();
+            for a in decoded {
+                if let Ok(next) = db.with_admitted([a], now) {
+                    db = next;
+                }
+            }
+            db
+        }
+    }
+}
+
+impl DeviceCatalog for LiveCatalog {
     fn api_key_known(&self, api_key: &str) -> bool {
-        self.models
-            .iter()
+        let snap = self.catalog.snapshot();
+        snap.models()
             .fold(false, |found, m| found | ct_eq(&m.api_key, api_key))
     }
 
     fn model(&self, brand_id: &str, name: &str) -> Option<DeviceModel> {
-        self.models
-            .iter()
-            .find(|m| m.brand_id == brand_id && m.name == name)
-            .cloned()
+        self.catalog
+            .snapshot()
+            .model(brand_id, name)
+            .map(|m| device_model(m))
     }
 
     fn serial_key(&self, model: &DeviceModel) -> Result<SerialKey, KeyRefusal> {
-        self.policies
-            .iter()
-            .find(|(id, _)| *id == model.id)
-            .map(|(_, k)| k.clone())
+        let snap = self.catalog.snapshot();
+        let m = snap.model_by_id(model.id).ok_or_else(|| {
+            KeyRefusal::NotAllowed(format!("model {:?} has no serial policy", model.name))
+        })?;
+        let key = snap.serial_signing_key(m).map_err(|e| match e {
+            PolicyError::NoPolicy(_) | PolicyError::KeyNotAllowed(..) => {
+                KeyRefusal::NotAllowed(e.to_string())
+            }
+            PolicyError::KeyUnavailable(_) => KeyRefusal::Unavailable(e.to_string()),
+        })?;
+        let key_id = key.sha3_384.clone().unwrap_or_default();
+        let public = key
+            .public_key
+            .as_deref()
+            .and_then(|p| RsaPublicKey::decode(p.as_bytes()).ok())
+            .filter(|p| p.key_id() == key_id)
             .ok_or_else(|| {
-                KeyRefusal::NotAllowed(format!("model {:?} has no serial policy", model.name))
-            })
+                KeyRefusal::Unavailable(format!(
+                    "the public key of signing key {key_id} is missing or does not match its id"
+                ))
+            })?;
+        Ok(SerialKey {
+            key_id,
+            authority_id: key.brand_id.clone(),
+            public,
+        })
     }
 
     fn key_chain(&self, key_id: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some((_, account, text)) = self.account_keys.iter().find(|(k, _, _)| k == key_id) {
-            out.push(text.clone());
-            if let Some((_, t)) = self.accounts.iter().find(|(a, _)| a == account) {
-                out.push(t.clone());
-            }
+        let snap = self.catalog.snapshot();
+        let (key, account) = snap.account_assertions_for_key(key_id);
+        match key {
+            Some(k) => std::iter::once(k)
+                .chain(account)
+                .map(|a| a.text.clone())
+                .collect(),
+            None => Vec::new(),
         }
-        out
     }
 
     fn held_assertion(&self, kind: HeldKind, primary_key: &str) -> Option<String> {
-        match kind {
-            HeldKind::Account => self
-                .accounts
-                .iter()
-                .find(|(a, _)| a == primary_key)
-                .map(|(_, t)| t.clone()),
-            HeldKind::AccountKey => self
-                .account_keys
-                .iter()
-                .find(|(k, _, _)| k == primary_key)
-                .map(|(_, _, t)| t.clone()),
-        }
+        let kind = match kind {
+            HeldKind::Account => store::AssertionKind::Account,
+            HeldKind::AccountKey => store::AssertionKind::AccountKey,
+        };
+        self.catalog
+            .snapshot()
+            .account_assertion(kind, primary_key)
+            .map(|a| a.text.clone())
     }
 
     fn trust(&self) -> Arc<TrustDb> {
-        self.trust.clone()
+        let snap = self.catalog.snapshot();
+        let mut cached = self.trust.lock();
+        if cached.0 != snap.generation() {
+            *cached = (snap.generation(), Arc::new(admitted(&self.roots, &snap)));
+        }
+        cached.1.clone()
     }
 }

@@ -1,5 +1,5 @@
-//! The signing log as registration uses it: a small trait over the store (the only SQL), an
-//! in-memory implementation with the same uniqueness rules, and [`GroupCommit`], which
+//! The signing log as registration uses it: a small trait implemented by the store (the only
+//! SQL; Postgres' unique constraints decide replays and conflicts), and [`GroupCommit`], which
 //! gathers rows from concurrent requests into one `record` call (one transaction).
 //!
 //! A serial is answered only after its row is committed: "a serial we answered is a serial
@@ -11,8 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{ConflictKind, Issuance, IssuanceOutcome, NewIssuance, Store, StoreError};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -102,93 +103,62 @@ pub trait SigningLog: Send + Sync + 'static {
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>>;
 }
 
-/// An in-memory signing log with the store's uniqueness rules; can be switched "down".
-#[derive(Debug, Default)]
-pub struct MemoryLog {
-    rows: Mutex<Vec<(i64, IssuanceRecord)>>,
-    counters: Mutex<std::collections::HashMap<i64, i64>>,
-    down: std::sync::atomic::AtomicBool,
-    commits: std::sync::atomic::AtomicUsize,
-}
-
-impl MemoryLog {
-    /// An empty log.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Makes every call fail (as when Postgres is down), or work again.
-    pub fn set_down(&self, down: bool) {
-        self.down
-            .store(down, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Rows recorded so far.
-    pub fn rows(&self) -> Vec<IssuanceRecord> {
-        self.rows.lock().iter().map(|(_, r)| r.clone()).collect()
-    }
-
-    /// How many `record` calls (transactions) committed.
-    pub fn commits(&self) -> usize {
-        self.commits.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn check(&self) -> Result<(), LogError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(LogError("connection refused".into()))
-        } else {
-            Ok(())
-        }
+impl From<StoreError> for LogError {
+    fn from(e: StoreError) -> Self {
+        LogError(e.to_string())
     }
 }
 
-fn prior(r: &IssuanceRecord) -> PriorIssuance {
+fn prior(e: Issuance) -> PriorIssuance {
     PriorIssuance {
-        serial: r.serial.clone(),
-        revision: r.revision,
-        device_key_id: r.device_key_id.clone(),
-        request_id: r.request_id.clone(),
-        serial_text: r.serial_text.clone(),
+        serial: e.serial,
+        revision: u32::try_from(e.revision).unwrap_or(0),
+        device_key_id: e.device_key_id,
+        request_id: e.request_id,
+        serial_text: e.serial_assertion,
     }
 }
 
-impl SigningLog for MemoryLog {
+/// The signing log in Postgres: [`Store::record_issuances`] commits each group in one
+/// transaction, and its unique constraints decide replays and conflicts.
+impl SigningLog for Store {
     fn record<'a>(
         &'a self,
         rows: &'a [IssuanceRecord],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
         Box::pin(async move {
-            self.check()?;
-            let mut log = self.rows.lock();
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let by_req = log.iter().find(|(_, e)| e.request_id == r.request_id);
-                let by_serial = log.iter().find(|(_, e)| {
-                    e.brand_id == r.brand_id
-                        && e.model_name == r.model_name
-                        && e.serial == r.serial
-                        && e.revision == r.revision
-                });
-                let outcome = match (by_req, by_serial) {
-                    (Some((_, e)), _) if e.device_key_id == r.device_key_id => {
-                        RecordOutcome::Replay(prior(e))
+            let new: Vec<NewIssuance> = rows
+                .iter()
+                .map(|r| NewIssuance {
+                    brand_id: r.brand_id.clone(),
+                    model_id: r.model_id,
+                    model_name: r.model_name.clone(),
+                    serial: r.serial.clone(),
+                    revision: i32::try_from(r.revision).unwrap_or(i32::MAX),
+                    device_key_id: r.device_key_id.clone(),
+                    request_id: r.request_id.clone(),
+                    signing_key_id: r.signing_key_id.clone(),
+                    instance: r.instance.clone(),
+                    serial_assertion: r.serial_text.clone(),
+                })
+                .collect();
+            let outcomes = self.record_issuances(&new).await?;
+            Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    IssuanceOutcome::Inserted(_) => RecordOutcome::Inserted,
+                    IssuanceOutcome::Replay { existing, .. } => {
+                        RecordOutcome::Replay(prior(existing))
                     }
-                    (Some((_, e)), _) => RecordOutcome::RequestIdUsed(prior(e)),
-                    (None, Some((_, e))) if e.device_key_id == r.device_key_id => {
-                        RecordOutcome::Replay(prior(e))
+                    IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) => {
+                        RecordOutcome::RequestIdUsed(prior(existing))
                     }
-                    (None, Some((_, e))) => RecordOutcome::SerialTaken(prior(e)),
-                    (None, None) => {
-                        let id = log.len() as i64 + 1;
-                        log.push((id, r.clone()));
-                        RecordOutcome::Inserted
+                    IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) => {
+                        RecordOutcome::SerialTaken(prior(existing))
                     }
-                };
-                out.push(outcome);
-            }
-            self.commits
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(out)
+                    IssuanceOutcome::Conflict(ConflictKind::ModelGone) => RecordOutcome::ModelGone,
+                })
+                .collect())
         })
     }
 
@@ -197,13 +167,10 @@ impl SigningLog for MemoryLog {
         request_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
         Box::pin(async move {
-            self.check()?;
             Ok(self
-                .rows
-                .lock()
-                .iter()
-                .find(|(_, e)| e.request_id == request_id)
-                .map(|(_, e)| prior(e)))
+                .find_issuance_by_request_id(request_id)
+                .await?
+                .map(prior))
         })
     }
 
@@ -214,25 +181,15 @@ impl SigningLog for MemoryLog {
         serial: &'a str,
     ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
         Box::pin(async move {
-            self.check()?;
             Ok(self
-                .rows
-                .lock()
-                .iter()
-                .filter(|(_, e)| e.brand_id == brand_id && e.model_name == model && e.serial == serial)
-                .max_by_key(|(_, e)| e.revision)
-                .map(|(_, e)| prior(e)))
+                .latest_issuance(brand_id, model, serial)
+                .await?
+                .map(prior))
         })
     }
 
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
-        Box::pin(async move {
-            self.check()?;
-            let mut c = self.counters.lock();
-            let v = c.entry(model_id).or_insert(0);
-            *v += 1;
-            Ok(*v)
-        })
+        Box::pin(async move { Ok(self.next_serial_counter(model_id).await?) })
     }
 }
 
@@ -335,9 +292,9 @@ async fn writer(
             }
             Ok(_) => {
                 for p in batch.drain(..) {
-                    let _ = p
-                        .reply
-                        .send(Err(LogError("signing log answered the wrong row count".into())));
+                    let _ = p.reply.send(Err(LogError(
+                        "signing log answered the wrong row count".into(),
+                    )));
                 }
             }
             Err(e) => {
@@ -353,75 +310,105 @@ async fn writer(
 
 #[cfg(test)]
 mod tests {
+    //! Group-commit batching only: uniqueness, replays and conflicts are the store's, tested
+    //! on a real Postgres (`tests/store.rs`, `tests/device_api.rs`).
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    fn row(req: &str, serial: &str, dev: &str) -> IssuanceRecord {
+    /// Accepts every row; counts transactions; can be switched "down".
+    #[derive(Default)]
+    struct CountingLog {
+        rows: AtomicUsize,
+        commits: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl CountingLog {
+        fn check(&self) -> Result<(), LogError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(LogError("connection refused".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl SigningLog for CountingLog {
+        fn record<'a>(
+            &'a self,
+            rows: &'a [IssuanceRecord],
+        ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
+            Box::pin(async move {
+                self.check()?;
+                self.rows.fetch_add(rows.len(), Ordering::SeqCst);
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![RecordOutcome::Inserted; rows.len()])
+            })
+        }
+
+        fn by_request_id<'a>(
+            &'a self,
+            _request_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+            Box::pin(async move { self.check().map(|()| None) })
+        }
+
+        fn latest<'a>(
+            &'a self,
+            _brand_id: &'a str,
+            _model: &'a str,
+            _serial: &'a str,
+        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+            Box::pin(async move { self.check().map(|()| None) })
+        }
+
+        fn next_counter(&self, _model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
+            Box::pin(async move { self.check().map(|()| 1) })
+        }
+    }
+
+    fn row(i: usize) -> IssuanceRecord {
         IssuanceRecord {
             brand_id: "b".into(),
             model_id: 1,
             model_name: "m".into(),
-            serial: serial.into(),
+            serial: format!("s{i}"),
             revision: 0,
-            device_key_id: dev.into(),
-            request_id: req.into(),
+            device_key_id: "d".into(),
+            request_id: format!("r{i}"),
             signing_key_id: "k".into(),
             instance: "i".into(),
-            serial_text: format!("serial {serial} for {dev}"),
+            serial_text: format!("serial s{i}"),
         }
     }
 
     #[tokio::test]
     async fn concurrent_rows_share_transactions() {
-        let log = Arc::new(MemoryLog::new());
+        let log = Arc::new(CountingLog::default());
         let gc = GroupCommit::start(log.clone(), 64, Duration::from_secs(5));
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let gc = gc.clone();
-                tokio::spawn(async move {
-                    gc.record(row(&format!("r{i}"), &format!("s{i}"), "d"))
-                        .await
-                })
+                tokio::spawn(async move { gc.record(row(i)).await })
             })
             .collect();
         for t in tasks {
             assert_eq!(t.await.unwrap(), Ok(RecordOutcome::Inserted));
         }
-        assert_eq!(log.rows().len(), 200);
-        assert!(log.commits() < 200, "commits: {}", log.commits());
-    }
-
-    #[tokio::test]
-    async fn uniqueness_replay_and_conflicts() {
-        let log = Arc::new(MemoryLog::new());
-        let gc = GroupCommit::start(log.clone(), 8, Duration::from_secs(5));
-        assert_eq!(gc.record(row("r1", "s1", "d1")).await, Ok(RecordOutcome::Inserted));
-        assert!(matches!(
-            gc.record(row("r1", "s1", "d1")).await,
-            Ok(RecordOutcome::Replay(_))
-        ));
-        assert!(matches!(
-            gc.record(row("r1", "s2", "d2")).await,
-            Ok(RecordOutcome::RequestIdUsed(_))
-        ));
-        assert!(matches!(
-            gc.record(row("r2", "s1", "d2")).await,
-            Ok(RecordOutcome::SerialTaken(_))
-        ));
-        assert!(matches!(
-            gc.record(row("r3", "s1", "d1")).await,
-            Ok(RecordOutcome::Replay(_))
-        ));
+        assert_eq!(log.rows.load(Ordering::SeqCst), 200);
+        let commits = log.commits.load(Ordering::SeqCst);
+        assert!(commits < 200, "commits: {commits}");
     }
 
     #[tokio::test]
     async fn down_log_fails_every_waiter_and_recovers() {
-        let log = Arc::new(MemoryLog::new());
+        let log = Arc::new(CountingLog::default());
         let gc = GroupCommit::start(log.clone(), 8, Duration::from_secs(5));
-        log.set_down(true);
-        assert!(gc.record(row("r1", "s1", "d1")).await.is_err());
+        log.down.store(true, Ordering::SeqCst);
+        assert!(gc.record(row(1)).await.is_err());
         assert!(gc.by_request_id("r1").await.is_err());
-        log.set_down(false);
-        assert_eq!(gc.record(row("r1", "s1", "d1")).await, Ok(RecordOutcome::Inserted));
-        assert!(log.rows().len() == 1);
+        log.down.store(false, Ordering::SeqCst);
+        assert_eq!(gc.record(row(1)).await, Ok(RecordOutcome::Inserted));
+        assert_eq!(log.rows.load(Ordering::SeqCst), 1);
     }
 }

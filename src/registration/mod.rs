@@ -15,12 +15,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use catalog::{
-    DeviceCatalog, DeviceModel, DuplicatePolicy, HeldKind, KeyRefusal, SerialGeneration,
-    SerialKey, StaticCatalog,
+    DeviceCatalog, DeviceModel, DuplicatePolicy, HeldKind, KeyRefusal, LiveCatalog,
+    SerialGeneration, SerialKey,
 };
-pub use log::{
-    GroupCommit, IssuanceRecord, LogError, MemoryLog, PriorIssuance, RecordOutcome, SigningLog,
-};
+pub use log::{GroupCommit, IssuanceRecord, LogError, PriorIssuance, RecordOutcome, SigningLog};
 pub use request_id::{RequestIdError, RequestIds};
 
 use crate::assertion::{
@@ -117,8 +115,8 @@ impl RegError {
             UnknownModel { .. } => 404,
             UnsupportedMediaType => 415,
             TooLarge(_) => 413,
-            BadStream(_) | BadSignature(_) | WeakDeviceKey(_) | BadRequestId
-            | ExpiredRequestId | BadModel(_) | SerialRequired(_) | InvalidSerial(_) => 400,
+            BadStream(_) | BadSignature(_) | WeakDeviceKey(_) | BadRequestId | ExpiredRequestId
+            | BadModel(_) | SerialRequired(_) | InvalidSerial(_) => 400,
             NoSigningPolicy(_) | RequestIdUsed | SerialTaken(_) => 409,
             KeyUnavailable(_) | Signing(_) | LogUnavailable(_) | SignatureCheck(_) => 503,
         }
@@ -305,12 +303,17 @@ impl Registration {
         model_label: &mut String,
     ) -> Result<Issued, RegError> {
         // Stream shape: serial-request, model, and for a remodel the old serial.
-        let stream = assertion::decode_stream(body).map_err(|e| RegError::BadStream(e.to_string()))?;
+        let stream =
+            assertion::decode_stream(body).map_err(|e| RegError::BadStream(e.to_string()))?;
         let kinds: Vec<AssertionType> = stream.iter().map(|a| a.kind()).collect();
         let shape_ok = matches!(
             kinds.as_slice(),
             [AssertionType::SerialRequest, AssertionType::Model]
-                | [AssertionType::SerialRequest, AssertionType::Model, AssertionType::Serial]
+                | [
+                    AssertionType::SerialRequest,
+                    AssertionType::Model,
+                    AssertionType::Serial
+                ]
         );
         if !shape_ok {
             let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
@@ -380,7 +383,8 @@ impl Registration {
             return self.replay_or_refuse(prior, &device_key_id, &model.name, true);
         }
 
-        self.signer.check_rate(&model_key(&model), model.rate_limit)?;
+        self.signer
+            .check_rate(&model_key(&model), model.rate_limit)?;
 
         // The serial number and its revision.
         let proposed = proposed_serial(&req);
@@ -396,7 +400,10 @@ impl Registration {
             }
         };
         if proposed.is_some()
-            && let Some(prior) = self.log.latest(&model.brand_id, &model.name, &serial).await?
+            && let Some(prior) = self
+                .log
+                .latest(&model.brand_id, &model.name, &serial)
+                .await?
         {
             if prior.device_key_id == device_key_id {
                 return self.replay_or_refuse(prior, &device_key_id, &model.name, false);

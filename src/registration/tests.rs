@@ -7,10 +7,18 @@ fn statuses_and_codes_are_distinct_per_check() {
     let cases = [
         (RegError::MissingApiKey, 401, "api-key-missing"),
         (RegError::WrongApiKey, 403, "api-key-invalid"),
-        (RegError::UnsupportedMediaType, 415, "unsupported-media-type"),
+        (
+            RegError::UnsupportedMediaType,
+            415,
+            "unsupported-media-type",
+        ),
         (RegError::TooLarge(1), 413, "too-large"),
         (RegError::BadStream("x".into()), 400, "invalid-stream"),
-        (RegError::BadSignature("x".into()), 400, "invalid-request-signature"),
+        (
+            RegError::BadSignature("x".into()),
+            400,
+            "invalid-request-signature",
+        ),
         (RegError::WeakDeviceKey(2048), 400, "device-key-too-weak"),
         (RegError::BadRequestId, 400, "invalid-request-id"),
         (RegError::ExpiredRequestId, 400, "request-id-expired"),
@@ -22,14 +30,30 @@ fn statuses_and_codes_are_distinct_per_check() {
             404,
             "unknown-model",
         ),
-        (RegError::ModelNotAllowed("m".into()), 403, "model-not-allowed"),
+        (
+            RegError::ModelNotAllowed("m".into()),
+            403,
+            "model-not-allowed",
+        ),
         (RegError::BadModel("x".into()), 400, "invalid-model"),
-        (RegError::NoSigningPolicy("x".into()), 409, "no-signing-policy"),
-        (RegError::KeyUnavailable("x".into()), 503, "signing-key-unavailable"),
+        (
+            RegError::NoSigningPolicy("x".into()),
+            409,
+            "no-signing-policy",
+        ),
+        (
+            RegError::KeyUnavailable("x".into()),
+            503,
+            "signing-key-unavailable",
+        ),
         (RegError::SerialRequired("m".into()), 400, "serial-required"),
         (RegError::RequestIdUsed, 409, "request-id-used"),
         (RegError::SerialTaken("s".into()), 409, "duplicate-serial"),
-        (RegError::LogUnavailable("x".into()), 503, "database-unavailable"),
+        (
+            RegError::LogUnavailable("x".into()),
+            503,
+            "database-unavailable",
+        ),
         (
             RegError::Signing(SignError::Overloaded {
                 retry_after: Duration::from_secs(3),
@@ -68,7 +92,9 @@ fn statuses_and_codes_are_distinct_per_check() {
 
 #[test]
 fn media_type_check_ignores_parameters_and_case() {
-    assert!(is_assertion_media_type(Some("application/x.ubuntu.assertion")));
+    assert!(is_assertion_media_type(Some(
+        "application/x.ubuntu.assertion"
+    )));
     assert!(is_assertion_media_type(Some(
         "Application/X.Ubuntu.Assertion; charset=utf-8"
     )));

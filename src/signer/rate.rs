@@ -160,6 +160,9 @@ mod tests {
             RateLimit::from_settings(Some(5), None),
             Some(RateLimit::per_second(nz(5)))
         );
-        assert_eq!(RateLimit::from_settings(Some(5), Some(20)).unwrap().burst, nz(20));
+        assert_eq!(
+            RateLimit::from_settings(Some(5), Some(20)).unwrap().burst,
+            nz(20)
+        );
     }
 }
