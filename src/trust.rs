@@ -169,10 +169,8 @@ impl TrustDb {
                     }
                 }
             }
-            if !progress {
-                if let Some(e) = last_err {
-                    return Err(e);
-                }
+            if !progress && let Some(e) = last_err {
+                return Err(e);
             }
         }
         Ok(db)
@@ -324,10 +322,10 @@ impl TrustDb {
         if !key.allows(a) {
             return Err(TrustError::Constraints(a.sign_key_id().to_owned()));
         }
-        if let Some(ts) = timestamp_of(a) {
-            if !key.is_valid_at(ts) {
-                return Err(TrustError::TimestampOutsideKeyValidity(kind.name()));
-            }
+        if let Some(ts) = timestamp_of(a)
+            && !key.is_valid_at(ts)
+        {
+            return Err(TrustError::TimestampOutsideKeyValidity(kind.name()));
         }
         Ok(key)
     }

@@ -409,11 +409,12 @@ impl Drop for Server {
 
 /// The configuration of a test server trusting the testrootorg root.
 pub fn config(token: &Token) -> Config {
-    let mut config = Config::default();
-    config.trusted_assertions = Some(trust_file(token.softhsm.dir.path()));
-    config.hsm_sessions = 2;
-    config.max_body_bytes = 64 * 1024;
-    config
+    Config {
+        trusted_assertions: Some(trust_file(token.softhsm.dir.path())),
+        hsm_sessions: 2,
+        max_body_bytes: 64 * 1024,
+        ..Config::default()
+    }
 }
 
 /// Starts the device listener on 127.0.0.1 over `store` (already provisioned) and `backend`.
