@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use backend::{Backend, GeneratedKey, Refusal, Unavailable};
+pub use backend::{Backend, GeneratedKey, HsmBackend, Refusal, Unavailable};
 
 use crate::catalog::Catalog;
 use crate::http::{self, HttpResponse, StreamBody, StreamingHandler};
@@ -466,6 +466,18 @@ impl AdminApi {
             (&Method::GET, ["v1", "signing-log", "export"]) => {
                 return self.export(&params).await;
             }
+            (&Method::GET, ["v1", "tokens"]) => self.list_tokens().await?,
+            (&Method::POST, ["v1", "tokens"]) => {
+                let body = self.json_body(req).await?;
+                self.create_token(&body, &actor).await?
+            }
+            (&Method::POST, ["v1", "tokens", id, "revoke"]) => {
+                let id: i64 = id
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("a token is named by its id"))?;
+                self.inner.store.revoke_token(id, &actor).await?;
+                http::json_response(StatusCode::OK, &json!({ "revoked": id }))
+            }
             (&Method::GET, ["v1", "audit-log"]) => {
                 let limit = params
                     .get("limit")
@@ -485,9 +497,10 @@ impl AdminApi {
             (_, ["metrics"]) | (_, ["v1", "keys", _]) | (_, ["v1", "audit-log"]) => {
                 http::method_not_allowed("GET")
             }
-            (_, ["v1", "keys"]) | (_, ["v1", "account-keys"]) | (_, ["v1", "models"]) => {
-                http::method_not_allowed("GET, POST")
-            }
+            (_, ["v1", "keys"])
+            | (_, ["v1", "account-keys"])
+            | (_, ["v1", "models"])
+            | (_, ["v1", "tokens"]) => http::method_not_allowed("GET, POST"),
             _ => http::not_found(),
         };
         Ok(http::streamed(resp))
@@ -538,6 +551,56 @@ impl AdminApi {
             HeaderValue::from_static("text/plain; version=0.0.4"),
         );
         resp
+    }
+
+    async fn list_tokens(&self) -> ApiResult {
+        let tokens = self.inner.store.tokens().await?;
+        let items: Vec<Value> = tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "name": t.name,
+                    "role": t.role.as_str(),
+                    "created-at": rfc3339(t.created_at),
+                    "expires-at": t.expires_at.map(rfc3339),
+                    "last-used-at": t.last_used_at.map(rfc3339),
+                    "revoked": t.revoked,
+                })
+            })
+            .collect();
+        Ok(http::json_response(
+            StatusCode::OK,
+            &json!({ "items": items }),
+        ))
+    }
+
+    async fn create_token(&self, body: &Value, actor: &Actor) -> ApiResult {
+        let name = str_field(body, "name")?
+            .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
+        let role = match str_field(body, "role")? {
+            None => Role::ReadOnly,
+            Some(r) => Role::parse(r)
+                .ok_or_else(|| ApiError::bad_request("\"role\" must be admin or read-only"))?,
+        };
+        let expires_at = str_field(body, "expires-at")?
+            .map(|v| parse_time("expires-at", v))
+            .transpose()?;
+        let t = self
+            .inner
+            .store
+            .create_token(name, role, expires_at, actor)
+            .await?;
+        Ok(http::json_response(
+            StatusCode::CREATED,
+            &json!({
+                "id": t.info.id,
+                "name": t.info.name,
+                "role": role.as_str(),
+                "expires-at": expires_at.map(rfc3339),
+                "token": t.secret,
+            }),
+        ))
     }
 
     async fn list_keys(&self) -> ApiResult {
@@ -620,10 +683,18 @@ impl AdminApi {
     }
 
     async fn push_account_keys(&self, body: &Bytes, actor: &Actor) -> ApiResult {
+        let known: Vec<String> = self
+            .inner
+            .store
+            .account_assertions()
+            .await?
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         let items = self
             .inner
             .backend
-            .verify_account_assertions(body)
+            .verify_account_assertions(body, &known)
             .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "refused-assertion", r.0))?;
         if items.is_empty() {
             return Err(ApiError::bad_request("no assertions in the body"));

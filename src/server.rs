@@ -12,11 +12,11 @@ use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admin_api::{AdminApi, Backend, Unavailable};
+use crate::admin_api::{AdminApi, Backend, HsmBackend, Unavailable};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
 use crate::device_api::DeviceApi;
-use crate::hsm::HsmConfig;
+use crate::hsm::{Hsm, HsmConfig};
 use crate::http::{self, Limits};
 use crate::registration::{GroupCommit, LiveCatalog, Registration, RequestIds};
 use crate::signer::backend::HsmSlot;
@@ -37,12 +37,12 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The trusted assertions could not be loaded.
+    #[error("trust.assertions: {0}")]
+    Trust(String),
     /// Postgres could not be reached or migrated.
     #[error("{0}")]
     Database(#[from] crate::store::StoreError),
-    /// The trusted roots could not be loaded.
-    #[error("trust.assertions: {0}")]
-    Trust(String),
 }
 
 /// Most signing-log rows committed in one transaction (group commit).
@@ -120,7 +120,10 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::connect(&config).await?;
     store.migrate().await?;
-    let stale = store.fail_stale_pending_keys(0).await?;
+    // A key pending for longer than a generation may take was abandoned by a stopped
+    // process (another instance's generation in progress is younger than that).
+    let abandoned_after = config.keygen_timeout.as_secs() as i64 + 60;
+    let stale = store.fail_stale_pending_keys(abandoned_after).await?;
     if stale > 0 {
         tracing::warn!(
             stale,
@@ -130,14 +133,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = metrics_handle();
     let catalog = Catalog::new(store.clone());
     catalog.reload().await?;
-    let backend = admin_backend(&config).await;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // One HSM for both planes; when it cannot be opened now, the device plane answers 503
+    // and keeps trying in the background.
     let hsm = HsmSlot::open_or_retry(
         HsmConfig::from(&config),
         HSM_RETRY,
         stopped(stop_rx.clone()),
     )
     .await;
+    let backend = admin_backend(&config, hsm.get().cloned()).await?;
     let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
@@ -168,11 +173,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The HSM and codec operations for the admin plane.
-async fn admin_backend(_config: &Config) -> Arc<dyn Backend> {
-    Arc::new(Unavailable(
-        "the HSM layer is not part of this build yet".into(),
-    ))
+/// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
+/// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
+async fn admin_backend(config: &Config, hsm: Option<Hsm>) -> Result<Arc<dyn Backend>, ServeError> {
+    let trust = trust_roots(config)?;
+    Ok(match hsm {
+        Some(hsm) => Arc::new(HsmBackend::new(hsm, trust)),
+        None => Arc::new(Unavailable(
+            "the HSM could not be opened; see the server log".into(),
+        )),
+    })
 }
 
 async fn bind(which: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {

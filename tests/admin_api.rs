@@ -52,6 +52,7 @@ impl Backend for FakeBackend {
     fn verify_account_assertions(
         &self,
         stream: &[u8],
+        _known: &[String],
     ) -> Result<Vec<NewAccountAssertion>, Refusal> {
         let text = String::from_utf8_lossy(stream);
         if text.contains("forged") {
@@ -559,6 +560,18 @@ async fn the_catalog_follows_admin_changes(pool: PgPool) {
         .catalog
         .spawn_refresher(Duration::from_secs(30), std::future::pending());
     let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    // Wait for the refresher's own first load (after its LISTEN), so that only a
+    // notification can make the change below visible (the periodic reload is 30 s away).
+    let loaded = s.catalog.snapshot().generation();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while s.catalog.snapshot().generation() == loaded {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresher never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let before = s.catalog.snapshot().generation();
     let m = admin
         .send_json(

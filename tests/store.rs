@@ -3,8 +3,8 @@
 
 use serialmint::store::{
     Actor, AssertionKind, CHANGES_CHANNEL, ConflictKind, DuplicatePolicy, IssuanceOutcome,
-    LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role, SerialGeneration,
-    Store, StoreError,
+    KeyStatus, LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role,
+    SerialGeneration, Store, StoreError,
 };
 use sqlx::PgPool;
 
@@ -539,4 +539,34 @@ async fn the_signing_log_pages_filters_and_streams(pool: PgPool) {
             .unwrap()
             .is_empty()
     );
+}
+
+#[sqlx::test]
+async fn only_abandoned_pending_keys_are_failed(pool: PgPool) {
+    let (store, _) = setup(pool.clone()).await;
+    store
+        .create_pending_key("fresh", "acme", &[], "*", &admin())
+        .await
+        .unwrap();
+    store
+        .create_pending_key("old", "acme", &[], "*", &admin())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE signing_keys SET created_at = now() - interval '1 hour' WHERE name = 'old'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(store.fail_stale_pending_keys(360).await.unwrap(), 1);
+    assert_eq!(store.key("fresh").await.unwrap().status, KeyStatus::Pending);
+    let old = store.key("old").await.unwrap();
+    assert_eq!(old.status, KeyStatus::Failed);
+    assert!(old.error.unwrap().contains("interrupted"));
+    // A failed name can be used again.
+    let again = store
+        .create_pending_key("old", "acme", &[], "*", &admin())
+        .await
+        .unwrap();
+    assert_eq!(again.status, KeyStatus::Pending);
 }

@@ -2,7 +2,8 @@
 //! key on the token, building the self-signed `account-key-request`, and verifying pushed
 //! account/account-key assertions against the trust database.
 //!
-//! [`Backend`] is the seam; [`Unavailable`] is the stand-in used when no HSM is configured.
+//! [`Backend`] is the seam; [`HsmBackend`] is the real one, [`Unavailable`] the stand-in when
+//! the HSM cannot be opened.
 
 use futures_util::future::BoxFuture;
 
@@ -35,10 +36,13 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<String, String>>;
 
     /// Decodes a stream of `account` / `account-key` assertions and checks each against the
-    /// trust database (and the ones before it in the stream); the first one that does not
-    /// verify refuses the whole push.
-    fn verify_account_assertions(&self, stream: &[u8])
-    -> Result<Vec<NewAccountAssertion>, Refusal>;
+    /// trust database, the assertions `known` from earlier pushes, and the others in the
+    /// stream; the first one that does not verify refuses the whole push.
+    fn verify_account_assertions(
+        &self,
+        stream: &[u8],
+        known: &[String],
+    ) -> Result<Vec<NewAccountAssertion>, Refusal>;
 
     /// Whether the HSM can sign (for `/readyz`).
     fn hsm_healthy(&self) -> bool;
@@ -63,11 +67,185 @@ impl Backend for Unavailable {
     fn verify_account_assertions(
         &self,
         _stream: &[u8],
+        _known: &[String],
     ) -> Result<Vec<NewAccountAssertion>, Refusal> {
         Err(Refusal(self.0.clone()))
     }
 
     fn hsm_healthy(&self) -> bool {
         false
+    }
+}
+
+/// The real backend: keys on the PKCS#11 token, assertions through the project's codec,
+/// pushed assertions checked against the trust database.
+#[derive(Clone, Debug)]
+pub struct HsmBackend {
+    hsm: crate::hsm::Hsm,
+    trust: crate::trust::TrustDb,
+}
+
+impl HsmBackend {
+    /// A backend over an opened HSM and the configured trusted roots.
+    pub fn new(hsm: crate::hsm::Hsm, trust: crate::trust::TrustDb) -> Self {
+        HsmBackend { hsm, trust }
+    }
+}
+
+fn describe(a: &crate::assertion::Assertion) -> String {
+    use crate::assertion::AssertionType;
+    match a.kind() {
+        AssertionType::Account => {
+            format!("account {}", a.header_str("account-id").unwrap_or("?"))
+        }
+        AssertionType::AccountKey => format!(
+            "account-key {}",
+            a.header_str("public-key-sha3-384").unwrap_or("?")
+        ),
+        other => other.name().to_string(),
+    }
+}
+
+/// Checks `pushed` against `trust` plus the assertions `known` from earlier pushes (accounts
+/// first, then keys until no progress, as keys may depend on each other); the first one that
+/// cannot be admitted is named in the refusal.
+pub fn verify_pushed(
+    trust: &crate::trust::TrustDb,
+    known: &[String],
+    pushed: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<Vec<NewAccountAssertion>, Refusal> {
+    use crate::assertion::{AssertionType, decode_stream};
+    use crate::store::AssertionKind;
+
+    let assertions = decode_stream(pushed)
+        .map_err(|e| Refusal(format!("cannot decode the pushed assertions: {e}")))?;
+    for a in &assertions {
+        if !matches!(a.kind(), AssertionType::Account | AssertionType::AccountKey) {
+            return Err(Refusal(format!(
+                "refused {}: only account and account-key assertions can be pushed",
+                describe(a)
+            )));
+        }
+    }
+    // What earlier pushes admitted counts as known (each was verified when pushed).
+    let mut db = trust.clone();
+    for text in known {
+        if let Ok(earlier) = decode_stream(text.as_bytes())
+            && let Ok(next) = db.with_admitted(earlier, now)
+        {
+            db = next;
+        }
+    }
+    let mut pending: Vec<&crate::assertion::Assertion> = assertions.iter().collect();
+    pending.sort_by_key(|a| a.kind() != AssertionType::Account);
+    while !pending.is_empty() {
+        let mut progress = false;
+        let mut first_error = None;
+        let mut left = Vec::new();
+        for a in pending {
+            match db.with_admitted([a.clone()], now) {
+                Ok(next) => {
+                    db = next;
+                    progress = true;
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| format!("refused {}: {e}", describe(a)));
+                    left.push(a);
+                }
+            }
+        }
+        if !progress {
+            return Err(Refusal(first_error.unwrap_or_default()));
+        }
+        pending = left;
+    }
+    Ok(assertions
+        .iter()
+        .map(|a| {
+            let (kind, pk) = match a.kind() {
+                AssertionType::Account => (AssertionKind::Account, "account-id"),
+                _ => (AssertionKind::AccountKey, "public-key-sha3-384"),
+            };
+            NewAccountAssertion {
+                kind,
+                primary_key: a.header_str(pk).unwrap_or_default().to_string(),
+                account_id: a.header_str("account-id").unwrap_or_default().to_string(),
+                revision: i32::try_from(a.revision()).unwrap_or(i32::MAX),
+                text: String::from_utf8_lossy(&a.encode()).into_owned(),
+            }
+        })
+        .collect())
+}
+
+impl Backend for HsmBackend {
+    fn generate_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>> {
+        Box::pin(async move {
+            let info = self
+                .hsm
+                .generate_key(name)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(GeneratedKey {
+                sha3_384: info.key_id,
+                public_key: info.public.encode(),
+            })
+        })
+    }
+
+    fn account_key_request<'a>(
+        &'a self,
+        key: &'a SigningKey,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            use crate::assertion::{AccountKeyRequestBuilder, assemble_encoded, signing_input};
+            let id = key
+                .sha3_384
+                .as_deref()
+                .ok_or_else(|| format!("key {:?} has no id yet", key.name))?;
+            let info = self
+                .hsm
+                .find_key(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("key {id} is not on the token"))?;
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .expect("0 is a valid nanosecond");
+            let content = AccountKeyRequestBuilder {
+                account_id: key.brand_id.clone(),
+                name: key.name.clone(),
+                since: now,
+                until: None,
+                public_key: info.public,
+            }
+            .content()
+            .map_err(|e| e.to_string())?;
+            let created = u32::try_from(now.unix_timestamp())
+                .map_err(|_| "the clock is outside the OpenPGP time range".to_string())?;
+            let input = signing_input(&content, created);
+            let sigs = self
+                .hsm
+                .sign(id, &[*input.digest_info()])
+                .await
+                .map_err(|e| e.to_string())?;
+            let sig = sigs
+                .first()
+                .ok_or_else(|| "the HSM returned no signature".to_string())?;
+            let encoded = assemble_encoded(&content, &input.encode_signature(sig));
+            String::from_utf8(encoded).map_err(|e| e.to_string())
+        })
+    }
+
+    fn verify_account_assertions(
+        &self,
+        stream: &[u8],
+        known: &[String],
+    ) -> Result<Vec<NewAccountAssertion>, Refusal> {
+        verify_pushed(&self.trust, known, stream, time::OffsetDateTime::now_utc())
+    }
+
+    fn hsm_healthy(&self) -> bool {
+        self.hsm.health().is_up()
     }
 }

@@ -11,6 +11,7 @@ mod models;
 mod output;
 mod policies;
 mod signing_log;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,10 +68,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a key, a model or a serial policy.
+    /// Create a key, a model, a serial policy or an admin token.
     #[command(subcommand)]
     Create(Create),
-    /// List keys, models, serial policies or serials.
+    /// List keys, models, serial policies, serials or admin tokens.
     #[command(subcommand)]
     List(List),
     /// Print the account-key-request of a key (signed by the key), for the brand store.
@@ -97,6 +98,20 @@ pub enum Command {
 /// `serialmint create ...`
 #[derive(Debug, Subcommand)]
 pub enum Create {
+    /// Create an admin API token (printed once).
+    Token {
+        /// A name for it (shown in the audit log).
+        name: String,
+        /// admin or read-only.
+        #[arg(long, default_value = "read-only", value_parser = ["admin", "read-only"])]
+        role: String,
+        /// When it stops working (RFC 3339), e.g. 2027-01-01T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Print {"name", "role", "token"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate an RSA-4096 signing key on the HSM.
     Key {
         /// The key name (lowercase letters, digits, dashes).
@@ -136,6 +151,12 @@ pub enum Create {
 /// `serialmint list ...`
 #[derive(Debug, Subcommand)]
 pub enum List {
+    /// Admin API tokens (never their secrets).
+    Tokens {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Signing keys: Name, SHA3-384.
     Keys {
         /// Print JSON.
@@ -259,6 +280,12 @@ fn execute(cli: Cli) -> Result<(), String> {
             let client = client::Client::from_env()?;
             block_on(async move {
                 match c {
+                    Create::Token {
+                        name,
+                        role,
+                        expires_at,
+                        json,
+                    } => tokens::create(&client, &name, &role, expires_at, json).await,
                     Create::Key { name, json } => keys::create(&client, &name, json).await,
                     Create::Model {
                         name,
@@ -276,6 +303,7 @@ fn execute(cli: Cli) -> Result<(), String> {
             let client = client::Client::from_env()?;
             block_on(async move {
                 match l {
+                    List::Tokens { json } => tokens::list(&client, json).await,
                     List::Keys { json } => keys::list(&client, json).await,
                     List::Models { json } => models::list(&client, json).await,
                     List::SerialPolicies { model, json } => {

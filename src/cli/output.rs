@@ -116,3 +116,11 @@ pub fn choose(
         eprintln!("no such {what}: {answer}");
     }
 }
+
+/// An RFC 3339 time shortened to whole seconds for tables (`2026-01-02T03:04:05Z`).
+pub fn short_time(t: &str) -> String {
+    match t.split_once('.') {
+        Some((head, _)) if t.ends_with('Z') => format!("{head}Z"),
+        _ => t.to_string(),
+    }
+}

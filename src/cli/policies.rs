@@ -4,7 +4,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::client::{Client, enc};
-use super::output::{choose, print_json, print_table, s, table};
+use super::output::{choose, print_json, print_table, s, short_time, table};
 
 /// Appends a serial-policy revision (model -> key); asks for the model and key at a terminal
 /// when missing.
@@ -97,7 +97,7 @@ pub async fn list(client: &Client, model: Option<String>, as_json: bool) -> Resu
             s(p, "model"),
             revision.as_str(),
             s(p, "key"),
-            s(p, "created-at"),
+            short_time(s(p, "created-at")).as_str(),
             s(p, "created-by"),
             active,
         ]);

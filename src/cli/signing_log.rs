@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::client::{Client, enc};
-use super::output::{print_json, print_table, s, table};
+use super::output::{print_json, print_table, s, short_time, table};
 
 fn filter_query(model: &Option<String>, serial: &Option<String>) -> String {
     let mut q = Vec::new();
@@ -64,7 +64,7 @@ pub async fn list(
             rev.as_str(),
             s(r, "device-key"),
             s(r, "signing-key"),
-            s(r, "issued-at"),
+            short_time(s(r, "issued-at")).as_str(),
         ]);
     }
     print_table(&t, "No serials.");

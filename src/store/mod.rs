@@ -30,7 +30,7 @@ pub use policies::SerialPolicy;
 pub use signing_log::{
     ConflictKind, Issuance, IssuanceOutcome, LogFilter, NewIssuance, ReplayReason,
 };
-pub use tokens::{NewToken, Role, TokenInfo};
+pub use tokens::{NewToken, Role, TokenInfo, TokenRecord};
 
 /// The channel every admin change is announced on (`LISTEN serialmint_changes`).
 pub const CHANGES_CHANNEL: &str = "serialmint_changes";

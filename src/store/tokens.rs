@@ -138,3 +138,78 @@ impl Store {
         }))
     }
 }
+
+/// A token as listed (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Row id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it was last used.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+type TokenRow = (
+    i64,
+    String,
+    String,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+    bool,
+);
+
+impl Store {
+    /// Every token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, name, role, created_at, expires_at, last_used_at, revoked \
+             FROM admin_tokens ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TokenRecord {
+                id: r.0,
+                name: r.1,
+                role: Role::parse(&r.2).unwrap_or(Role::ReadOnly),
+                created_at: r.3,
+                expires_at: r.4,
+                last_used_at: r.5,
+                revoked: r.6,
+            })
+            .collect())
+    }
+
+    /// Revokes a token: it authenticates nothing any more.
+    pub async fn revoke_token(&self, id: i64, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE admin_tokens SET revoked = true WHERE id = $1 RETURNING name",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let name = name.ok_or_else(|| StoreError::NotFound(format!("no token {id}")))?;
+        changed(
+            &mut tx,
+            actor,
+            "token.revoke",
+            &name,
+            serde_json::json!({ "id": id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
