@@ -511,3 +511,46 @@ async fn hsm_not_open_at_start_means_503(pool: PgPool) {
     assert!(!a.text().contains(PIN));
     assert_eq!(server.logged().await, 0);
 }
+
+#[sqlx::test]
+async fn two_instances_share_request_ids_and_issue_once(pool: PgPool) {
+    // Two device planes (each its own catalog, signer, group commit and request-id state from
+    // the store) on one database and one token, as two processes would be.
+    let token = Token::new();
+    let store = Store::from_pool(pool.clone());
+    provision(&store, &token.key_id).await;
+    let backend = token.backend().await;
+    let a = start(config(&token), store.clone(), backend.clone()).await;
+    let b = start(config(&token), Store::from_pool(pool), backend).await;
+    let dev = device_key("a", 4096);
+    let other = device_key("b", 4096);
+
+    // A request-id from one instance is accepted by the other, both ways.
+    let rid = a.request_id().await;
+    check_serial(
+        &b.post_serial(&body(&ReqSpec::new(&rid), &dev)).await,
+        &dev,
+        MODEL,
+        true,
+    );
+    let rid = b.request_id().await;
+    check_serial(
+        &a.post_serial(&body(&ReqSpec::new(&rid), &other)).await,
+        &other,
+        MODEL,
+        true,
+    );
+    assert_eq!(a.logged().await, 2);
+
+    // The same request sent to both at once (no proposed serial, so each instance would
+    // generate its own): one issuance, both answers the same serial.
+    for _ in 0..3 {
+        let rid = a.request_id().await;
+        let req = body(&ReqSpec::new(&rid), &dev);
+        let (x, y) = tokio::join!(a.post_serial(&req), b.post_serial(&req));
+        let sx = check_serial(&x, &dev, MODEL, true);
+        let sy = check_serial(&y, &dev, MODEL, true);
+        assert_eq!(sx.encode(), sy.encode());
+    }
+    assert_eq!(a.logged().await, 5);
+}
