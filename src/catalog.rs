@@ -14,17 +14,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use sqlx::postgres::PgListener;
+use time::OffsetDateTime;
 
+use crate::assertion::{AssertionType, RsaPublicKey, decode_stream};
 use crate::store::{
     AccountAssertion, AssertionKind, CHANGES_CHANNEL, KeyStatus, Model, SerialPolicy, SigningKey,
     Store, StoreError,
 };
+use crate::trust::TrustDb;
 
 /// How often the catalog reloads everything even without a notification.
 pub const DEFAULT_FULL_RELOAD: Duration = Duration::from_secs(30);
 
 /// One consistent view of the catalog.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     brands: HashSet<String>,
     models: HashMap<(String, String), Arc<Model>>,
@@ -34,7 +37,27 @@ pub struct Snapshot {
     keys: HashMap<String, Arc<SigningKey>>,
     accounts: HashMap<String, AccountAssertion>,
     account_keys: HashMap<String, AccountAssertion>,
+    public_keys: HashMap<String, RsaPublicKey>,
+    trust: Arc<TrustDb>,
     generation: u64,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            brands: HashSet::new(),
+            models: HashMap::new(),
+            models_by_id: HashMap::new(),
+            models_by_api_key: HashMap::new(),
+            active_policies: HashMap::new(),
+            keys: HashMap::new(),
+            accounts: HashMap::new(),
+            account_keys: HashMap::new(),
+            public_keys: HashMap::new(),
+            trust: Arc::new(TrustDb::builtin()),
+            generation: 0,
+        }
+    }
 }
 
 /// Why a model cannot get a serial signed right now.
@@ -52,18 +75,22 @@ pub enum PolicyError {
 }
 
 impl Snapshot {
-    /// Builds a snapshot from store rows.
+    /// Builds a snapshot from store rows; `trust` is the configured trusted roots, to which
+    /// the pushed account and account-key assertions are admitted (each was verified when it
+    /// was pushed; one that no longer verifies, e.g. expired, is left out with a warning).
     pub fn build(
         brands: Vec<String>,
         models: Vec<Model>,
         policies: Vec<SerialPolicy>,
         keys: Vec<SigningKey>,
         assertions: Vec<AccountAssertion>,
+        trust: &TrustDb,
         generation: u64,
     ) -> Self {
         let mut s = Snapshot {
             brands: brands.into_iter().collect(),
             generation,
+            trust: Arc::new(admit_pushed(trust, &assertions)),
             ..Snapshot::default()
         };
         for m in models {
@@ -81,6 +108,19 @@ impl Snapshot {
         }
         for k in keys {
             if let Some(id) = k.sha3_384.clone() {
+                match k
+                    .public_key
+                    .as_deref()
+                    .map(|t| RsaPublicKey::decode(t.as_bytes()))
+                {
+                    Some(Ok(public)) => {
+                        s.public_keys.insert(id.clone(), public);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(key = %id, error = %e, "catalog: stored public key does not decode");
+                    }
+                    None => {}
+                }
                 s.keys.insert(id, Arc::new(k));
             }
         }
@@ -91,6 +131,18 @@ impl Snapshot {
             };
         }
         s
+    }
+
+    /// The trusted roots plus every pushed account and account-key that still verifies: what
+    /// model assertions and the served key chain are checked against.
+    pub fn trust(&self) -> &Arc<TrustDb> {
+        &self.trust
+    }
+
+    /// The parsed public key of the signing key with this SHA3-384 id (to verify what the
+    /// HSM signed).
+    pub fn public_key(&self, sha3_384: &str) -> Option<&RsaPublicKey> {
+        self.public_keys.get(sha3_384)
     }
 
     /// How many reloads preceded this snapshot (0: never loaded).
@@ -179,14 +231,6 @@ impl Snapshot {
         self.models_by_id.values()
     }
 
-    /// The text of every held account and account-key assertion (accounts first).
-    pub fn account_assertion_texts(&self) -> impl Iterator<Item = &str> {
-        self.accounts
-            .values()
-            .chain(self.account_keys.values())
-            .map(|a| a.text.as_str())
-    }
-
     /// A held assertion by type and primary key (for `GET /v2/assertions/...`).
     pub fn account_assertion(
         &self,
@@ -200,19 +244,69 @@ impl Snapshot {
     }
 }
 
+/// `trust` with the pushed assertions admitted one by one (accounts first, then keys until
+/// no progress); the ones that do not verify are skipped with a warning.
+fn admit_pushed(trust: &TrustDb, pushed: &[AccountAssertion]) -> TrustDb {
+    let now = OffsetDateTime::now_utc();
+    let mut pending: Vec<(String, crate::assertion::Assertion)> = Vec::new();
+    for a in pushed {
+        match decode_stream(a.text.as_bytes()) {
+            Ok(list) => pending.extend(
+                list.into_iter()
+                    .map(|x| (format!("{} {}", a.kind.as_str(), a.primary_key), x)),
+            ),
+            Err(e) => {
+                tracing::warn!(assertion = %a.primary_key, error = %e, "catalog: stored assertion does not decode")
+            }
+        }
+    }
+    pending.sort_by_key(|(_, a)| a.kind() != AssertionType::Account);
+    let mut db = trust.clone();
+    loop {
+        let mut progress = false;
+        let mut left = Vec::new();
+        for (name, a) in pending {
+            match db.with_admitted([a.clone()], now) {
+                Ok(next) => {
+                    db = next;
+                    progress = true;
+                }
+                Err(e) => left.push((name, a, e)),
+            }
+        }
+        if left.is_empty() {
+            return db;
+        }
+        if !progress {
+            for (name, _, e) in left {
+                tracing::warn!(assertion = %name, error = %e, "catalog: pushed assertion no longer verifies; left out");
+            }
+            return db;
+        }
+        pending = left.into_iter().map(|(n, a, _)| (n, a)).collect();
+    }
+}
+
 /// The catalog: the current snapshot and how to refresh it.
 #[derive(Debug)]
 pub struct Catalog {
     store: Store,
+    trust: TrustDb,
     current: RwLock<Arc<Snapshot>>,
     reloads: AtomicU64,
 }
 
 impl Catalog {
-    /// An empty, not yet loaded catalog over `store`.
+    /// An empty, not yet loaded catalog over `store`, with the built-in trusted roots.
     pub fn new(store: Store) -> Arc<Self> {
+        Self::with_trust(store, TrustDb::builtin())
+    }
+
+    /// An empty, not yet loaded catalog over `store`, with these trusted roots.
+    pub fn with_trust(store: Store, trust: TrustDb) -> Arc<Self> {
         Arc::new(Catalog {
             store,
+            trust,
             current: RwLock::new(Arc::new(Snapshot::default())),
             reloads: AtomicU64::new(0),
         })
@@ -243,6 +337,7 @@ impl Catalog {
             policies,
             keys,
             assertions,
+            &self.trust,
             generation,
         );
         let mut current = self.current.write();
@@ -447,6 +542,7 @@ mod tests {
                 assertion(AssertionKind::AccountKey, "K10", "acme"),
                 assertion(AssertionKind::Account, "acme", "acme"),
             ],
+            &TrustDb::builtin(),
             7,
         );
         assert_eq!(snap.generation(), 7);

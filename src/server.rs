@@ -55,19 +55,6 @@ pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often `serve` retries opening an HSM that could not be opened at start-up.
 pub const HSM_RETRY: Duration = Duration::from_secs(5);
 
-/// The trusted roots: the file of `trust.assertions`, else the built-in Canonical roots.
-pub fn trust_roots(config: &Config) -> Result<TrustDb, ServeError> {
-    match &config.trusted_assertions {
-        None => Ok(TrustDb::builtin()),
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| ServeError::Trust(format!("cannot read {}: {e}", path.display())))?;
-            TrustDb::from_assertions(&bytes)
-                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
-        }
-    }
-}
-
 /// This process's name in the signing log: host, device port and pid.
 fn instance_name(config: &Config) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -89,14 +76,13 @@ pub async fn device_api(
     catalog: Arc<Catalog>,
     backend: Arc<dyn SignBackend>,
 ) -> Result<DeviceApi, ServeError> {
-    let roots = trust_roots(config)?;
     let secret = store.request_id_secret().await?;
     let request_ids = Arc::new(RequestIds::new(&secret, config.request_id_lifetime));
     let signer = Signer::start(backend, SignerConfig::from_config(config));
     let log = GroupCommit::start(Arc::new(store.clone()), LOG_BATCH_MAX, LOG_TIMEOUT);
     let registration = Registration::new(
         request_ids,
-        Arc::new(LiveCatalog::new(catalog, roots)),
+        Arc::new(LiveCatalog::new(catalog)),
         signer,
         log,
         instance_name(config),
@@ -131,7 +117,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let metrics = metrics_handle();
-    let catalog = Catalog::new(store.clone());
+    let trust = trusted_roots(&config)?;
+    let catalog = Catalog::with_trust(store.clone(), trust.clone());
     catalog.reload().await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // One HSM for both planes; when it cannot be opened now, the device plane answers 503
@@ -142,7 +129,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         stopped(stop_rx.clone()),
     )
     .await;
-    let backend = admin_backend(&config, hsm.get().cloned()).await?;
+    let backend = admin_backend(trust, hsm.get().cloned());
     let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
@@ -173,16 +160,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The configured trusted roots: `trust.assertions`, else the built-in Canonical roots.
+pub fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
+    match &config.trusted_assertions {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ServeError::Trust(format!("cannot read {}: {e}", path.display())))?;
+            TrustDb::from_assertions(&bytes)
+                .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
+        }
+        None => Ok(TrustDb::builtin()),
+    }
+}
+
 /// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
 /// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
-async fn admin_backend(config: &Config, hsm: Option<Hsm>) -> Result<Arc<dyn Backend>, ServeError> {
-    let trust = trust_roots(config)?;
-    Ok(match hsm {
+fn admin_backend(trust: TrustDb, hsm: Option<Hsm>) -> Arc<dyn Backend> {
+    match hsm {
         Some(hsm) => Arc::new(HsmBackend::new(hsm, trust)),
         None => Arc::new(Unavailable(
             "the HSM could not be opened; see the server log".into(),
         )),
-    })
+    }
 }
 
 async fn bind(which: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
-use crate::assertion::{self, RsaPublicKey};
-use crate::catalog::{Catalog, PolicyError, Snapshot};
+use crate::assertion::RsaPublicKey;
+use crate::catalog::{Catalog, PolicyError};
 use crate::signer::RateLimit;
 use crate::store;
 use crate::trust::TrustDb;
@@ -108,13 +106,11 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// The device plane's view of the admin catalog: models, policies and keys come from the
-/// current [`Snapshot`]; the trust database is the configured roots plus the pushed
-/// accounts and account-keys, rebuilt once per snapshot generation.
+/// The device plane's view of the admin catalog: models, policies, keys and the trust
+/// database (configured roots plus pushed accounts and account-keys) all come from the
+/// current [`crate::catalog::Snapshot`].
 pub struct LiveCatalog {
     catalog: Arc<Catalog>,
-    roots: TrustDb,
-    trust: Mutex<(u64, Arc<TrustDb>)>,
 }
 
 impl std::fmt::Debug for LiveCatalog {
@@ -124,14 +120,9 @@ impl std::fmt::Debug for LiveCatalog {
 }
 
 impl LiveCatalog {
-    /// Registration's view of `catalog`, verifying model assertions against `roots` plus the
-    /// pushed account and account-key assertions.
-    pub fn new(catalog: Arc<Catalog>, roots: TrustDb) -> Self {
-        Self {
-            catalog,
-            trust: Mutex::new((u64::MAX, Arc::new(roots.clone()))),
-            roots,
-        }
+    /// Registration's view of `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
     }
 
     /// The catalog underneath.
@@ -160,29 +151,6 @@ pub fn device_model(m: &store::Model) -> DeviceModel {
             }
             store::SerialGeneration::RequireProposed => SerialGeneration::RequireProposed,
         },
-    }
-}
-
-/// The trust database `roots` plus every pushed account and account-key of `snap` that
-/// verifies (one that does not is logged and left out; the admin plane verified it at push).
-fn admitted(roots: &TrustDb, snap: &Snapshot) -> TrustDb {
-    let now = OffsetDateTime::now_utc();
-    let decoded: Vec<assertion::Assertion> = snap
-        .account_assertion_texts()
-        .filter_map(|t| assertion::decode(t.as_bytes()).ok())
-        .collect();
-    match roots.with_admitted(decoded.clone(), now) {
-        Ok(db) => db,
-        Err(e) => {
-            tracing::warn!(error = %e, "a pushed account assertion does not verify; admitting the others one by one");
-            let mut db = roots.clone();
-            for a in decoded {
-                if let Ok(next) = db.with_admitted([a], now) {
-                    db = next;
-                }
-            }
-            db
-        }
     }
 }
 
@@ -253,11 +221,6 @@ impl DeviceCatalog for LiveCatalog {
     }
 
     fn trust(&self) -> Arc<TrustDb> {
-        let snap = self.catalog.snapshot();
-        let mut cached = self.trust.lock();
-        if cached.0 != snap.generation() {
-            *cached = (snap.generation(), Arc::new(admitted(&self.roots, &snap)));
-        }
-        cached.1.clone()
+        self.catalog.snapshot().trust().clone()
     }
 }

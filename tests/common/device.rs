@@ -419,7 +419,8 @@ pub fn config(token: &Token) -> Config {
 
 /// Starts the device listener on 127.0.0.1 over `store` (already provisioned) and `backend`.
 pub async fn start(config: Config, store: Store, backend: Arc<dyn SignBackend>) -> Server {
-    let catalog = Catalog::new(store.clone());
+    let roots = serialmint::server::trusted_roots(&config).expect("trusted roots load");
+    let catalog = Catalog::with_trust(store.clone(), roots);
     catalog.reload().await.expect("catalog loads");
     let api = serialmint::server::device_api(&config, &store, catalog.clone(), backend)
         .await
