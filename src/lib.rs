@@ -11,6 +11,8 @@
 pub mod assertion;
 pub mod cli;
 pub mod config;
+pub mod hsm;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod trust;

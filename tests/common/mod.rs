@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: free ports, waiting for a listener, tiny HTTP
-//! requests. The real SoftHSM token and Postgres come from the environment that
+//! requests, snapd's public test keys (PKCS#8 fixtures) and software signing. The real SoftHSM token and Postgres come from the environment that
 //! `scripts/test` sources (`.serialmint/env`).
 
 #![allow(dead_code)]
@@ -49,4 +49,102 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+// --- snapd test keys and software signing ---------------------------------------------
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};
+use serialmint::assertion::openpgp::{hash_suffix, signing_input};
+use serialmint::assertion::{RsaPublicKey, assemble_encoded, verify_digest_info};
+use serialmint::trust::TrustDb;
+use time::OffsetDateTime;
+
+pub const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIX}/{path}")).unwrap()
+}
+
+pub fn fixture_str(path: &str) -> String {
+    String::from_utf8(fixture(path)).unwrap()
+}
+
+pub struct TestKey {
+    pub pair: RsaKeyPair,
+    pub public: RsaPublicKey,
+}
+
+fn der_read<'a>(d: &'a [u8], pos: &mut usize, tag: u8) -> &'a [u8] {
+    assert_eq!(d[*pos], tag);
+    *pos += 1;
+    let mut len = d[*pos] as usize;
+    *pos += 1;
+    if len & 0x80 != 0 {
+        let n = len & 0x7f;
+        len = d[*pos..*pos + n]
+            .iter()
+            .fold(0, |a, &b| (a << 8) | b as usize);
+        *pos += n;
+    }
+    let out = &d[*pos..*pos + len];
+    *pos += len;
+    out
+}
+
+impl TestKey {
+    pub fn load(name: &str) -> Self {
+        let pair = RsaKeyPair::from_pkcs8(&fixture(name)).unwrap();
+        let der = pair.public_key().as_ref().to_vec();
+        let mut pos = 0;
+        let seq = der_read(&der, &mut pos, 0x30);
+        let mut p = 0;
+        let n = der_read(seq, &mut p, 0x02).to_vec();
+        let e = der_read(seq, &mut p, 0x02).to_vec();
+        Self {
+            pair,
+            public: RsaPublicKey::new(&n, &e),
+        }
+    }
+
+    pub fn root() -> Self {
+        Self::load("testroot.pk8")
+    }
+
+    pub fn store() -> Self {
+        Self::load("teststore.pk8")
+    }
+
+    /// Raw PKCS#1 v1.5 signature over `msg` hashed with `alg`.
+    pub fn raw_sign(&self, alg: &'static dyn signature::RsaEncoding, msg: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(alg, &SystemRandom::new(), msg, &mut sig)
+            .unwrap();
+        sig
+    }
+
+    /// Signs `content` exactly as snapd (and our HSM path) does; returns the encoded text.
+    pub fn sign(&self, content: &[u8], created: u32) -> Vec<u8> {
+        let input = signing_input(content, created);
+        let mut msg = content.to_vec();
+        msg.extend_from_slice(&hash_suffix(created));
+        let sig = self.raw_sign(&signature::RSA_PKCS1_SHA512, &msg);
+        verify_digest_info(&self.public, input.digest_info(), &sig).unwrap();
+        assemble_encoded(content, &input.encode_signature(&sig))
+    }
+}
+
+pub fn ts(s: &str) -> OffsetDateTime {
+    serialmint::assertion::time::parse_rfc3339(s).unwrap()
+}
+
+pub const T2024: u32 = 1_704_164_645; // 2024-01-02T03:04:05Z
+
+/// snapd's `systestkeys.Trusted`: testrootorg account and root account-key.
+pub fn test_trust() -> TrustDb {
+    let mut b = fixture("snapd/testrootorg.account");
+    b.extend_from_slice(b"\n");
+    b.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
+    TrustDb::from_assertions(&b).unwrap()
 }

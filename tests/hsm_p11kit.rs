@@ -1,0 +1,267 @@
+//! HSM layer through `p11-kit server` + p11-kit-client.so: one connection per pool slot, a
+//! server killed mid-run and started again (the pool recovers by itself, requests during the
+//! outage fail fast with `Unavailable`), and two tokens holding the same key where one fails
+//! and the other keeps signing. Run with `cargo nextest run`.
+
+#[path = "common/softhsm.rs"]
+mod softhsm;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serialmint::config::Secret;
+use serialmint::hsm::{Hsm, HsmConfig, HsmError, TokenSpec};
+use softhsm::{
+    P11KitServer, SoftHsm, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
+};
+
+const PIN: &str = "1234";
+
+/// Token `label` with an imported key, served by a p11-kit server; the client address is
+/// exported for this process. Returns the key id.
+fn served_token(s: &SoftHsm, labels: &[&str], served: &str) -> (P11KitServer, String) {
+    let key_file = softhsm::write_rsa_key(s.dir.path(), 4096, true);
+    let mut id = String::new();
+    for l in labels {
+        s.init_token(l, PIN);
+        id = s.import_key(l, PIN, &key_file, "shared-key");
+    }
+    let server = P11KitServer::start(s, served, s.path("p11kit.sock"));
+    server.export_address();
+    (server, id)
+}
+
+fn p11kit_processes(server_socket: &std::path::Path) -> usize {
+    // p11-kit-remote processes serving our socket = live client connections.
+    let out = std::process::Command::new("ss")
+        .args(["-xp"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&*server_socket.to_string_lossy()) && l.contains("p11-kit-remote"))
+        .count()
+}
+
+#[test]
+fn each_pool_slot_gets_its_own_p11kit_connection() {
+    let Some(client) = p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let s = SoftHsm::new();
+    let (server, key_id) = served_token(&s, &["tok"], "tok");
+    runtime().block_on(async {
+        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        c.sessions = 3;
+        let hsm = Hsm::open(c).await.unwrap();
+        let h = hsm.health();
+        assert!(h.tokens[0].connection_per_session, "{h:?}");
+        assert_eq!(h.tokens[0].sessions, 3);
+        // 3 pooled sessions + the anchor session, each on its own connection.
+        assert_eq!(p11kit_processes(&server.socket), 4);
+        let dis: Vec<_> = (0..4u8).map(|i| digest_info_of(&[i])).collect();
+        assert_eq!(hsm.sign(&key_id, &dis).await.unwrap().len(), 4);
+    });
+}
+
+#[test]
+fn pool_recovers_by_itself_after_p11kit_server_restart() {
+    let Some(client) = p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let s = SoftHsm::new();
+    let (mut server, key_id) = served_token(&s, &["tok"], "tok");
+    runtime().block_on(async {
+        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        c.sessions = 2;
+        let hsm = Hsm::open(c).await.unwrap();
+        let key = hsm
+            .find_key(&key_id)
+            .await
+            .unwrap()
+            .expect("key via p11-kit");
+        assert_eq!(key.public.bits(), 4096);
+
+        // Background signers that run through the whole outage.
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let unavailable = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for t in 0..4u8 {
+            let (hsm, key_id) = (hsm.clone(), key_id.clone());
+            let (stop, ok, unavailable) = (stop.clone(), ok.clone(), unavailable.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let di = digest_info_of(&[&[t][..], &i.to_be_bytes()].concat());
+                    let started = Instant::now();
+                    match hsm.sign(&key_id, &[di]).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(HsmError::Unavailable(_)) => {
+                            assert!(
+                                started.elapsed() < Duration::from_secs(10),
+                                "outage must fail fast"
+                            );
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            unavailable.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => panic!("unexpected error during the outage: {e}"),
+                    };
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(ok.load(Ordering::Relaxed) > 0, "signing before the outage");
+
+        server.kill();
+        // Requests during the outage fail fast with Unavailable.
+        let start = Instant::now();
+        loop {
+            let r = hsm.sign(&key_id, &[digest_info_of(b"outage")]).await;
+            match r {
+                Err(HsmError::Unavailable(m)) => {
+                    assert!(!m.contains(PIN));
+                    break;
+                }
+                Ok(_) => assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "still signing after the kill"
+                ),
+                Err(e) => panic!("expected Unavailable, got {e}"),
+            }
+        }
+        let t = Instant::now();
+        let e = hsm
+            .sign(&key_id, &[digest_info_of(b"outage 2")])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HsmError::Unavailable(_)), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "fail fast, took {:?}",
+            t.elapsed()
+        );
+        eprintln!("during the outage: {e}");
+        let h = hsm.health();
+        assert!(!h.is_up(), "{h:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        server.restart();
+        let restarted = Instant::now();
+        loop {
+            if hsm.sign(&key_id, &[digest_info_of(b"after")]).await.is_ok() {
+                break;
+            }
+            assert!(
+                restarted.elapsed() < Duration::from_secs(30),
+                "no recovery within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("recovered {:?} after the restart", restarted.elapsed());
+        let before = ok.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            ok.load(Ordering::Relaxed) > before,
+            "background signers resumed"
+        );
+        assert!(unavailable.load(Ordering::Relaxed) > 0);
+        let h = hsm.health();
+        assert!(h.is_up());
+        assert!(h.tokens[0].recoveries >= 1, "{h:?}");
+        eprintln!("health after recovery: {h:?}");
+    });
+}
+
+#[test]
+fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
+    let Some(client) = p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let s = SoftHsm::new();
+    // "direct" through SoftHSM in this process, "remote" through p11-kit (another module).
+    let (mut server, key_id) = served_token(&s, &["direct", "remote"], "remote");
+    runtime().block_on(async {
+        let cfg = HsmConfig {
+            module: softhsm_module(),
+            tokens: vec![
+                TokenSpec::new("direct", Secret::new(PIN)),
+                TokenSpec {
+                    label: "remote".into(),
+                    pin: Secret::new(PIN),
+                    module: Some(client),
+                },
+            ],
+            sessions: 2,
+            keygen_timeout: Duration::from_secs(60),
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let hsm = Hsm::open(cfg).await.unwrap();
+        assert_eq!(hsm.health().tokens.len(), 2);
+        assert!(hsm.health().tokens.iter().all(|t| t.up));
+
+        let sign_many = |n: u8| {
+            let (hsm, key_id) = (hsm.clone(), key_id.clone());
+            async move {
+                let mut tasks = Vec::new();
+                for t in 0..n {
+                    let (hsm, key_id) = (hsm.clone(), key_id.clone());
+                    tasks.push(tokio::spawn(async move {
+                        hsm.sign(&key_id, &[digest_info_of(&[t])]).await
+                    }));
+                }
+                let mut errs = Vec::new();
+                for t in tasks {
+                    if let Err(e) = t.await.unwrap() {
+                        errs.push(e);
+                    }
+                }
+                errs
+            }
+        };
+        assert!(sign_many(16).await.is_empty());
+        let h = hsm.health();
+        assert!(
+            h.tokens.iter().all(|t| t.served > 0),
+            "both tokens sign: {h:?}"
+        );
+
+        server.kill();
+        // Every request still succeeds: the failed token leaves rotation.
+        for _ in 0..3 {
+            let errs = sign_many(16).await;
+            assert!(errs.is_empty(), "{errs:?}");
+        }
+        let h = hsm.health();
+        assert!(h.tokens[0].up, "{h:?}");
+        assert!(!h.tokens[1].up, "{h:?}");
+        eprintln!("remote token while down: {:?}", h.tokens[1]);
+
+        server.restart();
+        let start = Instant::now();
+        while !hsm.health().tokens[1].up {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "remote token not back within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let served = hsm.health().tokens[1].served;
+        assert!(sign_many(16).await.is_empty());
+        let h = hsm.health();
+        assert!(h.tokens.iter().all(|t| t.up));
+        assert!(
+            h.tokens[1].served > served,
+            "recovered token back in rotation: {h:?}"
+        );
+    });
+}
