@@ -1,9 +1,6 @@
 //! The device side of the HTTP protocol (PROTOCOL.md 4.3, 4.4): `POST request-id` and
 //! `POST serial` with the headers snapd sends, over a pooled HTTP/1.1 client.
 
-// Temporary: the serial phases that use the rest land with the codec merge.
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -116,19 +113,6 @@ impl Client {
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         self.send(req).await
-    }
-
-    /// `POST request-id`, returning the request-id from the JSON answer.
-    pub async fn request_id(&self) -> Result<String, String> {
-        let a = self.request_id_raw().await?;
-        if a.status != 200 {
-            return Err(format!(
-                "request-id: status {}: {}",
-                a.status,
-                String::from_utf8_lossy(&a.body)
-            ));
-        }
-        parse_request_id(&a.body)
     }
 
     /// `POST serial` with the serial-request + model stream, asking for the serial stream.

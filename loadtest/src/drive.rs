@@ -10,9 +10,6 @@
 //! The request itself is a closure `f(i)` that returns the outcome and, when wanted, the
 //! answer body (kept per index for the verification phase).
 
-// Temporary: the serial phases that use the rest land with the codec merge.
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,9 +5,6 @@
 //! are cached keys, keys are reused round-robin, like a device registering again with the
 //! same key (snapd keeps its device key across attempts).
 
-// Temporary: the serial phases that use the rest land with the codec merge.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +18,6 @@ use serialmint::assertion::openpgp::RsaPublicKey;
 /// One device key: the private key and its snapd encodings.
 pub struct DeviceKey {
     pair: KeyPair,
-    public: RsaPublicKey,
     text: String,
     id: String,
 }
@@ -41,14 +37,8 @@ impl DeviceKey {
         Ok(DeviceKey {
             text: public.encode(),
             id: public.key_id(),
-            public,
             pair,
         })
-    }
-
-    /// The public key.
-    pub fn public(&self) -> &RsaPublicKey {
-        &self.public
     }
 
     /// The `device-key` header value (snapd's encoding, wrapped at 76 columns).
@@ -148,7 +138,7 @@ mod tests {
         let pb = ProgressBar::hidden();
         let keys = load_or_generate(dir.path(), 1, 1, &pb).unwrap();
         assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].public().bits(), 4096);
+        assert_eq!(keys[0].pair.public_modulus_len(), 512);
         assert!(keys[0].text().starts_with("AcbBTQRWhcGAARAA"));
         assert_eq!(keys[0].id().len(), 64);
         let again = load_or_generate(dir.path(), 1, 1, &pb).unwrap();
@@ -161,10 +151,7 @@ mod tests {
         let keys = load_or_generate(dir.path(), 1, 1, &ProgressBar::hidden()).unwrap();
         let sig = keys[0].sign_sha512(b"hello");
         assert_eq!(sig.len(), 512);
-        let c: PublicKeyComponents<&[u8]> = PublicKeyComponents {
-            n: keys[0].public().modulus(),
-            e: keys[0].public().exponent(),
-        };
+        let c: PublicKeyComponents<Vec<u8>> = keys[0].pair.public_key().into();
         c.verify(
             &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
             b"hello",

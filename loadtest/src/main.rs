@@ -2,22 +2,33 @@
 //! and measures the HSM's own limit in the same run so every figure is a ratio to it.
 //!
 //! Subcommands:
+//! * `run`: the factory line. Optionally the raw HSM rate first (`--raw`), then phase 1
+//!   (request-ids, serial-requests built and signed with cached device keys; untimed),
+//!   phase 2 (timed: closed loop with `--devices N --concurrency C`, or open loop with
+//!   `--rate R --duration S`), phase 3 (every serial verified with the codec). Prints
+//!   serials/s, percentiles, statuses, verification failures and end-to-end / raw.
+//! * `raw`: the HSM alone, the server's session pool signing flat out.
 //! * `keys`: generate (in parallel) and cache RSA-4096 device keys; never timed.
 //! * `request-id`: the request-id rate, closed loop.
 //! * `conns`: server RSS with N open keep-alive connections.
 //!
 //! Files: `stats` (histograms, counts, summary), `schedule` (open-loop arrivals), `drive`
 //! (closed and open loop), `client` (the device's HTTP calls), `keys` (device key cache),
-//! `conns` (connection memory).
+//! `device` (serial-request and stream), `verify` (phase 3), `raw` (HSM alone), `conns`
+//! (connection memory), `factory` (the `run` phases).
 
 #![forbid(unsafe_code)]
 
 mod client;
 mod conns;
+mod device;
 mod drive;
+mod factory;
 mod keys;
+mod raw;
 mod schedule;
 mod stats;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,8 +68,39 @@ struct Target {
     timeout: f64,
 }
 
+/// How the raw HSM phase runs (same configuration as the server: SERIALMINT_* and
+/// SOFTHSM2_CONF, or `--config`).
+#[derive(Debug, Clone, ClapArgs)]
+struct RawArgs {
+    /// The server's configuration file, for the HSM settings (env overrides it).
+    #[arg(long = "hsm-config", env = "SERIALMINT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Pooled sessions (default: the server's hsm.sessions).
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Seconds of flat-out signing.
+    #[arg(long, default_value_t = 5.0)]
+    raw_seconds: f64,
+    /// DigestInfos per sign call (the server's batch size).
+    #[arg(long, default_value_t = 8)]
+    raw_batch: usize,
+    /// Single signs, one at a time, for the idle single-sign latency.
+    #[arg(long, default_value_t = 50)]
+    singles: usize,
+    /// Key to sign with (default: the first key on the token).
+    #[arg(long)]
+    sign_key: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The factory line: [raw], request-ids + signed serial-requests, timed posts, verification.
+    Run(Box<factory::RunArgs>),
+    /// The HSM alone: pooled sessions signing pre-hashed digests flat out.
+    Raw {
+        #[command(flatten)]
+        raw: RawArgs,
+    },
     /// Generate and cache RSA-4096 device keys (PKCS#8 files).
     Keys {
         /// Directory of the key cache.
@@ -117,7 +159,7 @@ fn main() -> ExitCode {
 }
 
 /// A progress bar on stderr (hidden with `--json`/`--no-progress` or without a terminal).
-fn progress(cli: &Cli, len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(cli: &Cli, len: u64, what: &str) -> ProgressBar {
     if cli.json || cli.no_progress {
         return ProgressBar::hidden();
     }
@@ -149,6 +191,18 @@ fn client(t: &Target) -> Result<client::Client, String> {
 
 async fn execute(cli: &Cli) -> Result<(), String> {
     match &cli.command {
+        Command::Run(args) => {
+            let report = factory::run(cli, args).await?;
+            emit(cli, &report, || report.render());
+            report.check()?;
+        }
+        Command::Raw { raw } => {
+            let r = measure_raw(cli, raw).await?;
+            emit(cli, &r, || r.render());
+            if r.errors > 0 {
+                return Err(format!("{} sign calls failed", r.errors));
+            }
+        }
         Command::Keys { key_cache, count } => {
             let pb = progress(cli, *count as u64, "device keys");
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -246,4 +300,23 @@ fn ensure_slash(p: &str) -> String {
     } else {
         format!("{p}/")
     }
+}
+
+/// Opens the HSM like the server does and measures the raw sign rate.
+async fn measure_raw(cli: &Cli, a: &RawArgs) -> Result<raw::RawReport, String> {
+    let (hsm, sessions) = raw::open(a.config.as_deref(), a.sessions).await?;
+    let key = raw::pick_key(&hsm, a.sign_key.as_deref()).await?;
+    let pb = progress(cli, 0, "raw HSM signing");
+    let r = raw::run(
+        &hsm,
+        &key,
+        sessions,
+        a.raw_batch.max(1),
+        a.raw_seconds,
+        a.singles,
+        &pb,
+    )
+    .await;
+    pb.finish_and_clear();
+    r
 }

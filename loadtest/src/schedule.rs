@@ -5,9 +5,6 @@
 //! around to sending, so a server (or a client) that falls behind shows up as queueing delay
 //! instead of silently lowering the offered load (coordinated omission).
 
-// Temporary: the serial phases that use the rest land with the codec merge.
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 /// A constant-rate schedule of `count` arrivals.
@@ -56,11 +53,6 @@ impl Schedule {
     pub fn offset(&self, i: u64) -> Duration {
         Duration::from_secs_f64(i as f64 / self.rate)
     }
-
-    /// The offset of the last arrival: the length of the sending window.
-    pub fn span(&self) -> Duration {
-        self.offset(self.count.saturating_sub(1))
-    }
 }
 
 #[cfg(test)]
@@ -89,13 +81,6 @@ mod tests {
         for i in 1..100 {
             assert!(s.offset(i) > s.offset(i - 1));
         }
-    }
-
-    #[test]
-    fn span_is_the_last_arrival() {
-        let s = Schedule::new(10.0, Duration::from_secs(2)).unwrap();
-        assert_eq!(s.count(), 20);
-        assert_eq!(s.span(), Duration::from_millis(1900));
     }
 
     #[test]
