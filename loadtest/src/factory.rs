@@ -180,7 +180,11 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
 
     // Raw ceiling first, while the server is idle.
     let raw = if a.raw {
-        Some(crate::measure_raw(cli, &a.raw_args).await?)
+        let (hsm, report) = crate::measure_raw(cli, &a.raw_args).await?;
+        for k in hsm.list_keys().await.map_err(|e| e.to_string())? {
+            verifier.add_known_key(k.public);
+        }
+        Some(report)
     } else {
         None
     };

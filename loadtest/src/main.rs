@@ -90,6 +90,9 @@ struct RawArgs {
     /// Key to sign with (default: the first key on the token).
     #[arg(long)]
     sign_key: Option<String>,
+    /// When the token holds no key, generate one with this name (untimed).
+    #[arg(long)]
+    generate_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +200,7 @@ async fn execute(cli: &Cli) -> Result<(), String> {
             report.check()?;
         }
         Command::Raw { raw } => {
-            let r = measure_raw(cli, raw).await?;
+            let (_, r) = measure_raw(cli, raw).await?;
             emit(cli, &r, || r.render());
             if r.errors > 0 {
                 return Err(format!("{} sign calls failed", r.errors));
@@ -303,9 +306,12 @@ fn ensure_slash(p: &str) -> String {
 }
 
 /// Opens the HSM like the server does and measures the raw sign rate.
-async fn measure_raw(cli: &Cli, a: &RawArgs) -> Result<raw::RawReport, String> {
+async fn measure_raw(
+    cli: &Cli,
+    a: &RawArgs,
+) -> Result<(serialmint::hsm::Hsm, raw::RawReport), String> {
     let (hsm, sessions) = raw::open(a.config.as_deref(), a.sessions).await?;
-    let key = raw::pick_key(&hsm, a.sign_key.as_deref()).await?;
+    let key = raw::pick_key(&hsm, a.sign_key.as_deref(), a.generate_key.as_deref()).await?;
     let pb = progress(cli, 0, "raw HSM signing");
     let r = raw::run(
         &hsm,
@@ -318,5 +324,5 @@ async fn measure_raw(cli: &Cli, a: &RawArgs) -> Result<raw::RawReport, String> {
     )
     .await;
     pb.finish_and_clear();
-    r
+    Ok((hsm, r?))
 }

@@ -66,8 +66,13 @@ pub async fn open(
     Ok((hsm, n))
 }
 
-/// Picks the signing key: `key_id` if given, else the only (or first) key on the token.
-pub async fn pick_key(hsm: &Hsm, key_id: Option<&str>) -> Result<String, String> {
+/// Picks the signing key: `key_id` if given, else the first key on the token, else (with
+/// `generate`) a new RSA-4096 key of that name.
+pub async fn pick_key(
+    hsm: &Hsm,
+    key_id: Option<&str>,
+    generate: Option<&str>,
+) -> Result<String, String> {
     if let Some(k) = key_id {
         return match hsm.find_key(k).await.map_err(|e| e.to_string())? {
             Some(info) => Ok(info.key_id),
@@ -75,10 +80,20 @@ pub async fn pick_key(hsm: &Hsm, key_id: Option<&str>) -> Result<String, String>
         };
     }
     let keys = hsm.list_keys().await.map_err(|e| e.to_string())?;
-    keys.into_iter()
-        .next()
-        .map(|k| k.key_id)
-        .ok_or_else(|| "no signing key on the token (serialmint create key NAME)".into())
+    if let Some(k) = keys.into_iter().next() {
+        return Ok(k.key_id);
+    }
+    match generate {
+        Some(name) => Ok(hsm
+            .generate_key(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .key_id),
+        None => Err(
+            "no signing key on the token (serialmint create key NAME, or --generate-key NAME)"
+                .into(),
+        ),
+    }
 }
 
 /// Distinct DigestInfos to sign (so nothing can be cached anywhere).

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serialmint::assertion::{AccountKey, Assertion, AssertionType, Model, Serial, decode_stream};
+use serialmint::assertion::{
+    AccountKey, Assertion, AssertionType, Model, RsaPublicKey, Serial, decode_stream,
+};
 use serialmint::trust::TrustDb;
 use time::OffsetDateTime;
 
@@ -49,7 +51,7 @@ impl VerifyReport {
             if self.chain_checked {
                 "full chain to --trusted roots"
             } else {
-                "signature against the account-key in the answer; chain not checked"
+                "signature against the account-key in the answer or the token's key; chain not checked"
             },
             self.checked,
             self.verified,
@@ -65,6 +67,7 @@ impl VerifyReport {
 /// Checks serial answers; caches admitted chains so each distinct chain is verified once.
 pub struct Verifier {
     roots: Option<TrustDb>,
+    known: HashMap<String, RsaPublicKey>,
     admitted: HashMap<Vec<String>, Result<TrustDb, String>>,
     report: VerifyReport,
     failures: HashMap<String, u64>,
@@ -83,9 +86,16 @@ impl Verifier {
                 ..VerifyReport::default()
             },
             roots,
+            known: HashMap::new(),
             admitted: HashMap::new(),
             failures: HashMap::new(),
         })
+    }
+
+    /// A public key known out of band (read from the token in the same run), used when the
+    /// answer carries no account-key for the signing key and no roots were given.
+    pub fn add_known_key(&mut self, key: RsaPublicKey) {
+        self.known.insert(key.key_id(), key);
     }
 
     /// Checks one serial answer body.
@@ -150,8 +160,15 @@ impl Verifier {
                     .into_iter()
                     .filter(|a| a.kind() == AssertionType::AccountKey)
                     .filter_map(|a| AccountKey::try_from(a).ok())
-                    .find(|k| k.public_key_id() == serial.sign_key_id())
-                    .ok_or("no --trusted roots and no account-key for the serial's signing key in the answer")?;
+                    .find(|k| k.public_key_id() == serial.sign_key_id());
+                let Some(key) = key else {
+                    // No account-key sent along: the key read from the token, if any.
+                    let public = self.known.get(serial.sign_key_id()).ok_or(
+                        "no --trusted roots and no account-key for the serial's signing key \
+                         in the answer",
+                    )?;
+                    return serial.verify_with(public).map_err(|e| e.to_string());
+                };
                 if Some(key.account_id()) != serial.authority_id() {
                     return Err(format!(
                         "signing key belongs to {:?}, serial authority is {:?}",
