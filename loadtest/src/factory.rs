@@ -69,6 +69,10 @@ pub struct RunArgs {
     raw: bool,
     #[command(flatten)]
     raw_args: RawArgs,
+    /// Without `--raw`: still read the signing keys' public halves from the token (server's
+    /// HSM settings) so phase 3 can verify serials whose answer carries no account-key.
+    #[arg(long)]
+    token_keys: bool,
     /// Skip phase 3.
     #[arg(long)]
     no_verify: bool,
@@ -186,6 +190,12 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
         }
         Some(report)
     } else {
+        if a.token_keys {
+            let (hsm, _) = crate::raw::open(a.raw_args.config.as_deref(), Some(1)).await?;
+            for k in hsm.list_keys().await.map_err(|e| e.to_string())? {
+                verifier.add_known_key(k.public);
+            }
+        }
         None
     };
 
