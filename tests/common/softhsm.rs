@@ -379,6 +379,11 @@ impl P11KitServer {
         }
     }
 
+    /// Live client connections: the server forks one `p11-kit-remote` process per connection.
+    pub fn connections(&self) -> usize {
+        self.child.as_ref().map_or(0, |c| children_of(c.id()).len())
+    }
+
     /// Starts it again on the same socket.
     pub fn restart(&mut self) {
         self.kill();
