@@ -170,6 +170,15 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
     let model =
         Model::try_from(decode(&model_text).map_err(|e| format!("{}: {e}", a.model.display()))?)
             .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let schedule = a
+        .rate
+        .map(|r| {
+            let d = Duration::try_from_secs_f64(a.duration)
+                .map_err(|_| crate::schedule::ScheduleError::BadDuration)?;
+            Schedule::new(r, d)
+        })
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let trusted = a
         .trusted
         .as_ref()
@@ -210,11 +219,6 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
             .map_err(|e| e.to_string())??;
     pb.finish_and_clear();
 
-    let schedule = a
-        .rate
-        .map(|r| Schedule::new(r, Duration::from_secs_f64(a.duration)))
-        .transpose()
-        .map_err(|e| e.to_string())?;
     let n = schedule.map_or(a.devices, |s| s.count() as usize);
 
     // Phase 1: request-ids, then serial-requests signed on every core.
