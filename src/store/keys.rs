@@ -291,6 +291,15 @@ impl Store {
     }
 }
 
+pub(super) async fn all_keys<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<SigningKey>> {
+    let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
+    )))
+    .fetch_all(e)
+    .await?;
+    Ok(rows.into_iter().map(key).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::glob_match;
@@ -305,13 +314,4 @@ mod tests {
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("ab*ba", "aba"));
     }
-}
-
-pub(super) async fn all_keys<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<SigningKey>> {
-    let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
-    )))
-    .fetch_all(e)
-    .await?;
-    Ok(rows.into_iter().map(key).collect())
 }
