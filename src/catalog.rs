@@ -226,6 +226,11 @@ impl Snapshot {
         (key, account)
     }
 
+    /// Every model (for constant-time API key checks over all of them).
+    pub fn models(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.models_by_id.values()
+    }
+
     /// A held assertion by type and primary key (for `GET /v2/assertions/...`).
     pub fn account_assertion(
         &self,

@@ -90,6 +90,8 @@ pub struct Config {
     pub sign_batch_max: usize,
     /// Deadline of one signing request, queueing included (`signing.deadline_ms`).
     pub sign_deadline: Duration,
+    /// Most digests waiting for a signing worker (`signing.queue_max`).
+    pub sign_queue_max: usize,
     /// File of account/account-key assertions replacing the built-in roots (`trust.assertions`).
     pub trusted_assertions: Option<PathBuf>,
     /// Log format (`log.format`).
@@ -263,6 +265,14 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| millis(&mut c.sign_deadline, v)
     ),
     setting!(
+        "signing.queue_max",
+        "SERIALMINT_SIGN_QUEUE_MAX",
+        "1024",
+        false,
+        "most digests waiting for a signing worker; past it requests get 503 at once",
+        |c, v| positive(&mut c.sign_queue_max, v)
+    ),
+    setting!(
         "trust.assertions",
         "SERIALMINT_TRUSTED_ASSERTIONS",
         "(built-in Canonical roots)",
@@ -355,6 +365,7 @@ impl Default for Config {
             keygen_timeout: Duration::from_secs(300),
             sign_batch_max: 8,
             sign_deadline: Duration::from_millis(5000),
+            sign_queue_max: 1024,
             trusted_assertions: None,
             log_format: LogFormat::Text,
             log_filter: "info".into(),

@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -15,8 +15,12 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::admin_api::{AdminApi, Backend, HsmBackend, Unavailable};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
+use crate::device_api::DeviceApi;
 use crate::hsm::{Hsm, HsmConfig};
-use crate::http::{self, Handler, HttpResponse, Limits};
+use crate::http::{self, Limits};
+use crate::registration::{GroupCommit, LiveCatalog, Registration, RequestIds};
+use crate::signer::backend::HsmSlot;
+use crate::signer::{SignBackend, Signer, SignerConfig};
 use crate::store::Store;
 use crate::trust::TrustDb;
 
@@ -41,25 +45,52 @@ pub enum ServeError {
     Database(#[from] crate::store::StoreError),
 }
 
-/// The device listener's routes.
-#[derive(Clone)]
-struct DeviceRoutes;
+/// Most signing-log rows committed in one transaction (group commit).
+pub const LOG_BATCH_MAX: usize = 256;
 
-impl Handler for DeviceRoutes {
-    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, "/v1/version") => version(),
-            (_, "/v1/version") => http::method_not_allowed("GET"),
-            _ => http::not_found(),
-        }
-    }
+/// Longest one signing-log transaction or look-up may take; past it Postgres counts as down
+/// (503, no serial).
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often `serve` retries opening an HSM that could not be opened at start-up.
+pub const HSM_RETRY: Duration = Duration::from_secs(5);
+
+/// This process's name in the signing log: host, device port and pid.
+fn instance_name(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}:{}/{}",
+        config.device_listen.port(),
+        std::process::id()
+    )
 }
 
-fn version() -> HttpResponse {
-    http::json_response(
-        StatusCode::OK,
-        &serde_json::json!({"name": "serialmint", "version": env!("CARGO_PKG_VERSION")}),
-    )
+/// The device routes over the shared parts: the request-id secret from the store (shared by
+/// every instance), the catalog, a signer over `backend` (the HSM), and the signing log in
+/// the store behind group commit.
+pub async fn device_api(
+    config: &Config,
+    store: &Store,
+    catalog: Arc<Catalog>,
+    backend: Arc<dyn SignBackend>,
+) -> Result<DeviceApi, ServeError> {
+    let secret = store.request_id_secret().await?;
+    let request_ids = Arc::new(RequestIds::new(&secret, config.request_id_lifetime));
+    let signer = Signer::start(backend, SignerConfig::from_config(config));
+    let log = GroupCommit::start(Arc::new(store.clone()), LOG_BATCH_MAX, LOG_TIMEOUT);
+    let registration = Registration::new(
+        request_ids,
+        Arc::new(LiveCatalog::new(catalog)),
+        signer,
+        log,
+        instance_name(config),
+    );
+    Ok(DeviceApi::new(
+        Arc::new(registration),
+        config.max_body_bytes,
+    ))
 }
 
 /// Installs the process-wide Prometheus recorder once; `None` when another recorder is
@@ -89,10 +120,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let trust = trusted_roots(&config)?;
     let catalog = Catalog::with_trust(store.clone(), trust.clone());
     catalog.reload().await?;
-    // One HSM, one catalog and one store for both listeners: the device plane takes clones
-    // of `hsm`, `catalog` and `store` (the catalog's snapshot carries the trust db).
-    let hsm = open_hsm(&config).await;
-    let backend = admin_backend(trust.clone(), hsm.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // One HSM for both planes; when it cannot be opened now, the device plane answers 503
+    // and keeps trying in the background.
+    let hsm = HsmSlot::open_or_retry(
+        HsmConfig::from(&config),
+        HSM_RETRY,
+        stopped(stop_rx.clone()),
+    )
+    .await;
+    let backend = admin_backend(trust, hsm.get().cloned());
+    let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);
@@ -100,11 +138,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         max_connections: config.max_connections,
         ..Limits::default()
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     tracing::info!(device = %config.device_listen, admin = %config.admin_listen, "serialmint listening");
     let device_task = tokio::spawn(http::serve(
         device,
-        DeviceRoutes,
+        device_api,
         limits,
         stopped(stop_rx.clone()),
     ));
@@ -124,7 +161,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 }
 
 /// The configured trusted roots: `trust.assertions`, else the built-in Canonical roots.
-fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
+pub fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
     match &config.trusted_assertions {
         Some(path) => {
             let bytes = std::fs::read(path)
@@ -144,17 +181,6 @@ fn admin_backend(trust: TrustDb, hsm: Option<Hsm>) -> Arc<dyn Backend> {
         None => Arc::new(Unavailable(
             "the HSM could not be opened; see the server log".into(),
         )),
-    }
-}
-
-/// Opens the HSM; `None` (with one error line in the log) when it cannot be opened.
-async fn open_hsm(config: &Config) -> Option<Hsm> {
-    match Hsm::open(HsmConfig::from(config)).await {
-        Ok(hsm) => Some(hsm),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the HSM; keys cannot be created or used");
-            None
-        }
     }
 }
 

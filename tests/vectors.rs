@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serialmint::assertion::openpgp::{hash_suffix, signing_input};
+use serialmint::assertion::verify_digest_info;
 use serialmint::assertion::{
     AssertionType, HeaderValue, Headers, Model, SerialBuilder, SerialRequest, build_content,
     decode, decode_stream,
@@ -74,6 +75,17 @@ fn serial_vector_is_byte_identical() {
         .unwrap();
     let input = signing_input(&content, T2024);
     assert!(hex(input.digest()).starts_with("65402365ae87fefc"));
+    // the prehashed check used after the HSM signs: right key passes, anything else fails
+    let parsed = serialmint::assertion::SignaturePacket::decode(
+        expected[content.len() + 2..].trim_ascii_end(),
+    )
+    .unwrap();
+    let rsa_sig = parsed.rsa_sig.clone();
+    verify_digest_info(&root.public, input.digest_info(), &rsa_sig).unwrap();
+    assert!(verify_digest_info(&TestKey::store().public, input.digest_info(), &rsa_sig).is_err());
+    let mut other = *input.digest_info();
+    other[82] ^= 1;
+    assert!(verify_digest_info(&root.public, &other, &rsa_sig).is_err());
     let ours = root.sign(&content, T2024);
     assert_eq!(
         String::from_utf8_lossy(&ours),

@@ -157,7 +157,7 @@ impl<'a> Decoder<'a> {
     fn next_assertion(&mut self) -> Option<Result<Assertion, DecodeError>> {
         let head_and_sep = match self.read_until(MAX_HEADERS_SIZE) {
             Until::Found(b) => b,
-            Until::Eof(b) if b.is_empty() => return None,
+            Until::Eof([]) => return None,
             Until::Eof(_) => return Some(Err(DecodeError::UnexpectedEof)),
             Until::TooLarge => return Some(Err(DecodeError::HeadersTooLarge)),
         };

@@ -118,7 +118,7 @@ impl RsaPublicKey {
         }
         match head[5] {
             1..=3 => {}
-            16 | 17 | 18 | 19 => {
+            16..=19 => {
                 return Err(PacketError::Packet(KIND, "expected RSA public key".into()));
             }
             other => {

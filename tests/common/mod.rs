@@ -94,7 +94,11 @@ fn der_read<'a>(d: &'a [u8], pos: &mut usize, tag: u8) -> &'a [u8] {
 
 impl TestKey {
     pub fn load(name: &str) -> Self {
-        let pair = RsaKeyPair::from_pkcs8(&fixture(name)).unwrap();
+        Self::from_pkcs8(&fixture(name))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Self {
+        let pair = RsaKeyPair::from_pkcs8(der).unwrap();
         let der = pair.public_key().as_ref().to_vec();
         let mut pos = 0;
         let seq = der_read(&der, &mut pos, 0x30);

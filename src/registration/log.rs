@@ -1,0 +1,414 @@
+//! The signing log as registration uses it: a small trait implemented by the store (the only
+//! SQL; Postgres' unique constraints decide replays and conflicts), and [`GroupCommit`], which
+//! gathers rows from concurrent requests into one `record` call (one transaction).
+//!
+//! A serial is answered only after its row is committed: "a serial we answered is a serial
+//! we logged". Uniqueness (one issuance per request-id; one per brand, model, serial and
+//! revision) is enforced by the log itself, never by a check-then-insert here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{ConflictKind, Issuance, IssuanceOutcome, NewIssuance, Store, StoreError};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A serial to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuanceRecord {
+    /// The brand's account-id.
+    pub brand_id: String,
+    /// The model's row id.
+    pub model_id: i64,
+    /// The model name.
+    pub model_name: String,
+    /// The serial number.
+    pub serial: String,
+    /// Its revision (0 for a first issue).
+    pub revision: u32,
+    /// The device key's SHA3-384 id.
+    pub device_key_id: String,
+    /// The request-id used.
+    pub request_id: String,
+    /// The signing key's id.
+    pub signing_key_id: String,
+    /// Which instance signed it.
+    pub instance: String,
+    /// The full serial assertion text.
+    pub serial_text: String,
+}
+
+/// An issuance already in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriorIssuance {
+    /// The serial number.
+    pub serial: String,
+    /// Its revision.
+    pub revision: u32,
+    /// The device key it was issued to.
+    pub device_key_id: String,
+    /// The request-id that issued it.
+    pub request_id: String,
+    /// The serial assertion text that was answered.
+    pub serial_text: String,
+}
+
+/// What happened to one recorded row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Committed now: answer the new serial.
+    Inserted,
+    /// The same device key already got a serial for this request-id or serial: answer that
+    /// one again, never the new one.
+    Replay(PriorIssuance),
+    /// The request-id already issued to another device key.
+    RequestIdUsed(PriorIssuance),
+    /// The serial (at this revision) was already issued to another device key.
+    SerialTaken(PriorIssuance),
+    /// The model is gone.
+    ModelGone,
+}
+
+/// The log could not be used (Postgres down, timeout): answer 503, issue nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("signing log unavailable: {0}")]
+pub struct LogError(pub String);
+
+/// The signing log.
+pub trait SigningLog: Send + Sync + 'static {
+    /// Records every row in one transaction; per row, in input order, what happened. On
+    /// error nothing is committed.
+    fn record<'a>(
+        &'a self,
+        rows: &'a [IssuanceRecord],
+    ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>>;
+    /// The issuance made with this request-id, if any.
+    fn by_request_id<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>>;
+    /// The highest revision issued of this serial, if any.
+    fn latest<'a>(
+        &'a self,
+        brand_id: &'a str,
+        model: &'a str,
+        serial: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>>;
+    /// The next value of the model's serial counter (prefix+counter generation).
+    fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>>;
+}
+
+impl From<StoreError> for LogError {
+    fn from(e: StoreError) -> Self {
+        LogError(e.to_string())
+    }
+}
+
+fn prior(e: Issuance) -> PriorIssuance {
+    PriorIssuance {
+        serial: e.serial,
+        revision: u32::try_from(e.revision).unwrap_or(0),
+        device_key_id: e.device_key_id,
+        request_id: e.request_id,
+        serial_text: e.serial_assertion,
+    }
+}
+
+/// The signing log in Postgres: [`Store::record_issuances`] commits each group in one
+/// transaction, and its unique constraints decide replays and conflicts.
+impl SigningLog for Store {
+    fn record<'a>(
+        &'a self,
+        rows: &'a [IssuanceRecord],
+    ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
+        Box::pin(async move {
+            let new: Vec<NewIssuance> = rows
+                .iter()
+                .map(|r| NewIssuance {
+                    brand_id: r.brand_id.clone(),
+                    model_id: r.model_id,
+                    model_name: r.model_name.clone(),
+                    serial: r.serial.clone(),
+                    revision: i32::try_from(r.revision).unwrap_or(i32::MAX),
+                    device_key_id: r.device_key_id.clone(),
+                    request_id: r.request_id.clone(),
+                    signing_key_id: r.signing_key_id.clone(),
+                    instance: r.instance.clone(),
+                    serial_assertion: r.serial_text.clone(),
+                })
+                .collect();
+            let outcomes = self.record_issuances(&new).await?;
+            Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    IssuanceOutcome::Inserted(_) => RecordOutcome::Inserted,
+                    IssuanceOutcome::Replay { existing, .. } => {
+                        RecordOutcome::Replay(prior(existing))
+                    }
+                    IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) => {
+                        RecordOutcome::RequestIdUsed(prior(existing))
+                    }
+                    IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) => {
+                        RecordOutcome::SerialTaken(prior(existing))
+                    }
+                    IssuanceOutcome::Conflict(ConflictKind::ModelGone) => RecordOutcome::ModelGone,
+                })
+                .collect())
+        })
+    }
+
+    fn by_request_id<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+        Box::pin(async move {
+            Ok(self
+                .find_issuance_by_request_id(request_id)
+                .await?
+                .map(prior))
+        })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        brand_id: &'a str,
+        model: &'a str,
+        serial: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+        Box::pin(async move {
+            Ok(self
+                .latest_issuance(brand_id, model, serial)
+                .await?
+                .map(prior))
+        })
+    }
+
+    fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
+        Box::pin(async move { Ok(self.next_serial_counter(model_id).await?) })
+    }
+}
+
+struct Pending {
+    row: IssuanceRecord,
+    reply: oneshot::Sender<Result<RecordOutcome, LogError>>,
+}
+
+/// Group commit: concurrent [`GroupCommit::record`] calls are gathered by one writer task
+/// into `SigningLog::record` calls of up to `max_batch` rows, one transaction each. While a
+/// transaction is in flight the next rows accumulate, so the batch size follows the load.
+#[derive(Clone)]
+pub struct GroupCommit {
+    log: Arc<dyn SigningLog>,
+    tx: mpsc::Sender<Pending>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task. `timeout` bounds one transaction (Postgres hanging counts as
+    /// down).
+    pub fn start(log: Arc<dyn SigningLog>, max_batch: usize, timeout: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(max_batch.max(1) * 8);
+        tokio::spawn(writer(log.clone(), rx, max_batch.max(1), timeout));
+        Self { log, tx, timeout }
+    }
+
+    /// The log underneath (for look-ups).
+    pub fn log(&self) -> &Arc<dyn SigningLog> {
+        &self.log
+    }
+
+    /// Records one row, committed together with whatever other rows are waiting.
+    pub async fn record(&self, row: IssuanceRecord) -> Result<RecordOutcome, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { row, reply })
+            .await
+            .map_err(|_| LogError("signing log writer stopped".into()))?;
+        rx.await
+            .map_err(|_| LogError("signing log writer stopped".into()))?
+    }
+
+    /// Looks up, bounded by the same timeout.
+    pub async fn by_request_id(&self, request_id: &str) -> Result<Option<PriorIssuance>, LogError> {
+        bounded(self.timeout, self.log.by_request_id(request_id)).await
+    }
+
+    /// Looks up, bounded by the same timeout.
+    pub async fn latest(
+        &self,
+        brand_id: &str,
+        model: &str,
+        serial: &str,
+    ) -> Result<Option<PriorIssuance>, LogError> {
+        bounded(self.timeout, self.log.latest(brand_id, model, serial)).await
+    }
+
+    /// The model's next counter value, bounded by the same timeout.
+    pub async fn next_counter(&self, model_id: i64) -> Result<i64, LogError> {
+        bounded(self.timeout, self.log.next_counter(model_id)).await
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    f: impl Future<Output = Result<T, LogError>>,
+) -> Result<T, LogError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or_else(|_| Err(LogError("timed out".into())))
+}
+
+async fn writer(
+    log: Arc<dyn SigningLog>,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    timeout: Duration,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let rows: Vec<IssuanceRecord> = batch.iter().map(|p| p.row.clone()).collect();
+        metrics::histogram!("signing_log_batch_size").record(rows.len() as f64);
+        let started = std::time::Instant::now();
+        let result = bounded(timeout, log.record(&rows)).await;
+        metrics::histogram!("signing_log_commit_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcomes) if outcomes.len() == rows.len() => {
+                for (p, o) in batch.drain(..).zip(outcomes) {
+                    let _ = p.reply.send(Ok(o));
+                }
+            }
+            Ok(_) => {
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(LogError(
+                        "signing log answered the wrong row count".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("signing_log_errors_total").increment(1);
+                tracing::warn!(error = %e, rows = rows.len(), "signing log commit failed");
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Group-commit batching only: uniqueness, replays and conflicts are the store's, tested
+    //! on a real Postgres (`tests/store.rs`, `tests/device_api.rs`).
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Accepts every row; counts transactions; can be switched "down".
+    #[derive(Default)]
+    struct CountingLog {
+        rows: AtomicUsize,
+        commits: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl CountingLog {
+        fn check(&self) -> Result<(), LogError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(LogError("connection refused".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl SigningLog for CountingLog {
+        fn record<'a>(
+            &'a self,
+            rows: &'a [IssuanceRecord],
+        ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
+            Box::pin(async move {
+                self.check()?;
+                self.rows.fetch_add(rows.len(), Ordering::SeqCst);
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![RecordOutcome::Inserted; rows.len()])
+            })
+        }
+
+        fn by_request_id<'a>(
+            &'a self,
+            _request_id: &'a str,
+        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+            Box::pin(async move { self.check().map(|()| None) })
+        }
+
+        fn latest<'a>(
+            &'a self,
+            _brand_id: &'a str,
+            _model: &'a str,
+            _serial: &'a str,
+        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+            Box::pin(async move { self.check().map(|()| None) })
+        }
+
+        fn next_counter(&self, _model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
+            Box::pin(async move { self.check().map(|()| 1) })
+        }
+    }
+
+    fn row(i: usize) -> IssuanceRecord {
+        IssuanceRecord {
+            brand_id: "b".into(),
+            model_id: 1,
+            model_name: "m".into(),
+            serial: format!("s{i}"),
+            revision: 0,
+            device_key_id: "d".into(),
+            request_id: format!("r{i}"),
+            signing_key_id: "k".into(),
+            instance: "i".into(),
+            serial_text: format!("serial s{i}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_rows_share_transactions() {
+        let log = Arc::new(CountingLog::default());
+        let gc = GroupCommit::start(log.clone(), 64, Duration::from_secs(5));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let gc = gc.clone();
+                tokio::spawn(async move { gc.record(row(i)).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(RecordOutcome::Inserted));
+        }
+        assert_eq!(log.rows.load(Ordering::SeqCst), 200);
+        let commits = log.commits.load(Ordering::SeqCst);
+        assert!(commits < 200, "commits: {commits}");
+    }
+
+    #[tokio::test]
+    async fn down_log_fails_every_waiter_and_recovers() {
+        let log = Arc::new(CountingLog::default());
+        let gc = GroupCommit::start(log.clone(), 8, Duration::from_secs(5));
+        log.down.store(true, Ordering::SeqCst);
+        assert!(gc.record(row(1)).await.is_err());
+        assert!(gc.by_request_id("r1").await.is_err());
+        log.down.store(false, Ordering::SeqCst);
+        assert_eq!(gc.record(row(1)).await, Ok(RecordOutcome::Inserted));
+        assert_eq!(log.rows.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,446 @@
+//! The hot-path signing engine: a bounded queue of pre-hashed digests, workers that sign them
+//! in batches through a [`SignBackend`] (one pooled HSM session per batch), a deadline per
+//! request, admission control and per-model rate limits.
+//!
+//! Owns: queueing, batching, deadlines, the service-time estimate and refusals. Does not
+//! own: what is signed (registration builds and pre-hashes the content), how the token is
+//! driven (the HSM layer), or HTTP (the device API maps [`SignError`] to statuses).
+//!
+//! How a digest travels:
+//! 1. [`Signer::sign`] estimates when the queue would reach it (queued and in-flight
+//!    signatures × the measured per-signature service time ÷ workers). If that is past the
+//!    request's deadline, or the queue is full, it refuses at once with
+//!    [`SignError::Overloaded`] (the device gets 503 + `Retry-After` instead of a timeout).
+//! 2. Otherwise the digest is queued. A free worker takes the oldest digest plus up to
+//!    `batch_max - 1` more queued for the same key, and hands them to one backend call that
+//!    signs them back to back. There is no artificial batching window: batches form by
+//!    themselves when every worker is busy, so an idle system adds no latency.
+//! 3. The worker measures the call, feeds the per-signature time into an EWMA, and answers
+//!    every waiter. A waiter whose deadline passes gets [`SignError::DeadlineExceeded`]; a
+//!    digest whose waiter is gone is never sent to the HSM.
+
+pub mod backend;
+pub mod rate;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+pub use backend::{BackendError, DigestInfo, SignBackend, SignFuture};
+pub use rate::{ModelRateLimits, RateLimit};
+
+use crate::config::Config;
+
+/// How the signer is sized.
+#[derive(Clone, Debug)]
+pub struct SignerConfig {
+    /// Concurrent backend calls (one per pooled HSM session).
+    pub workers: usize,
+    /// Most digests one backend call signs.
+    pub batch_max: usize,
+    /// Most digests waiting in the queue; past it requests are refused.
+    pub queue_max: usize,
+    /// Longest a request may wait for its signature, queueing included.
+    pub deadline: Duration,
+    /// The per-signature service time assumed until the first batch is measured.
+    pub initial_service_time: Duration,
+}
+
+impl SignerConfig {
+    /// Sizes from the configuration: one worker per HSM session.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            workers: config.hsm_sessions.max(1),
+            batch_max: config.sign_batch_max.max(1),
+            queue_max: config.sign_queue_max.max(1),
+            deadline: config.sign_deadline,
+            initial_service_time: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+/// Why a digest was not signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// The queue cannot meet the deadline (or is full): refused before queueing.
+    #[error("signing queue is full; retry in {}s", retry_after.as_secs())]
+    Overloaded {
+        /// When a retry has a fair chance.
+        retry_after: Duration,
+    },
+    /// The model's rate limit is exhausted.
+    #[error("rate limit of this model reached; retry in {}s", retry_after.as_secs())]
+    RateLimited {
+        /// When the model's bucket has a token again.
+        retry_after: Duration,
+    },
+    /// Admitted, but not signed before the deadline.
+    #[error("signing did not finish before the deadline")]
+    DeadlineExceeded,
+    /// The HSM is unavailable right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The signing key is not on the HSM.
+    #[error("{0}")]
+    KeyNotFound(String),
+    /// The backend failed for another reason.
+    #[error("{0}")]
+    Failed(String),
+    /// The signer is shutting down.
+    #[error("signer stopped")]
+    Stopped,
+}
+
+impl SignError {
+    /// The short reason used in metrics labels and error codes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignError::Overloaded { .. } => "overloaded",
+            SignError::RateLimited { .. } => "rate-limited",
+            SignError::DeadlineExceeded => "deadline",
+            SignError::Unavailable(_) => "hsm-unavailable",
+            SignError::KeyNotFound(_) => "key-not-found",
+            SignError::Failed(_) => "sign-failed",
+            SignError::Stopped => "stopped",
+        }
+    }
+
+    /// When the caller may retry (for 503 answers); `None` for permanent failures.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SignError::Overloaded { retry_after } | SignError::RateLimited { retry_after } => {
+                Some(*retry_after)
+            }
+            SignError::DeadlineExceeded | SignError::Unavailable(_) | SignError::Stopped => {
+                Some(Duration::from_secs(1))
+            }
+            SignError::KeyNotFound(_) | SignError::Failed(_) => None,
+        }
+    }
+}
+
+impl From<BackendError> for SignError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            e @ BackendError::Unavailable(_) => SignError::Unavailable(e.to_string()),
+            BackendError::KeyNotFound(k) => {
+                SignError::KeyNotFound(format!("signing key {k} not found on the HSM"))
+            }
+            BackendError::Failed(m) => SignError::Failed(m),
+        }
+    }
+}
+
+/// A snapshot of the signer's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignerStats {
+    /// Digests waiting in the queue.
+    pub queued: usize,
+    /// Digests being signed right now.
+    pub in_flight: usize,
+    /// The measured per-signature service time (EWMA).
+    pub service_time: Duration,
+}
+
+struct Job {
+    key_id: Arc<str>,
+    digest: DigestInfo,
+    enqueued: Instant,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Vec<u8>, SignError>>,
+}
+
+struct Shared {
+    backend: Arc<dyn SignBackend>,
+    cfg: SignerConfig,
+    queue: Mutex<VecDeque<Job>>,
+    notify: Notify,
+    in_flight: AtomicUsize,
+    /// EWMA of the per-signature service time, in nanoseconds.
+    service_ns: AtomicU64,
+    closed: AtomicBool,
+    rates: ModelRateLimits,
+}
+
+/// Stops the workers when the last [`Signer`] handle is dropped.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+}
+
+/// The signing engine. Cheap to clone; the workers stop (after draining the queue) when the
+/// last clone is dropped or [`Signer::shutdown`] is called.
+#[derive(Clone)]
+pub struct Signer {
+    shared: Arc<Shared>,
+    _guard: Arc<StopGuard>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("config", &self.shared.cfg)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// EWMA weight of the newest measurement.
+const EWMA_ALPHA: f64 = 0.2;
+
+impl Signer {
+    /// Starts `cfg.workers` workers on the current Tokio runtime.
+    pub fn start(backend: Arc<dyn SignBackend>, cfg: SignerConfig) -> Self {
+        let cfg = SignerConfig {
+            workers: cfg.workers.max(1),
+            batch_max: cfg.batch_max.max(1),
+            queue_max: cfg.queue_max.max(1),
+            ..cfg
+        };
+        let shared = Arc::new(Shared {
+            backend,
+            service_ns: AtomicU64::new(duration_ns(cfg.initial_service_time)),
+            cfg,
+            queue: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            rates: ModelRateLimits::new(),
+        });
+        for _ in 0..shared.cfg.workers {
+            tokio::spawn(worker(shared.clone()));
+        }
+        Self {
+            _guard: Arc::new(StopGuard(shared.clone())),
+            shared,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SignerConfig {
+        &self.shared.cfg
+    }
+
+    /// Queue length, in-flight count and the service-time estimate.
+    pub fn stats(&self) -> SignerStats {
+        SignerStats {
+            queued: self.shared.queue.lock().len(),
+            in_flight: self.shared.in_flight.load(Ordering::Relaxed),
+            service_time: Duration::from_nanos(self.shared.service_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Takes one token from `model`'s bucket (no-op when `limit` is `None`).
+    pub fn check_rate(&self, model: &str, limit: Option<RateLimit>) -> Result<(), SignError> {
+        self.shared.rates.check(model, limit).map_err(|wait| {
+            metrics::counter!("signer_refused_total", "reason" => "rate-limited").increment(1);
+            SignError::RateLimited {
+                retry_after: round_up_secs(wait),
+            }
+        })
+    }
+
+    /// Signs one DigestInfo with `key_id`, within the configured deadline, or refuses at once
+    /// when the queue cannot meet it.
+    pub async fn sign(&self, key_id: &str, digest: DigestInfo) -> Result<Vec<u8>, SignError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(SignError::Stopped);
+        }
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        let deadline = now + shared.cfg.deadline;
+        {
+            let mut queue = shared.queue.lock();
+            let queued = queue.len();
+            if queued >= shared.cfg.queue_max {
+                drop(queue);
+                return Err(refuse("queue-full", Duration::from_secs(1)));
+            }
+            let estimate = shared.estimate(queued);
+            // A tenth of the deadline is kept for what follows signing (verify, log, answer)
+            // and for estimation error.
+            let budget = shared.cfg.deadline - shared.cfg.deadline / 10;
+            if estimate > budget {
+                drop(queue);
+                return Err(refuse("overloaded", estimate - budget));
+            }
+            queue.push_back(Job {
+                key_id: Arc::from(key_id),
+                digest,
+                enqueued: now,
+                deadline,
+                reply: tx,
+            });
+            metrics::gauge!("signer_queue_depth").set(queue.len() as f64);
+        }
+        shared.notify.notify_one();
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SignError::Stopped),
+            Err(_) => {
+                metrics::counter!("signer_refused_total", "reason" => "deadline").increment(1);
+                Err(SignError::DeadlineExceeded)
+            }
+        }
+    }
+
+    /// Stops accepting work; queued digests are still signed, then the workers exit.
+    pub fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.notify.notify_waiters();
+    }
+}
+
+fn refuse(reason: &'static str, wait: Duration) -> SignError {
+    metrics::counter!("signer_refused_total", "reason" => reason).increment(1);
+    SignError::Overloaded {
+        retry_after: round_up_secs(wait),
+    }
+}
+
+/// Whole seconds, rounded up, at least one (what `Retry-After` can say).
+fn round_up_secs(d: Duration) -> Duration {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    /// When a digest queued now would be signed: every signature ahead of it (queued and in
+    /// flight) plus its own, spread over the workers, at the measured per-signature time.
+    fn estimate(&self, queued: usize) -> Duration {
+        let per_sig = self.service_ns.load(Ordering::Relaxed);
+        let ahead = (queued + self.in_flight.load(Ordering::Relaxed)) as u64;
+        let workers = self.cfg.workers as u64;
+        let rounds = (ahead + 1).div_ceil(workers);
+        Duration::from_nanos(per_sig.saturating_mul(rounds))
+    }
+
+    fn record_service_time(&self, per_sig: Duration) {
+        let new = per_sig.as_nanos() as f64;
+        let old = self.service_ns.load(Ordering::Relaxed) as f64;
+        let next = EWMA_ALPHA * new + (1.0 - EWMA_ALPHA) * old;
+        self.service_ns.store(next as u64, Ordering::Relaxed);
+        metrics::gauge!("signer_service_time_seconds").set(next / 1e9);
+    }
+
+    /// The oldest live job plus up to `batch_max - 1` more for the same key. Jobs whose
+    /// deadline passed or whose waiter left are answered or dropped on the way.
+    fn take_batch(&self) -> Option<(Arc<str>, Vec<Job>)> {
+        let mut queue = self.queue.lock();
+        let now = Instant::now();
+        let first = loop {
+            let job = queue.pop_front()?;
+            if job.reply.is_closed() {
+                continue;
+            }
+            if job.deadline <= now {
+                let _ = job.reply.send(Err(SignError::DeadlineExceeded));
+                continue;
+            }
+            break job;
+        };
+        let key = first.key_id.clone();
+        let mut batch = vec![first];
+        let mut i = 0;
+        while i < queue.len() && batch.len() < self.cfg.batch_max {
+            let job = &queue[i];
+            if job.reply.is_closed() || job.deadline <= now {
+                if let Some(job) = queue.remove(i) {
+                    let _ = job.reply.send(Err(SignError::DeadlineExceeded));
+                }
+                continue;
+            }
+            if job.key_id == key {
+                batch.extend(queue.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        self.in_flight.fetch_add(batch.len(), Ordering::Relaxed);
+        metrics::gauge!("signer_queue_depth").set(queue.len() as f64);
+        Some((key, batch))
+    }
+}
+
+async fn worker(shared: Arc<Shared>) {
+    loop {
+        let notified = shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some((key, batch)) = shared.take_batch() {
+            sign_batch(&shared, &key, batch).await;
+            continue;
+        }
+        if shared.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        notified.await;
+    }
+}
+
+async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>) {
+    let n = batch.len();
+    let started = Instant::now();
+    for job in &batch {
+        metrics::histogram!("signer_queue_wait_seconds")
+            .record(started.duration_since(job.enqueued).as_secs_f64());
+    }
+    metrics::histogram!("signer_batch_size").record(n as f64);
+    let digests: Vec<DigestInfo> = batch.iter().map(|j| j.digest).collect();
+    let result = shared.backend.sign(key, &digests).await;
+    let elapsed = started.elapsed();
+    shared.in_flight.fetch_sub(n, Ordering::Relaxed);
+    metrics::histogram!("signer_sign_seconds").record(elapsed.as_secs_f64());
+    match result {
+        Ok(sigs) if sigs.len() == n => {
+            shared.record_service_time(elapsed / n as u32);
+            metrics::counter!("signer_signatures_total").increment(n as u64);
+            for (job, sig) in batch.into_iter().zip(sigs) {
+                let _ = job.reply.send(Ok(sig));
+            }
+        }
+        Ok(sigs) => {
+            let e = SignError::Failed(format!(
+                "backend returned {} signatures for {n} digests",
+                sigs.len()
+            ));
+            tracing::error!(key, error = %e, "signing batch failed");
+            answer_all(batch, &e);
+        }
+        Err(e) => {
+            let e = SignError::from(e);
+            metrics::counter!("signer_errors_total", "reason" => e.reason()).increment(1);
+            tracing::warn!(key, batch = n, error = %e, "signing batch failed");
+            answer_all(batch, &e);
+        }
+    }
+}
+
+fn answer_all(batch: Vec<Job>, e: &SignError) {
+    for job in batch {
+        let _ = job.reply.send(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests;
