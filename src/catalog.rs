@@ -325,11 +325,14 @@ impl Catalog {
     /// Reloads everything from the store and swaps the new snapshot in; on error the old
     /// snapshot stays.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let brands = self.store.brands().await?;
-        let models = self.store.models().await?;
-        let policies = self.store.active_serial_policies().await?;
-        let keys = self.store.keys().await?;
-        let assertions = self.store.account_assertions().await?;
+        let rows = self.store.catalog_rows().await?;
+        let (brands, models, policies, keys, assertions) = (
+            rows.brands,
+            rows.models,
+            rows.active_policies,
+            rows.keys,
+            rows.assertions,
+        );
         let generation = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
         let snapshot = Snapshot::build(
             brands.into_iter().map(|b| b.account_id).collect(),

@@ -113,26 +113,32 @@ impl Store {
 
     /// Every stored account and account-key assertion.
     pub async fn account_assertions(&self) -> Result<Vec<AccountAssertion>> {
-        let rows: Vec<(String, String, String, i32, String, OffsetDateTime)> = sqlx::query_as(
-            "SELECT kind, primary_key, account_id, revision, text, pushed_at \
-             FROM account_assertions ORDER BY kind, primary_key",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(
-                |(kind, primary_key, account_id, revision, text, pushed_at)| {
-                    Some(AccountAssertion {
-                        kind: AssertionKind::parse(&kind)?,
-                        primary_key,
-                        account_id,
-                        revision,
-                        text,
-                        pushed_at,
-                    })
-                },
-            )
-            .collect())
+        all_account_assertions(&self.pool).await
     }
+}
+
+pub(super) async fn all_account_assertions<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+) -> Result<Vec<AccountAssertion>> {
+    let rows: Vec<(String, String, String, i32, String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT kind, primary_key, account_id, revision, text, pushed_at \
+         FROM account_assertions ORDER BY kind, primary_key",
+    )
+    .fetch_all(e)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(kind, primary_key, account_id, revision, text, pushed_at)| {
+                Some(AccountAssertion {
+                    kind: AssertionKind::parse(&kind)?,
+                    primary_key,
+                    account_id,
+                    revision,
+                    text,
+                    pushed_at,
+                })
+            },
+        )
+        .collect())
 }

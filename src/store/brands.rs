@@ -49,11 +49,7 @@ impl Store {
 
     /// Every brand, oldest first.
     pub async fn brands(&self) -> Result<Vec<Brand>> {
-        Ok(sqlx::query_as(
-            "SELECT account_id, created_at FROM brands ORDER BY created_at, account_id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        all_brands(&self.pool).await
     }
 
     /// The only brand, when exactly one exists (the usual single-brand vault); admin requests
@@ -70,4 +66,12 @@ impl Store {
             )),
         }
     }
+}
+
+pub(super) async fn all_brands<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<Brand>> {
+    Ok(
+        sqlx::query_as("SELECT account_id, created_at FROM brands ORDER BY created_at, account_id")
+            .fetch_all(e)
+            .await?,
+    )
 }

@@ -240,12 +240,7 @@ impl Store {
 
     /// Every key, oldest first.
     pub async fn keys(&self) -> Result<Vec<SigningKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(key).collect())
+        all_keys(&self.pool).await
     }
 
     /// The key with this name or SHA3-384 id.
@@ -294,6 +289,15 @@ impl Store {
         .await?
         .rows_affected())
     }
+}
+
+pub(super) async fn all_keys<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<SigningKey>> {
+    let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
+    )))
+    .fetch_all(e)
+    .await?;
+    Ok(rows.into_iter().map(key).collect())
 }
 
 #[cfg(test)]

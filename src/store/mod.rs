@@ -86,6 +86,21 @@ impl From<sqlx::Error> for StoreError {
 /// Shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// One consistent read of everything the in-memory catalog holds.
+#[derive(Clone, Debug)]
+pub struct CatalogRows {
+    /// Every brand.
+    pub brands: Vec<Brand>,
+    /// Every model.
+    pub models: Vec<Model>,
+    /// The active (newest) serial policy of every model that has one.
+    pub active_policies: Vec<SerialPolicy>,
+    /// Every signing key.
+    pub keys: Vec<SigningKey>,
+    /// Every pushed account and account-key assertion.
+    pub assertions: Vec<AccountAssertion>,
+}
+
 /// Who made an admin change, for the audit log and `created_by` columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor(pub String);
@@ -157,6 +172,24 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Everything the catalog needs, read in one REPEATABLE READ, READ ONLY transaction, so
+    /// the snapshot is consistent (no policy naming a key the same load did not see).
+    pub async fn catalog_rows(&self) -> Result<CatalogRows> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows = CatalogRows {
+            brands: brands::all_brands(&mut *tx).await?,
+            models: models::all_models(&mut *tx).await?,
+            active_policies: policies::all_active_policies(&mut *tx).await?,
+            keys: keys::all_keys(&mut *tx).await?,
+            assertions: accounts::all_account_assertions(&mut *tx).await?,
+        };
+        tx.commit().await?;
+        Ok(rows)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {

@@ -219,12 +219,7 @@ impl Store {
 
     /// Every model, by brand and name.
     pub async fn models(&self) -> Result<Vec<Model>> {
-        let rows: Vec<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MODEL_COLUMNS} FROM models ORDER BY brand_id, name"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(model).collect())
+        all_models(&self.pool).await
     }
 
     /// The model `name` of `brand_id`.
@@ -349,4 +344,13 @@ impl Store {
         .await?;
         v.ok_or_else(|| StoreError::NotFound(format!("no model with id {model_id}")))
     }
+}
+
+pub(super) async fn all_models<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<Model>> {
+    let rows: Vec<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MODEL_COLUMNS} FROM models ORDER BY brand_id, name"
+    )))
+    .fetch_all(e)
+    .await?;
+    Ok(rows.into_iter().map(model).collect())
 }

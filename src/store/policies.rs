@@ -155,13 +155,19 @@ impl Store {
 
     /// The active (newest) revision of every model that has one.
     pub async fn active_serial_policies(&self) -> Result<Vec<SerialPolicy>> {
-        let rows: Vec<PolicyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{POLICY_SELECT} WHERE p.revision = \
-             (SELECT MAX(revision) FROM serial_policies q WHERE q.model_id = p.model_id) \
-             ORDER BY m.brand_id, m.name"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(policy).collect())
+        all_active_policies(&self.pool).await
     }
+}
+
+pub(super) async fn all_active_policies<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+) -> Result<Vec<SerialPolicy>> {
+    let rows: Vec<PolicyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{POLICY_SELECT} WHERE p.revision = \
+         (SELECT MAX(revision) FROM serial_policies q WHERE q.model_id = p.model_id) \
+         ORDER BY m.brand_id, m.name"
+    )))
+    .fetch_all(e)
+    .await?;
+    Ok(rows.into_iter().map(policy).collect())
 }
