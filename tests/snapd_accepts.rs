@@ -211,7 +211,11 @@ async fn snapd_rejects_tampered_serials(pool: PgPool) {
     let other = device_key("b", 4096).public.key_id();
     assert_ne!(other, key_id);
     let v = snapd_verdict(dir.path(), "other-key", &a.body, &model, &other);
-    assert!(!v.accepted, "snapd accepted another key's serial: {}", v.out);
+    assert!(
+        !v.accepted,
+        "snapd accepted another key's serial: {}",
+        v.out
+    );
     assert!(
         v.out
             .contains("does not match provided device identity information"),
