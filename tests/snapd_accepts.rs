@@ -1,0 +1,225 @@
+//! snapd as the oracle: a serial issued by the real device plane (SoftHSM token holding
+//! snapd's TestRootPrivKey as testrootorg's brand key, real Postgres) is fed, exactly as
+//! served, to snapd 2.57's own Go code (`tests/snapd/accept_serial.go`): its assertion
+//! decoder, `asserts.Batch` committed with `Precheck: true` to an `asserts.Database`
+//! trusting `systestkeys.Trusted`, and devicestate's `getSerial` post-checks. A tampered
+//! serial and a foreign device key must be refused by the same code, so the oracle can fail.
+//!
+//! Needs Go and snapd's Go source (golang-go, golang-github-snapcore-snapd-dev and its
+//! dependencies), which `scripts/test` installs. Without them these tests fail, not skip.
+//!
+//! Run with `cargo nextest run --test snapd_accepts`.
+
+mod common;
+#[path = "common/device.rs"]
+mod device;
+#[path = "common/softhsm.rs"]
+mod softhsm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serialmint::assertion::{AssertionType, encode_stream};
+use sqlx::PgPool;
+
+use common::TestKey;
+use device::*;
+
+/// Where Debian's golang-*-dev packages put Go source (GOPATH layout).
+const GOCODE: &str = "/usr/share/gocode";
+
+/// The oracle program.
+fn oracle_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapd/accept_serial.go")
+}
+
+/// What snapd said: whether it accepted, and its output.
+struct Verdict {
+    accepted: bool,
+    out: String,
+}
+
+/// Fails (never skips) when Go or snapd's source is missing.
+fn require_go() {
+    let hint = "run scripts/test, which installs golang-go golang-github-snapcore-snapd-dev \
+                golang-golang-x-crypto-dev golang-gopkg-tomb.v2-dev golang-gopkg-yaml.v2-dev";
+    match Command::new("go").arg("version").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "`go version` failed ({}): {}; {hint}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("the Go toolchain (`go`) is not available ({e}); {hint}"),
+    }
+    let snapd = Path::new(GOCODE).join("src/github.com/snapcore/snapd/asserts");
+    assert!(
+        snapd.is_dir(),
+        "snapd's Go source is missing ({} not found); {hint}",
+        snapd.display()
+    );
+}
+
+/// Writes the answer and the model to `dir` and runs the oracle on them with `go run`.
+fn snapd_verdict(dir: &Path, name: &str, answer: &[u8], model: &[u8], key_id: &str) -> Verdict {
+    require_go();
+    let answer_path = dir.join(format!("{name}.answer"));
+    let model_path = dir.join(format!("{name}.model"));
+    std::fs::write(&answer_path, answer).unwrap();
+    std::fs::write(&model_path, model).unwrap();
+    let gopath = dir.join("gopath");
+    std::fs::create_dir_all(&gopath).unwrap();
+    // The build cache is shared by the tests (and runs): compiling snapd's asserts once.
+    let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache");
+    let out = Command::new("go")
+        .arg("run")
+        .arg(oracle_source())
+        .arg(&answer_path)
+        .arg(&model_path)
+        .arg(key_id)
+        .current_dir(dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
+        .env("GOCACHE", &gocache)
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .expect("go run starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.code() {
+        Some(0) => Verdict {
+            accepted: true,
+            out: stdout,
+        },
+        // `go run` exits 1 for the program's exit 1; the program says "snapd rejected: ".
+        Some(1) if stdout.starts_with("snapd rejected: ") => Verdict {
+            accepted: false,
+            out: stdout,
+        },
+        _ => panic!(
+            "the oracle did not run ({}):\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        ),
+    }
+}
+
+/// A serial stream from the real device plane for a fresh RSA-4096 device key.
+async fn issue(server: &Server, dev: &TestKey, serial: &str) -> Answer {
+    let rid = server.request_id().await;
+    let mut spec = ReqSpec::new(&rid);
+    spec.serial = Some(serial);
+    spec.body = "mac: 00:11:22:33:44:55";
+    let a = server.post_serial(&body(&spec, dev)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/x.ubuntu.assertion")
+    );
+    let kinds: Vec<AssertionType> = a.assertions().iter().map(|x| x.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            AssertionType::Serial,
+            AssertionType::AccountKey,
+            AssertionType::Account
+        ]
+    );
+    a
+}
+
+#[sqlx::test]
+async fn snapd_accepts_a_served_serial_stream(pool: PgPool) {
+    let (_token, server) = setup(pool).await;
+    let dev = device_key("snapd-oracle", 4096);
+    let a = issue(&server, &dev, "pc-snapd-0001").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The answer exactly as served, and the model exactly as the device sent it.
+    let v = snapd_verdict(
+        dir.path(),
+        "served",
+        &a.body,
+        &model_assertion(MODEL),
+        &dev.public.key_id(),
+    );
+    assert!(v.accepted, "snapd refused our serial: {}", v.out);
+    assert_eq!(v.out, "snapd accepted serial pc-snapd-0001\n");
+    println!("{}", v.out.trim_end());
+}
+
+#[sqlx::test]
+async fn snapd_rejects_tampered_serials(pool: PgPool) {
+    let (_token, server) = setup(pool).await;
+    let dev = device_key("snapd-oracle", 4096);
+    let a = issue(&server, &dev, "pc-snapd-0002").await;
+    let model = model_assertion(MODEL);
+    let key_id = dev.public.key_id();
+    let dir = tempfile::tempdir().unwrap();
+    let all = a.assertions();
+    let (serial, chain) = (&all[0], &all[1..]);
+    let restream = |serial: Vec<u8>| {
+        encode_stream(std::iter::once(serial).chain(chain.iter().map(|x| x.encode())))
+    };
+
+    // Control: the served stream taken apart and put back together is still accepted.
+    let v = snapd_verdict(
+        dir.path(),
+        "control",
+        &restream(serial.encode()),
+        &model,
+        &key_id,
+    );
+    assert!(v.accepted, "{}", v.out);
+
+    // One base64 character of the RSA signature changed (well inside the signature value,
+    // away from the packet headers): snapd's signature check refuses it.
+    let mut sig = serial.signature().to_vec();
+    let mut i = sig.len() - 120;
+    while !sig[i].is_ascii_alphanumeric() {
+        i -= 1;
+    }
+    sig[i] = if sig[i] == b'A' { b'B' } else { b'A' };
+    let mut tampered = serial.content().to_vec();
+    tampered.extend_from_slice(b"\n\n");
+    tampered.extend_from_slice(&sig);
+    let v = snapd_verdict(dir.path(), "bad-sig", &restream(tampered), &model, &key_id);
+    assert!(!v.accepted, "snapd accepted a flipped signature: {}", v.out);
+    assert!(v.out.contains("failed signature verification"), "{}", v.out);
+    println!("flipped signature byte: {}", v.out.trim_end());
+
+    // A header changed under the brand's signature (another serial number).
+    let content = String::from_utf8(serial.content().to_vec()).unwrap();
+    let changed = content.replace("\nserial: pc-snapd-0002\n", "\nserial: pc-snapd-9999\n");
+    assert_ne!(changed, content);
+    let mut tampered = changed.into_bytes();
+    tampered.extend_from_slice(b"\n\n");
+    tampered.extend_from_slice(serial.signature());
+    let v = snapd_verdict(
+        dir.path(),
+        "bad-header",
+        &restream(tampered),
+        &model,
+        &key_id,
+    );
+    assert!(!v.accepted, "snapd accepted a changed header: {}", v.out);
+    assert!(v.out.contains("failed signature verification"), "{}", v.out);
+    println!("changed serial header: {}", v.out.trim_end());
+
+    // A valid serial for another device key: getSerial's identity check refuses it.
+    let other = device_key("b", 4096).public.key_id();
+    assert_ne!(other, key_id);
+    let v = snapd_verdict(dir.path(), "other-key", &a.body, &model, &other);
+    assert!(
+        !v.accepted,
+        "snapd accepted another key's serial: {}",
+        v.out
+    );
+    assert!(
+        v.out
+            .contains("does not match provided device identity information"),
+        "{}",
+        v.out
+    );
+}
