@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA512, RsaKeyPair};
+use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA512, RsaKeyPair, RsaPublicKeyComponents};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serialmint::assertion::openpgp::hash_suffix;
 use serialmint::assertion::{
@@ -17,30 +17,8 @@ const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn key(name: &str) -> (RsaKeyPair, RsaPublicKey) {
     let pair = RsaKeyPair::from_pkcs8(&std::fs::read(format!("{FIX}/{name}")).unwrap()).unwrap();
-    // PKCS#1 RSAPublicKey DER: SEQUENCE { INTEGER n, INTEGER e } with long-form lengths.
-    let der = pair.public_key().as_ref().to_vec();
-    let mut ints = Vec::new();
-    let mut i = 0;
-    let read = |i: &mut usize| {
-        let tag = der[*i];
-        let mut len = der[*i + 1] as usize;
-        *i += 2;
-        if len & 0x80 != 0 {
-            let n = len & 0x7f;
-            len = der[*i..*i + n]
-                .iter()
-                .fold(0, |a, &b| (a << 8) | b as usize);
-            *i += n;
-        }
-        (tag, len)
-    };
-    read(&mut i);
-    for _ in 0..2 {
-        let (_, len) = read(&mut i);
-        ints.push(der[i..i + len].to_vec());
-        i += len;
-    }
-    let public = RsaPublicKey::new(&ints[0], &ints[1]);
+    let c: RsaPublicKeyComponents<Vec<u8>> = pair.public_key().into();
+    let public = RsaPublicKey::new(&c.n, &c.e);
     (pair, public)
 }
 

@@ -608,17 +608,22 @@ fn hashed_header(created: u32) -> [u8; 12] {
     ]
 }
 
+/// Wraps a SHA-512 digest as the 83-byte DigestInfo that CKM_RSA_PKCS signs.
+pub fn digest_info(sha512: &[u8; 64]) -> [u8; 83] {
+    let mut out = [0u8; 83];
+    out[..19].copy_from_slice(&SHA512_DIGEST_INFO_PREFIX);
+    out[19..].copy_from_slice(sha512);
+    out
+}
+
 /// Computes the signing input for `content` signed at `created` (unix seconds).
 pub fn signing_input(content: &[u8], created: u32) -> SigningInput {
     let mut ctx = digest::Context::new(&digest::SHA512);
     ctx.update(content);
     ctx.update(&hash_suffix(created));
     let d = ctx.finish();
-    let mut digest_info = [0u8; 83];
-    digest_info[..19].copy_from_slice(&SHA512_DIGEST_INFO_PREFIX);
-    digest_info[19..].copy_from_slice(d.as_ref());
     SigningInput {
-        digest_info,
+        digest_info: digest_info(d.as_ref().try_into().expect("SHA-512 is 64 bytes")),
         hashed_header: hashed_header(created),
         created,
     }

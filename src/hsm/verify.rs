@@ -7,19 +7,7 @@ use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA512, RsaPubli
 use super::error::HsmError;
 use crate::assertion::openpgp::RsaPublicKey;
 
-/// The DER prefix of a SHA-512 DigestInfo; the 64-byte digest follows it (83 bytes in all).
-pub const SHA512_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
-    0x00, 0x04, 0x40,
-];
-
-/// Wraps a SHA-512 digest as the DigestInfo that CKM_RSA_PKCS signs.
-pub fn digest_info(sha512: &[u8; 64]) -> [u8; 83] {
-    let mut out = [0u8; 83];
-    out[..19].copy_from_slice(&SHA512_DIGEST_INFO_PREFIX);
-    out[19..].copy_from_slice(sha512);
-    out
-}
+pub use crate::assertion::openpgp::{SHA512_DIGEST_INFO_PREFIX, digest_info};
 
 /// Refuses anything that is not a SHA-512 DigestInfo.
 pub(crate) fn check_digest_info(di: &[u8; 83]) -> Result<(), HsmError> {
@@ -74,10 +62,8 @@ mod tests {
         let mut sig = vec![0u8; kp.public_modulus_len()];
         kp.sign(&RSA_PKCS1_SHA512, &SystemRandom::new(), msg, &mut sig)
             .unwrap();
-        let der = kp.public_key().as_ref().to_vec();
-        // RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }: pull n and e out of the DER.
-        let (n, e) = parse_rsa_public_key_der(&der);
-        let v = Verifier::new(&RsaPublicKey::new(&n, &e)).unwrap();
+        let c: aws_lc_rs::rsa::PublicKeyComponents<Vec<u8>> = kp.public_key().into();
+        let v = Verifier::new(&RsaPublicKey::new(&c.n, &c.e)).unwrap();
         let d = aws_lc_rs::digest::digest(&SHA512, msg);
         let di = digest_info(d.as_ref().try_into().unwrap());
         assert!(v.verify(&di, &sig));
@@ -87,25 +73,5 @@ mod tests {
         assert!(check_digest_info(&bad).is_ok());
         bad[0] = 0;
         assert!(check_digest_info(&bad).is_err());
-    }
-
-    fn parse_rsa_public_key_der(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        fn read(b: &[u8]) -> (u8, &[u8], &[u8]) {
-            let tag = b[0];
-            let (len, hdr) = if b[1] < 0x80 {
-                (b[1] as usize, 2)
-            } else {
-                let k = (b[1] & 0x7f) as usize;
-                (
-                    b[2..2 + k].iter().fold(0usize, |a, x| a << 8 | *x as usize),
-                    2 + k,
-                )
-            };
-            (tag, &b[hdr..hdr + len], &b[hdr + len..])
-        }
-        let (_, seq, _) = read(der);
-        let (_, n, rest) = read(seq);
-        let (_, e, _) = read(rest);
-        (n.to_vec(), e.to_vec())
     }
 }

@@ -75,23 +75,6 @@ pub struct TestKey {
     pub public: RsaPublicKey,
 }
 
-fn der_read<'a>(d: &'a [u8], pos: &mut usize, tag: u8) -> &'a [u8] {
-    assert_eq!(d[*pos], tag);
-    *pos += 1;
-    let mut len = d[*pos] as usize;
-    *pos += 1;
-    if len & 0x80 != 0 {
-        let n = len & 0x7f;
-        len = d[*pos..*pos + n]
-            .iter()
-            .fold(0, |a, &b| (a << 8) | b as usize);
-        *pos += n;
-    }
-    let out = &d[*pos..*pos + len];
-    *pos += len;
-    out
-}
-
 impl TestKey {
     pub fn load(name: &str) -> Self {
         Self::from_pkcs8(&fixture(name))
@@ -99,15 +82,10 @@ impl TestKey {
 
     pub fn from_pkcs8(der: &[u8]) -> Self {
         let pair = RsaKeyPair::from_pkcs8(der).unwrap();
-        let der = pair.public_key().as_ref().to_vec();
-        let mut pos = 0;
-        let seq = der_read(&der, &mut pos, 0x30);
-        let mut p = 0;
-        let n = der_read(seq, &mut p, 0x02).to_vec();
-        let e = der_read(seq, &mut p, 0x02).to_vec();
+        let c: signature::RsaPublicKeyComponents<Vec<u8>> = pair.public_key().into();
         Self {
+            public: RsaPublicKey::new(&c.n, &c.e),
             pair,
-            public: RsaPublicKey::new(&n, &e),
         }
     }
 
