@@ -12,11 +12,11 @@ use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admin_api::{AdminApi, Backend, HsmBackend, Unavailable};
+use crate::admin_api::{AdminApi, HsmBackend};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
 use crate::device_api::DeviceApi;
-use crate::hsm::{Hsm, HsmConfig};
+use crate::hsm::HsmConfig;
 use crate::http::{self, Limits};
 use crate::registration::{GroupCommit, LiveCatalog, Registration, RequestIds};
 use crate::signer::backend::HsmSlot;
@@ -129,7 +129,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         stopped(stop_rx.clone()),
     )
     .await;
-    let backend = admin_backend(trust, hsm.get().cloned());
+    // The admin plane shares the slot: keys can be made once the HSM opens, no restart.
+    let backend = Arc::new(HsmBackend::new(hsm.clone(), trust));
     let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
@@ -170,17 +171,6 @@ pub fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
                 .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
         }
         None => Ok(TrustDb::builtin()),
-    }
-}
-
-/// The HSM and codec operations for the admin plane. When the HSM cannot be opened the
-/// server still starts (admin reads work, `/readyz` says 503) and says why in one log line.
-fn admin_backend(trust: TrustDb, hsm: Option<Hsm>) -> Arc<dyn Backend> {
-    match hsm {
-        Some(hsm) => Arc::new(HsmBackend::new(hsm, trust)),
-        None => Arc::new(Unavailable(
-            "the HSM could not be opened; see the server log".into(),
-        )),
     }
 }
 

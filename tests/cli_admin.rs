@@ -415,3 +415,45 @@ fn serve_says_in_one_line_when_postgres_is_unreachable() {
     assert!(err.contains("cannot connect to Postgres"), "{err}");
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
 }
+
+/// The token is not there when `serve` starts: key creation fails with the reason; once the
+/// token exists, the server's background retry opens it and the same command succeeds, with
+/// no restart.
+#[sqlx::test]
+async fn key_creation_works_once_a_late_hsm_opens(pool: PgPool) {
+    let hsm = SoftHsm::new();
+    let trusted = hsm.path("trusted.assertions");
+    let mut roots = fixture("snapd/testrootorg.account");
+    roots.extend_from_slice(b"\n");
+    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
+    std::fs::write(&trusted, roots).unwrap();
+    let s = start(&pool, &hsm, &trusted);
+    let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    let token = init["admin-token"].as_str().unwrap().to_string();
+    let t = Some(token.as_str());
+
+    let out = s.run(t, &["create", "key", "late-key"]);
+    assert!(!out.status.success(), "a key was made without a token");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HSM not open"), "{err}");
+    assert!(!err.contains(PIN), "the PIN leaked: {err}");
+
+    hsm.init_token(LABEL, PIN);
+    // The server retries opening the HSM every 5 s; give it generous time on a loaded box.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let key = loop {
+        let out = s.run(t, &["create", "key", "late-key", "--json"]);
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("HSM not open"), "{err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HSM never opened: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(key["name"], "late-key");
+    assert_eq!(key["sha3-384"].as_str().unwrap().len(), 64);
+}

@@ -7,6 +7,9 @@
 
 use futures_util::future::BoxFuture;
 
+use std::sync::Arc;
+
+use crate::signer::backend::HsmSlot;
 use crate::store::{NewAccountAssertion, SigningKey};
 
 /// A key the HSM generated.
@@ -79,16 +82,27 @@ impl Backend for Unavailable {
 
 /// The real backend: keys on the PKCS#11 token, assertions through the project's codec,
 /// pushed assertions checked against the trust database.
+///
+/// It holds the same [`HsmSlot`] as the device plane, so an HSM that could not be opened at
+/// start-up serves key generation as soon as the slot's background retry opens it (no
+/// restart); until then HSM operations fail with the reason, and pushes, which need only
+/// the trust database, still work.
 #[derive(Clone, Debug)]
 pub struct HsmBackend {
-    hsm: crate::hsm::Hsm,
+    slot: Arc<HsmSlot>,
     trust: crate::trust::TrustDb,
 }
 
 impl HsmBackend {
-    /// A backend over an opened HSM and the configured trusted roots.
-    pub fn new(hsm: crate::hsm::Hsm, trust: crate::trust::TrustDb) -> Self {
-        HsmBackend { hsm, trust }
+    /// A backend over the server's HSM slot and the configured trusted roots.
+    pub fn new(slot: Arc<HsmSlot>, trust: crate::trust::TrustDb) -> Self {
+        HsmBackend { slot, trust }
+    }
+
+    fn hsm(&self) -> Result<&crate::hsm::Hsm, String> {
+        self.slot
+            .get()
+            .ok_or_else(|| format!("HSM not open: {}", self.slot.why()))
     }
 }
 
@@ -182,7 +196,7 @@ impl Backend for HsmBackend {
     fn generate_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>> {
         Box::pin(async move {
             let info = self
-                .hsm
+                .hsm()?
                 .generate_key(name)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -203,8 +217,8 @@ impl Backend for HsmBackend {
                 .sha3_384
                 .as_deref()
                 .ok_or_else(|| format!("key {:?} has no id yet", key.name))?;
-            let info = self
-                .hsm
+            let hsm = self.hsm()?;
+            let info = hsm
                 .find_key(id)
                 .await
                 .map_err(|e| e.to_string())?
@@ -224,8 +238,7 @@ impl Backend for HsmBackend {
             let created = u32::try_from(now.unix_timestamp())
                 .map_err(|_| "the clock is outside the OpenPGP time range".to_string())?;
             let input = signing_input(&content, created);
-            let sigs = self
-                .hsm
+            let sigs = hsm
                 .sign(id, &[*input.digest_info()])
                 .await
                 .map_err(|e| e.to_string())?;
@@ -246,6 +259,6 @@ impl Backend for HsmBackend {
     }
 
     fn hsm_healthy(&self) -> bool {
-        self.hsm.health().is_up()
+        self.slot.get().is_some_and(|hsm| hsm.health().is_up())
     }
 }

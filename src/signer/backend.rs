@@ -92,6 +92,11 @@ impl HsmSlot {
         self.hsm.get()
     }
 
+    /// Why the HSM is not open (the last error opening it); empty once open.
+    pub fn why(&self) -> String {
+        self.why.lock().clone()
+    }
+
     /// Opens the HSM now; when that fails, logs why and retries every `retry` in the
     /// background until it opens or `shutdown` resolves.
     pub async fn open_or_retry(
@@ -133,7 +138,7 @@ impl SignBackend for HsmSlot {
         match self.hsm.get() {
             Some(hsm) => SignBackend::sign(hsm, key_id, digest_infos),
             None => {
-                let why = self.why.lock().clone();
+                let why = self.why();
                 Box::pin(
                     async move { Err(BackendError::Unavailable(format!("HSM not open: {why}"))) },
                 )
