@@ -98,6 +98,52 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct TrustDb {
     inner: Arc<Inner>,
+    verified: Arc<VerifiedSignatures>,
+}
+
+/// Signatures already verified, shared by a database and every database derived from it.
+///
+/// A factory line sends the same model assertion with every serial-request; checking its RSA
+/// signature once instead of once per device saves an RSA-4096 verification per serial. An
+/// entry is SHA-256 over the signing key's id, the content and the signature block, so it
+/// records a fact that never changes ("this signature over this content verifies under this
+/// key"); the key's validity, constraints and the timestamps are still checked every time.
+/// Bounded: emptied when full.
+#[derive(Debug, Default)]
+struct VerifiedSignatures(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+/// Most signatures remembered.
+const VERIFIED_MAX: usize = 4096;
+
+impl VerifiedSignatures {
+    fn fingerprint(a: &Assertion) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(a.sign_key_id_bytes());
+        h.update((a.content().len() as u64).to_be_bytes());
+        h.update(a.content());
+        h.update(a.signature());
+        h.finalize().into()
+    }
+
+    /// Verifies `a` with `key` unless this exact signature was verified with it before.
+    fn verify(
+        &self,
+        a: &Assertion,
+        key: &crate::assertion::RsaPublicKey,
+    ) -> Result<(), VerifyError> {
+        let fp = Self::fingerprint(a);
+        if self.0.lock().contains(&fp) {
+            return Ok(());
+        }
+        a.verify_with(key)?;
+        let mut seen = self.0.lock();
+        if seen.len() >= VERIFIED_MAX {
+            seen.clear();
+        }
+        seen.insert(fp);
+        Ok(())
+    }
 }
 
 impl TrustDb {
@@ -139,6 +185,7 @@ impl TrustDb {
         }
         Ok(Self {
             inner: Arc::new(inner),
+            verified: Arc::default(),
         })
     }
 
@@ -202,6 +249,7 @@ impl TrustDb {
         }
         Ok(Self {
             inner: Arc::new(inner),
+            verified: self.verified.clone(),
         })
     }
 
@@ -318,7 +366,7 @@ impl TrustDb {
                 authority: authority.to_owned(),
             });
         }
-        a.verify_with(key.public_key())?;
+        self.verified.verify(a, key.public_key())?;
         if !key.allows(a) {
             return Err(TrustError::Constraints(a.sign_key_id().to_owned()));
         }

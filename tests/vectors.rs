@@ -160,6 +160,44 @@ fn tests_lib_model_verifies_through_chain() {
     ));
 }
 
+/// The same model is checked once per serial; its verified signature is remembered, but a
+/// copy with any changed byte (content or signature) is verified afresh and refused.
+#[test]
+fn remembered_model_signature_does_not_cover_tampered_copies() {
+    let db = dev_chain();
+    let now = ts("2025-01-01T00:00:00Z");
+    let text = fixture("snapd/developer1-pc.model");
+    let model = Model::try_from(decode(&text).unwrap()).unwrap();
+    for _ in 0..3 {
+        db.check_model(&model, now).unwrap();
+    }
+    let s = String::from_utf8(text.clone()).unwrap();
+    let tampered = s.replacen("model: my-model", "model: my-modem", 1);
+    assert_ne!(tampered, s, "the fixture names model my-model");
+    let changed = Model::try_from(decode(tampered.as_bytes()).unwrap()).unwrap();
+    assert!(matches!(
+        db.check_model(&changed, now),
+        Err(TrustError::Signature(_))
+    ));
+    // Last base64 character of the signature block changed.
+    let mut sig_tampered = text.clone();
+    let end = sig_tampered
+        .iter()
+        .rposition(|b| b.is_ascii_alphanumeric())
+        .unwrap();
+    sig_tampered[end] = if sig_tampered[end] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let m = Model::try_from(decode(&sig_tampered).unwrap()).unwrap();
+    assert!(db.check_model(&m, now).is_err());
+    // A database derived from this one shares what was verified and still refuses.
+    let derived = db.with_admitted(Vec::new(), now).unwrap();
+    derived.check_model(&model, now).unwrap();
+    assert!(derived.check_model(&changed, now).is_err());
+}
+
 #[test]
 fn chain_needs_the_account() {
     let key = decode(&fixture("snapd/developer1.account-key")).unwrap();
@@ -184,4 +222,44 @@ fn builtin_roots_verify_themselves() {
     // a testrootorg-signed key is not trusted by the production roots
     let dev = decode(&fixture("snapd/testrootorg-store.account-key")).unwrap();
     assert!(db.check(&dev, ts("2025-01-01T00:00:00Z")).is_err());
+}
+
+/// The device plane's check of an assembled serial (no second RSA): the genuine signature
+/// block passes; another signature, other content or another signing time is refused.
+#[test]
+fn encoded_signature_check_catches_every_mismatch() {
+    use serialmint::assertion::check_encoded_signature;
+    let key = TestKey::store();
+    let content = b"type: account\nauthority-id: canonical\naccount-id: x".to_vec();
+    let input = signing_input(&content, T2024);
+    let mut msg = content.clone();
+    msg.extend_from_slice(&hash_suffix(T2024));
+    let sig = key.raw_sign(&aws_lc_rs::signature::RSA_PKCS1_SHA512, &msg);
+    let block = input.encode_signature(&sig);
+    check_encoded_signature(&content, block.as_bytes(), input.digest_info(), &sig).unwrap();
+
+    let other_msg = b"something else".to_vec();
+    let other_sig = key.raw_sign(&aws_lc_rs::signature::RSA_PKCS1_SHA512, &other_msg);
+    let cases: [(&[u8], String, &[u8]); 3] = [
+        // the block carries another signature than the one checked
+        (&content, input.encode_signature(&other_sig), &sig),
+        // other content under the same block
+        (
+            b"type: account\nauthority-id: canonical\naccount-id: y",
+            block.clone(),
+            &sig,
+        ),
+        // a block made for another signing time
+        (
+            &content,
+            signing_input(&content, T2024 + 1).encode_signature(&sig),
+            &sig,
+        ),
+    ];
+    for (i, (c, b, s)) in cases.iter().enumerate() {
+        assert!(
+            check_encoded_signature(c, b.as_bytes(), input.digest_info(), s).is_err(),
+            "case {i} passed"
+        );
+    }
 }

@@ -215,4 +215,7 @@ pub enum VerifyError {
     /// A DigestInfo that is not SHA-512.
     #[error("digest info is not a SHA-512 DigestInfo")]
     DigestInfo,
+    /// An assembled signature block differs from what was signed (an encoding mistake).
+    #[error("the signature block does not carry what was signed: {0}")]
+    Mismatch(&'static str),
 }

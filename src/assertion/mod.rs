@@ -30,7 +30,10 @@ pub use codec::{
 pub use error::{CheckError, DecodeError, HeaderError, PacketError, VerifyError};
 pub use headers::{HeaderValue, Headers};
 pub use model::Model;
-pub use openpgp::{RsaPublicKey, SignaturePacket, SigningInput, signing_input, verify_digest_info};
+pub use openpgp::{
+    RsaPublicKey, SignaturePacket, SigningInput, check_encoded_signature, signing_input,
+    verify_digest_info,
+};
 pub use serial::{Serial, SerialBuilder, SerialRequest};
 pub use types::AssertionType;
 

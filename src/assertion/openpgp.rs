@@ -480,6 +480,45 @@ pub fn verify_signature(
     SignaturePacket::decode(signature_text)?.verify(content, public)
 }
 
+/// Checks that an encoded signature block carries `rsa_sig` over `content` as `digest_info`
+/// (a SHA-512 DigestInfo): everything [`verify_signature`] checks except the RSA step, for a
+/// raw signature the caller has already verified against that DigestInfo (the HSM layer
+/// checks every token signature in software). It costs one SHA-512 instead of a second RSA
+/// verification and still catches any mistake in assembling the packet.
+pub fn check_encoded_signature(
+    content: &[u8],
+    signature_text: &[u8],
+    digest_info: &[u8; 83],
+    rsa_sig: &[u8],
+) -> Result<(), VerifyError> {
+    let packet = SignaturePacket::decode(signature_text)?;
+    if packet.pubkey_algo != PUBKEY_ALGO_RSA {
+        return Err(VerifyError::Algorithm);
+    }
+    if packet.hash_algo != HASH_SHA512 {
+        return Err(VerifyError::UnsupportedHash(packet.hash_algo));
+    }
+    let mut ctx = digest::Context::new(&digest::SHA512);
+    ctx.update(content);
+    ctx.update(&packet.hash_suffix);
+    let d = ctx.finish();
+    if d.as_ref()[..2] != packet.hash_tag {
+        return Err(VerifyError::HashTag);
+    }
+    let (prefix, hash) = digest_info.split_at(SHA512_DIGEST_INFO_PREFIX.len());
+    if prefix != SHA512_DIGEST_INFO_PREFIX {
+        return Err(VerifyError::DigestInfo);
+    }
+    if hash != d.as_ref() {
+        return Err(VerifyError::Mismatch("digest"));
+    }
+    let unpadded = |s: &[u8]| -> Vec<u8> { s.iter().copied().skip_while(|b| *b == 0).collect() };
+    if unpadded(&packet.rsa_sig) != unpadded(rsa_sig) {
+        return Err(VerifyError::Mismatch("RSA signature"));
+    }
+    Ok(())
+}
+
 /// x/crypto `parseSignatureSubpackets`: records the creation time, rejects what Go rejects.
 fn parse_subpackets(
     mut data: &[u8],

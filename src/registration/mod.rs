@@ -423,12 +423,25 @@ impl Registration {
             .map_err(|e| RegError::InvalidSerial(e.to_string()))?;
         let created = u32::try_from(now.unix_timestamp()).unwrap_or(u32::MAX);
         let input = signing_input(&content, created);
+        // The HSM layer verified the raw signature over this DigestInfo with the key's public
+        // half; what is left to prove is that the assembled assertion decodes and carries
+        // exactly that signature over exactly this content (one SHA-512, no second RSA).
         let signature = self.signer.sign(&key.key_id, *input.digest_info()).await?;
         let encoded = assemble_encoded(&content, &input.encode_signature(&signature));
-        assertion::decode(&encoded)
-            .map_err(|e| RegError::SignatureCheck(e.to_string()))?
-            .verify_with(&key.public)
-            .map_err(|e| RegError::SignatureCheck(e.to_string()))?;
+        let decoded =
+            assertion::decode(&encoded).map_err(|e| RegError::SignatureCheck(e.to_string()))?;
+        if decoded.content() != content.as_slice() || decoded.sign_key_id() != key.key_id {
+            return Err(RegError::SignatureCheck(
+                "the assembled serial does not carry the signed content".into(),
+            ));
+        }
+        assertion::check_encoded_signature(
+            decoded.content(),
+            decoded.signature(),
+            input.digest_info(),
+            &signature,
+        )
+        .map_err(|e| RegError::SignatureCheck(e.to_string()))?;
         let serial_text =
             String::from_utf8(encoded).map_err(|e| RegError::SignatureCheck(e.to_string()))?;
 

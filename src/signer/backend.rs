@@ -32,6 +32,10 @@ pub enum BackendError {
 pub trait SignBackend: Send + Sync + 'static {
     /// Signs every DigestInfo with the key `key_id` (a snapd SHA3-384 key id), in order,
     /// returning one signature per input. One call is one session used back to back.
+    ///
+    /// Contract: every signature returned has been verified in software against the key's
+    /// public half over its DigestInfo (the HSM layer does; a fake must too). Registration
+    /// relies on it and checks only that the assembled serial carries that signature.
     fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a>;
 }
 
