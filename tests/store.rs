@@ -140,6 +140,34 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
     );
 }
 
+/// Two rows for one request-id in the same group commit (a device retrying while its first
+/// request is still being signed): the first is recorded, the second gets the first's serial.
+#[sqlx::test]
+async fn a_replay_inside_one_batch_gets_the_first_serial(pool: PgPool) {
+    let (store, model) = setup(pool).await;
+    let out = store
+        .record_issuances(&[
+            issuance(model, "U1", "dev-g", "req-7"),
+            issuance(model, "U2", "dev-g", "req-7"),
+            issuance(model, "U3", "dev-h", "req-7"),
+            issuance(model, "U4", "dev-i", "req-8"),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(&out[0], IssuanceOutcome::Inserted(r) if r.serial == "U1"));
+    assert!(matches!(
+        &out[1],
+        IssuanceOutcome::Replay { existing, by: ReplayReason::RequestId } if existing.serial == "U1"
+    ));
+    assert!(matches!(
+        &out[2],
+        IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) if existing.serial == "U1"
+    ));
+    assert!(
+        matches!(&out[3], IssuanceOutcome::Inserted(r) if r.serial == "U4" && r.request_id == "req-8")
+    );
+}
+
 #[sqlx::test]
 async fn the_database_itself_refuses_duplicates(pool: PgPool) {
     let (store, model) = setup(pool.clone()).await;

@@ -87,11 +87,6 @@ pub trait SigningLog: Send + Sync + 'static {
         &'a self,
         rows: &'a [IssuanceRecord],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>>;
-    /// The issuance made with this request-id, if any.
-    fn by_request_id<'a>(
-        &'a self,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>>;
     /// The highest revision issued of this serial, if any.
     fn latest<'a>(
         &'a self,
@@ -162,18 +157,6 @@ impl SigningLog for Store {
         })
     }
 
-    fn by_request_id<'a>(
-        &'a self,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
-        Box::pin(async move {
-            Ok(self
-                .find_issuance_by_request_id(request_id)
-                .await?
-                .map(prior))
-        })
-    }
-
     fn latest<'a>(
         &'a self,
         brand_id: &'a str,
@@ -239,11 +222,6 @@ impl GroupCommit {
             .map_err(|_| LogError("signing log writer stopped".into()))?;
         rx.await
             .map_err(|_| LogError("signing log writer stopped".into()))?
-    }
-
-    /// Looks up, bounded by the same timeout.
-    pub async fn by_request_id(&self, request_id: &str) -> Result<Option<PriorIssuance>, LogError> {
-        bounded(self.timeout, self.log.by_request_id(request_id)).await
     }
 
     /// Looks up, bounded by the same timeout.
@@ -346,13 +324,6 @@ mod tests {
             })
         }
 
-        fn by_request_id<'a>(
-            &'a self,
-            _request_id: &'a str,
-        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
-            Box::pin(async move { self.check().map(|()| None) })
-        }
-
         fn latest<'a>(
             &'a self,
             _brand_id: &'a str,
@@ -406,7 +377,7 @@ mod tests {
         let gc = GroupCommit::start(log.clone(), 8, Duration::from_secs(5));
         log.down.store(true, Ordering::SeqCst);
         assert!(gc.record(row(1)).await.is_err());
-        assert!(gc.by_request_id("r1").await.is_err());
+        assert!(gc.latest("b", "m", "s").await.is_err());
         log.down.store(false, Ordering::SeqCst);
         assert_eq!(gc.record(row(1)).await, Ok(RecordOutcome::Inserted));
         assert_eq!(log.rows.load(Ordering::SeqCst), 1);

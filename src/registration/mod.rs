@@ -302,6 +302,8 @@ impl Registration {
         body: &[u8],
         model_label: &mut String,
     ) -> Result<Issued, RegError> {
+        // Overload is refused before any CPU goes into decoding and verifying.
+        self.signer.check_admission()?;
         // Stream shape: serial-request, model, and for a remodel the old serial.
         let stream =
             assertion::decode_stream(body).map_err(|e| RegError::BadStream(e.to_string()))?;
@@ -377,11 +379,11 @@ impl Registration {
             KeyRefusal::Unavailable(m) => RegError::KeyUnavailable(m),
         })?;
 
-        // A replay of an answered request gets the same serial; another device key is refused.
+        // A replay of an answered request (same request-id) is recognised when its row is
+        // recorded: the log's unique request-id makes it a replay (same device key: the
+        // earlier serial is answered, the new one never leaves) or a refusal (another device
+        // key). Replays are rare, so the common path makes no look-up before signing.
         let device_key_id = req.device_key().key_id();
-        if let Some(prior) = self.log.by_request_id(req.request_id()).await? {
-            return self.replay_or_refuse(prior, &device_key_id, &model.name, true);
-        }
 
         self.signer
             .check_rate(&model_key(&model), model.rate_limit)?;
@@ -406,7 +408,7 @@ impl Registration {
                 .await?
         {
             if prior.device_key_id == device_key_id {
-                return self.replay_or_refuse(prior, &device_key_id, &model.name, false);
+                return self.replay_or_refuse(prior, &device_key_id, &model.name);
             }
             match model.duplicate_policy {
                 DuplicatePolicy::Refuse => return Err(RegError::SerialTaken(serial)),
@@ -469,7 +471,7 @@ impl Registration {
                 replay: false,
             }),
             RecordOutcome::Replay(prior) => {
-                self.replay_or_refuse(prior, &device_key_id, &model.name, false)
+                self.replay_or_refuse(prior, &device_key_id, &model.name)
             }
             RecordOutcome::RequestIdUsed(_) => Err(RegError::RequestIdUsed),
             RecordOutcome::SerialTaken(_) => Err(RegError::SerialTaken(serial)),
@@ -480,19 +482,16 @@ impl Registration {
         }
     }
 
+    /// An earlier issuance of the same serial: the same device key gets it again (a replay),
+    /// another device key is refused.
     fn replay_or_refuse(
         &self,
         prior: PriorIssuance,
         device_key_id: &str,
         model: &str,
-        by_request_id: bool,
     ) -> Result<Issued, RegError> {
         if prior.device_key_id != device_key_id {
-            return Err(if by_request_id {
-                RegError::RequestIdUsed
-            } else {
-                RegError::SerialTaken(prior.serial)
-            });
+            return Err(RegError::SerialTaken(prior.serial));
         }
         let chain = assertion::decode(prior.serial_text.as_bytes())
             .map(|a| self.catalog.key_chain(a.sign_key_id()))

@@ -267,18 +267,9 @@ impl Signer {
         let deadline = now + shared.cfg.deadline;
         {
             let mut queue = shared.queue.lock();
-            let queued = queue.len();
-            if queued >= shared.cfg.queue_max {
+            if let Err(e) = shared.admit(queue.len()) {
                 drop(queue);
-                return Err(refuse("queue-full", Duration::from_secs(1)));
-            }
-            let estimate = shared.estimate(queued);
-            // A tenth of the deadline is kept for what follows signing (verify, log, answer)
-            // and for estimation error.
-            let budget = shared.cfg.deadline - shared.cfg.deadline / 10;
-            if estimate > budget {
-                drop(queue);
-                return Err(refuse("overloaded", estimate - budget));
+                return Err(e);
             }
             queue.push_back(Job {
                 key_id: Arc::from(key_id),
@@ -298,6 +289,15 @@ impl Signer {
                 Err(SignError::DeadlineExceeded)
             }
         }
+    }
+
+    /// Refuses at once, like [`Signer::sign`] would, when a digest queued now could not be
+    /// signed within the deadline (or the queue is full). Registration asks this before it
+    /// spends CPU on decoding and verifying a request, so that under overload the excess is
+    /// shed for the price of an HTTP exchange and the cores keep signing.
+    pub fn check_admission(&self) -> Result<(), SignError> {
+        let queued = self.shared.queue.lock().len();
+        self.shared.admit(queued)
     }
 
     /// Stops accepting work; queued digests are still signed, then the workers exit.
@@ -325,6 +325,21 @@ fn duration_ns(d: Duration) -> u64 {
 }
 
 impl Shared {
+    /// Whether a digest may join a queue of `queued`: the queue has room and the estimate
+    /// fits the deadline, less a tenth kept for what follows signing (verify, log, answer)
+    /// and for estimation error.
+    fn admit(&self, queued: usize) -> Result<(), SignError> {
+        if queued >= self.cfg.queue_max {
+            return Err(refuse("queue-full", Duration::from_secs(1)));
+        }
+        let estimate = self.estimate(queued);
+        let budget = self.cfg.deadline - self.cfg.deadline / 10;
+        if estimate > budget {
+            return Err(refuse("overloaded", estimate - budget));
+        }
+        Ok(())
+    }
+
     /// When a digest queued now would be signed: every signature ahead of it (queued and in
     /// flight) plus its own, spread over the workers, at the measured per-signature time.
     fn estimate(&self, queued: usize) -> Duration {

@@ -171,6 +171,38 @@ async fn queue_full_is_refused() {
     assert_eq!(refused, 3, "{results:?}");
 }
 
+#[tokio::test]
+async fn admission_can_be_asked_before_any_work_is_done() {
+    let backend = FakeBackend::new(Duration::from_millis(500));
+    let mut c = cfg(1, 1, 60_000);
+    c.queue_max = 2;
+    let signer = Signer::start(backend, c);
+    signer.check_admission().unwrap();
+    let mut tasks = Vec::new();
+    // One in flight, then two queued: the queue is full.
+    for (i, until) in [(0u8, (0, 1)), (1, (1, 1)), (2, (2, 1))] {
+        let s = signer.clone();
+        tasks.push(tokio::spawn(async move { s.sign("k", digest(i)).await }));
+        for _ in 0..400 {
+            let st = signer.stats();
+            if (st.queued, st.in_flight) == until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert_eq!(signer.stats().queued, 2, "one sign in flight, two queued");
+    assert!(matches!(
+        signer.check_admission(),
+        Err(SignError::Overloaded { .. })
+    ));
+    for r in futures_join(tasks).await {
+        r.unwrap();
+    }
+    assert_eq!(signer.stats().queued, 0);
+    signer.check_admission().unwrap();
+}
+
 async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for t in tasks {

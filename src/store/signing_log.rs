@@ -168,6 +168,12 @@ impl Store {
     /// input order, whether it was inserted, replays an earlier issuance to the same device
     /// key, or conflicts with one to another device key. Nothing is committed when an error
     /// is returned (then no serial of the batch may be answered).
+    ///
+    /// The batch is one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` statement
+    /// (one round trip and one plan for the whole batch, not one per row), in request-id order
+    /// so concurrent batches take unique-index locks in the same order. Rows it did not insert,
+    /// and rows that repeat a request-id or serial of an earlier row of the same batch, are
+    /// then classified one by one against the row that won (the rare path).
     pub async fn record_issuances(&self, rows: &[NewIssuance]) -> Result<Vec<IssuanceOutcome>> {
         if let Some(r) = rows.iter().find(|r| r.revision < 0) {
             return Err(StoreError::Invalid(format!(
@@ -175,44 +181,89 @@ impl Store {
                 r.serial
             )));
         }
-        // Insert in request-id order so concurrent batches take unique-index locks in the
-        // same order; report in input order.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by(|&a, &b| rows[a].request_id.cmp(&rows[b].request_id));
-        let mut outcomes: Vec<Option<IssuanceOutcome>> = vec![None; rows.len()];
+        // The first row of each request-id and of each serial goes into the INSERT; a later
+        // one in the same batch can only replay or conflict with it.
+        let mut seen_requests = std::collections::HashSet::new();
+        let mut seen_serials = std::collections::HashSet::new();
+        let candidate: Vec<bool> = rows
+            .iter()
+            .map(|r| {
+                let first_request = seen_requests.insert(r.request_id.as_str());
+                let first_serial = seen_serials.insert((
+                    r.brand_id.as_str(),
+                    r.model_name.as_str(),
+                    r.serial.as_str(),
+                    r.revision,
+                ));
+                first_request && first_serial
+            })
+            .collect();
+        let batch: Vec<&NewIssuance> = rows
+            .iter()
+            .zip(&candidate)
+            .filter_map(|(r, c)| c.then_some(r))
+            .collect();
+        let column =
+            |f: fn(&NewIssuance) -> &str| -> Vec<&str> { batch.iter().map(|r| f(r)).collect() };
+
         let mut tx = self.begin().await?;
-        for i in order {
-            let r = &rows[i];
-            let inserted: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
-                   device_key_id, request_id, signing_key_id, instance, serial_assertion) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-                 WHERE EXISTS (SELECT 1 FROM models WHERE id = $2) \
-                 ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
-            )))
-            .bind(&r.brand_id)
-            .bind(r.model_id)
-            .bind(&r.model_name)
-            .bind(&r.serial)
-            .bind(r.revision)
-            .bind(&r.device_key_id)
-            .bind(&r.request_id)
-            .bind(&r.signing_key_id)
-            .bind(&r.instance)
-            .bind(&r.serial_assertion)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let outcome = match inserted {
-                Some(row) => IssuanceOutcome::Inserted(issuance(row)),
-                None => classify(&mut tx, r).await?,
+        let inserted: Vec<(i64, String, OffsetDateTime)> = sqlx::query_as(
+            "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
+               device_key_id, request_id, signing_key_id, instance, serial_assertion) \
+             SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
+               t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion \
+             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], \
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+               AS t(brand_id, model_id, model_name, serial, revision, device_key_id, \
+                    request_id, signing_key_id, instance, serial_assertion) \
+             WHERE EXISTS (SELECT 1 FROM models WHERE id = t.model_id) \
+             ORDER BY t.request_id \
+             ON CONFLICT DO NOTHING RETURNING id, request_id, issued_at",
+        )
+        .bind(column(|r| &r.brand_id))
+        .bind(batch.iter().map(|r| r.model_id).collect::<Vec<i64>>())
+        .bind(column(|r| &r.model_name))
+        .bind(column(|r| &r.serial))
+        .bind(batch.iter().map(|r| r.revision).collect::<Vec<i32>>())
+        .bind(column(|r| &r.device_key_id))
+        .bind(column(|r| &r.request_id))
+        .bind(column(|r| &r.signing_key_id))
+        .bind(column(|r| &r.instance))
+        .bind(column(|r| &r.serial_assertion))
+        .fetch_all(&mut *tx)
+        .await?;
+        // Request-ids are unique among the candidates, so they name the inserted rows.
+        let mut inserted: std::collections::HashMap<String, (i64, OffsetDateTime)> = inserted
+            .into_iter()
+            .map(|(id, request_id, at)| (request_id, (id, at)))
+            .collect();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (r, c) in rows.iter().zip(&candidate) {
+            let won = if *c {
+                inserted.remove(&r.request_id)
+            } else {
+                None
             };
-            outcomes[i] = Some(outcome);
+            outcomes.push(match won {
+                Some((id, issued_at)) => IssuanceOutcome::Inserted(Issuance {
+                    id,
+                    brand_id: r.brand_id.clone(),
+                    model_id: r.model_id,
+                    model_name: r.model_name.clone(),
+                    serial: r.serial.clone(),
+                    revision: r.revision,
+                    device_key_id: r.device_key_id.clone(),
+                    request_id: r.request_id.clone(),
+                    signing_key_id: r.signing_key_id.clone(),
+                    instance: r.instance.clone(),
+                    issued_at,
+                    serial_assertion: r.serial_assertion.clone(),
+                }),
+                None => classify(&mut tx, r).await?,
+            });
         }
         tx.commit().await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every row has an outcome"))
-            .collect())
+        Ok(outcomes)
     }
 
     /// The issuance made with this request-id, if any.
