@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Skip phase 3.
     #[arg(long)]
     no_verify: bool,
+    /// The server's pid on this machine: report its CPU per serial during phase 2 (with
+    /// Postgres', the load generator's and the rest of the machine's).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 /// The result of `run`.
@@ -93,6 +97,8 @@ pub struct RunReport {
     pub serial: Summary,
     /// Open loop: the sender's largest lag behind the schedule, ms.
     pub max_send_lag_ms: f64,
+    /// Where the CPU went during phase 2, per good serial.
+    pub cpu: crate::cpu::CpuSplit,
     /// Phase 3.
     pub verification: Option<VerifyReport>,
     /// serials/s / raw signatures/s.
@@ -122,6 +128,7 @@ impl RunReport {
             ),
         };
         s.push_str(&self.serial.render(&title));
+        s.push_str(&self.cpu.render());
         if let Some(v) = &self.verification {
             s.push_str(&v.render());
         }
@@ -239,12 +246,15 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
             }
         }
     };
+    let before = crate::cpu::Snapshot::take(a.server_pid);
     let driven: Driven = match schedule {
         Some(s) => drive::open_loop(s, &pb, post).await,
         None => drive::closed_loop(n, a.concurrency, &pb, post).await,
     };
+    let after = crate::cpu::Snapshot::take(a.server_pid);
     pb.finish_and_clear();
     let serial = driven.recorder.summary(driven.elapsed);
+    let cpu = before.split(&after, serial.good);
 
     // Phase 3.
     let verification = if a.no_verify {
@@ -286,6 +296,7 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
             .map(|c| serial.good_per_s / c),
         serial,
         max_send_lag_ms: driven.max_send_lag.as_secs_f64() * 1000.0,
+        cpu,
         verification,
         ratio_to_raw,
         p99_over_single_sign_p50: p99_over,

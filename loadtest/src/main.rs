@@ -15,12 +15,14 @@
 //! Files: `stats` (histograms, counts, summary), `schedule` (open-loop arrivals), `drive`
 //! (closed and open loop), `client` (the device's HTTP calls), `keys` (device key cache),
 //! `device` (serial-request and stream), `verify` (phase 3), `raw` (HSM alone), `conns`
-//! (connection memory), `factory` (the `run` phases).
+//! (connection memory), `factory` (the `run` phases), `cpu` (where the CPU went during
+//! phase 2, from /proc).
 
 #![forbid(unsafe_code)]
 
 mod client;
 mod conns;
+mod cpu;
 mod device;
 mod drive;
 mod factory;

@@ -33,18 +33,24 @@ pub struct RawReport {
     pub calls: Summary,
     /// Failed sign calls.
     pub errors: u64,
+    /// Where the CPU went during the flat-out window, per signature: `load_generator_ms` is
+    /// this process, i.e. SoftHSM's signing plus the pool and the software check.
+    pub cpu: crate::cpu::CpuSplit,
 }
 
 impl RawReport {
     /// Human-readable lines.
     pub fn render(&self) -> String {
         format!(
-            "raw HSM: {} sessions, batch {}: {:.1} signatures/s ({} errors)\n  \
+            "raw HSM: {} sessions, batch {}: {:.1} signatures/s ({} errors), {:.2} ms CPU per \
+             signature (machine idle {:.1} %)\n  \
              single sign (idle): p50 {:.2} ms  p99 {:.2} ms\n",
             self.sessions,
             self.batch,
             self.signs_per_s,
             self.errors,
+            self.cpu.load_generator_ms,
+            self.cpu.idle_share * 100.0,
             self.single_sign.latency_good.p50_ms,
             self.single_sign.latency_good.p99_ms,
         )
@@ -142,6 +148,7 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let signed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let cpu_before = crate::cpu::Snapshot::take(None);
     let mut tasks = Vec::new();
     for w in 0..sessions.max(1) {
         let (hsm, key, dis, stop, signed) = (
@@ -188,6 +195,7 @@ pub async fn run(
     // Signatures finished after the window closed still count, over the real elapsed time.
     let elapsed = start.elapsed();
     let n = signed.load(Ordering::Relaxed);
+    let cpu = cpu_before.split(&crate::cpu::Snapshot::take(None), n);
     Ok(RawReport {
         sessions,
         batch,
@@ -196,6 +204,7 @@ pub async fn run(
         single_sign: single,
         calls: calls.summary(elapsed),
         errors,
+        cpu,
     })
 }
 

@@ -1,0 +1,185 @@
+//! Where the CPU went during a timed phase, from `/proc` (Linux): this load generator, the
+//! server (`--server-pid`), every `postgres` process, and the whole machine (`/proc/stat`).
+//!
+//! On a machine where the HSM is SoftHSM, every CPU-millisecond the server's own work, the
+//! database and the load generator take is a millisecond the signing threads do not get, so
+//! the end-to-end / raw ratio is bounded by (sign CPU) / (all CPU per serial). This module
+//! makes that split a measurement instead of a guess. Reading `/proc` costs a few
+//! milliseconds per snapshot, taken only before and after the phase.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Clock ticks per second of `/proc` CPU times (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU times in ticks at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    at: Instant,
+    own: u64,
+    server: Option<u64>,
+    postgres: u64,
+    busy: u64,
+    total: u64,
+}
+
+/// CPU per serial over a phase, in milliseconds (`None` when not measurable).
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuSplit {
+    /// Serials (good answers) the split is divided by.
+    pub serials: u64,
+    /// Wall-clock seconds of the phase.
+    pub seconds: f64,
+    /// This load generator.
+    pub load_generator_ms: f64,
+    /// The server process (its HSM signing included when the token is in-process SoftHSM).
+    pub server_ms: Option<f64>,
+    /// All `postgres` processes on the machine.
+    pub postgres_ms: f64,
+    /// Everything else that ran on the machine meanwhile (other users' work included).
+    pub other_ms: f64,
+    /// Share of the machine's CPU time that was idle during the phase.
+    pub idle_share: f64,
+}
+
+impl Snapshot {
+    /// Takes a snapshot; `server` is the server's pid when known.
+    pub fn take(server: Option<u32>) -> Snapshot {
+        let (busy, total) = machine();
+        Snapshot {
+            at: Instant::now(),
+            own: process_ticks(Path::new("/proc/self/stat")).unwrap_or(0),
+            server: server
+                .and_then(|p| process_ticks(&Path::new("/proc").join(p.to_string()).join("stat"))),
+            postgres: postgres_ticks(),
+            busy,
+            total,
+        }
+    }
+
+    /// The split from `self` to `later`, per good serial.
+    pub fn split(&self, later: &Snapshot, serials: u64) -> CpuSplit {
+        let per = |ticks: u64| ticks as f64 * 1000.0 / TICKS_PER_S / serials.max(1) as f64;
+        let own = later.own.saturating_sub(self.own);
+        let server = match (self.server, later.server) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        let postgres = later.postgres.saturating_sub(self.postgres);
+        let busy = later.busy.saturating_sub(self.busy);
+        let total = later.total.saturating_sub(self.total);
+        let known = own + server.unwrap_or(0) + postgres;
+        CpuSplit {
+            serials,
+            seconds: later.at.duration_since(self.at).as_secs_f64(),
+            load_generator_ms: per(own),
+            server_ms: server.map(per),
+            postgres_ms: per(postgres),
+            other_ms: per(busy.saturating_sub(known)),
+            idle_share: if total > 0 {
+                1.0 - busy as f64 / total as f64
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl CpuSplit {
+    /// One line for the text report.
+    pub fn render(&self) -> String {
+        let server = self
+            .server_ms
+            .map_or_else(|| "? (no --server-pid)".to_string(), |s| format!("{s:.2}"));
+        format!(
+            "cpu per serial (ms): server {server}, postgres {:.2}, load generator {:.2}, other {:.2}; machine idle {:.1} %\n",
+            self.postgres_ms,
+            self.load_generator_ms,
+            self.other_ms,
+            self.idle_share * 100.0
+        )
+    }
+}
+
+/// utime + stime of one process (all its threads), in ticks.
+fn process_ticks(stat: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // pid (comm) state ppid ... : fields 14 and 15 counted from 1, after the comm.
+    let after = &text[text.rfind(')')? + 2..];
+    let mut f = after.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Sum over every process named `postgres`.
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|e| process_ticks(&e.path().join("stat")))
+        .sum()
+}
+
+/// (busy, total) ticks of the whole machine from `/proc/stat`'s `cpu` line.
+fn machine() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_and_machine_are_readable_and_split_divides_by_serials() {
+        let a = Snapshot::take(Some(std::process::id()));
+        // Burn a little CPU so the counters move.
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let b = Snapshot::take(Some(std::process::id()));
+        let s = a.split(&b, 10);
+        assert_eq!(s.serials, 10);
+        assert!(s.load_generator_ms > 0.0, "{s:?}");
+        // The server pid given is this process, so both read the same counters.
+        assert_eq!(s.server_ms, Some(s.load_generator_ms));
+        assert!((0.0..=1.0).contains(&s.idle_share), "{s:?}");
+    }
+
+    #[test]
+    fn a_missing_server_is_none_not_zero() {
+        let a = Snapshot::take(Some(u32::MAX));
+        let s = a.split(&Snapshot::take(Some(u32::MAX)), 1);
+        assert_eq!(s.server_ms, None);
+        assert!(s.render().contains("no --server-pid"));
+    }
+}
