@@ -204,7 +204,7 @@ impl std::fmt::Debug for Signer {
 const EWMA_ALPHA: f64 = 0.2;
 
 impl Signer {
-    /// Starts `cfg.workers` workers on the current Tokio runtime.
+    /// Starts `cfg.workers` workers (one thread each) on the current Tokio runtime.
     pub fn start(backend: Arc<dyn SignBackend>, cfg: SignerConfig) -> Self {
         let cfg = SignerConfig {
             workers: cfg.workers.max(1),
@@ -222,8 +222,18 @@ impl Signer {
             closed: AtomicBool::new(false),
             rates: ModelRateLimits::new(),
         });
-        for _ in 0..shared.cfg.workers {
-            tokio::spawn(worker(shared.clone()));
+        // Each worker is an OS thread of its own that drives its loop with the runtime's
+        // handle: when a batch comes back from the HSM, the worker is woken directly and takes
+        // the next batch at once, however long the async workers' run queue is (under
+        // overload it is long: every request being read, checked or refused). On the async
+        // workers a finished batch waited its turn behind them and the HSM sat idle meanwhile.
+        let handle = tokio::runtime::Handle::current();
+        for i in 0..shared.cfg.workers {
+            let (shared, handle) = (shared.clone(), handle.clone());
+            std::thread::Builder::new()
+                .name(format!("signer-{i}"))
+                .spawn(move || handle.block_on(worker(shared)))
+                .expect("the OS starts a signer thread");
         }
         Self {
             _guard: Arc::new(StopGuard(shared.clone())),
