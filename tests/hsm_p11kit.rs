@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use serialmint::config::Secret;
 use serialmint::hsm::{Hsm, HsmConfig, HsmError, TokenSpec};
 use softhsm::{
-    P11KitServer, SoftHsm, block_on, digest_info_of, p11_kit_client_module, runtime,
-    softhsm_module,
+    P11KitServer, SoftHsm, block_on, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
 };
 
 const PIN: &str = "1234";
@@ -288,7 +287,11 @@ fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fre
         c.sessions = 2;
         c.call_timeout = call_timeout;
         let hsm = Hsm::open(c).await.unwrap();
-        let key = hsm.find_key(&key_id).await.unwrap().expect("key via p11-kit");
+        let key = hsm
+            .find_key(&key_id)
+            .await
+            .unwrap()
+            .expect("key via p11-kit");
         hsm.sign(&key_id, &[digest_info_of(b"before")])
             .await
             .unwrap();
@@ -314,9 +317,11 @@ fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fre
         // Recovery's new instances hang on the stopped server: each attempt is abandoned
         // after the call timeout and the next one starts on a fresh instance. Two abandoned
         // calls mean the recovery did not get stuck in the first.
-        wait_until(Duration::from_secs(40), "two abandoned recovery calls", || {
-            hsm.health().tokens[0].abandoned_calls >= 2
-        })
+        wait_until(
+            Duration::from_secs(40),
+            "two abandoned recovery calls",
+            || hsm.health().tokens[0].abandoned_calls >= 2,
+        )
         .await;
         let h = hsm.health();
         assert!(!h.is_up(), "{h:?}");

@@ -169,9 +169,9 @@ impl Calls {
                     .is_err()
                 {
                     // It finished just now: its answer is on the way.
-                    return rx.await.map_err(|_| {
-                        OpError::Fatal(format!("{what}: the HSM call thread died"))
-                    });
+                    return rx
+                        .await
+                        .map_err(|_| OpError::Fatal(format!("{what}: the HSM call thread died")));
                 }
                 self.stuck.fetch_add(1, Ordering::AcqRel);
                 self.abandoned.fetch_add(1, Ordering::Relaxed);
