@@ -381,7 +381,7 @@ fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fre
             "the abandoned calls are still stuck on the stopped server: {h:?}"
         );
         assert!(
-            server_pool_signs(&hsm, &key_id).await,
+            all_sign(&hsm, &key_id).await,
             "pool keeps signing after recovery"
         );
         fresh
@@ -401,7 +401,7 @@ fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fre
 }
 
 /// Signs a few digests from concurrent tasks; whether all succeeded.
-async fn server_pool_signs(hsm: &Hsm, key_id: &str) -> bool {
+async fn all_sign(hsm: &Hsm, key_id: &str) -> bool {
     let mut tasks = Vec::new();
     for i in 0..6u8 {
         let (hsm, key_id) = (hsm.clone(), key_id.to_string());

@@ -21,7 +21,6 @@
 //! stuck, and how many were abandoned in all (for health and metrics).
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -35,9 +34,11 @@ const KEEP_IDLE: Duration = Duration::from_secs(30);
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Idle threads, each with the sender of its own job channel (last idle first: warm caches).
-static IDLE: LazyLock<Mutex<Vec<(u64, mpsc::Sender<Job>)>>> =
-    LazyLock::new(|| Mutex::new(Vec::new()));
+/// An idle call thread: its id and the sender of its own job channel.
+type IdleThread = (u64, mpsc::Sender<Job>);
+
+/// Idle threads (last idle first: warm caches).
+static IDLE: Mutex<Vec<IdleThread>> = Mutex::new(Vec::new());
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `job` on an idle call thread, or on a new one.
