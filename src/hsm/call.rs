@@ -119,6 +119,11 @@ impl Calls {
         }
     }
 
+    /// The call timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Abandoned calls still stuck in the module.
     pub(crate) fn stuck(&self) -> usize {
         self.stuck.load(Ordering::Acquire)

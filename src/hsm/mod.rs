@@ -655,9 +655,14 @@ where
     F: Fn(&mut Live) -> Result<T, OpError> + Send + Sync + 'static,
     C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
 {
-    let mut obj = Some(obj);
-    let mut live = obj.as_mut().map(|o| o.take_live()).expect("an object");
-    let (back_tx, mut back_rx) = tokio::sync::oneshot::channel::<Live>();
+    let mut obj = obj;
+    let mut live = obj.take_live();
+    let (back_tx, back_rx) = tokio::sync::oneshot::channel::<Live>();
+    let mut handback = Handback {
+        obj: Some(obj),
+        rx: Some(back_rx),
+        wait: token.shared.calls.timeout(),
+    };
     let call = token.shared.calls.run("sign or look up keys", move || {
         let mut r = op(&mut live);
         // Repairs that keep the session: log in again, re-find stale key handles.
@@ -687,32 +692,80 @@ where
         Ok(v)
     });
     tokio::pin!(call);
-    let mut waiting = true;
     let result = loop {
         tokio::select! {
             biased;
-            back = &mut back_rx, if waiting => {
-                waiting = false;
-                if let (Ok(live), Some(mut o)) = (back, obj.take()) {
-                    o.put_live(live);
-                    // Back to the pool (no FFI here).
-                    drop(o);
-                }
+            back = async { handback.rx.as_mut().expect("still waiting").await }, if handback.rx.is_some() => {
+                handback.rx = None;
+                handback.settle(back.ok());
             }
             r = &mut call => break r,
         }
     };
-    if let Some(mut o) = obj.take() {
-        match back_rx.try_recv() {
-            Ok(live) if waiting => {
-                o.put_live(live);
-                drop(o);
+    if matches!(result, Err(OpError::Stuck { .. })) {
+        // The session stays with the stuck thread: free its pool slot now.
+        handback.settle(None);
+    }
+    // Otherwise the call is over: its session was sent back or closed (see `Handback`).
+    drop(handback);
+    result.and_then(|r| r)
+}
+
+/// A pooled object whose session is out on a call thread. Settled with the session (back to
+/// the pool, no FFI) or without it (closed on the call thread, or stuck there: the pool slot
+/// is freed). When dropped unsettled (the caller stopped waiting, or the call just ended), it
+/// takes the session if it is already back, else waits for it in the background, at most the
+/// call timeout, so a cancelled request neither loses nor leaks a session.
+struct Handback {
+    obj: Option<Object<SessionManager>>,
+    rx: Option<tokio::sync::oneshot::Receiver<Live>>,
+    wait: Duration,
+}
+
+impl Handback {
+    fn settle(&mut self, live: Option<Live>) {
+        if let Some(mut o) = self.obj.take() {
+            match live {
+                Some(live) => {
+                    o.put_live(live);
+                    drop(o);
+                }
+                None => drop(Object::take(o)),
             }
-            // Closed on the call thread, or stuck there: free the pool slot.
-            _ => drop(Object::take(o)),
         }
     }
-    result.and_then(|r| r)
+}
+
+impl Drop for Handback {
+    fn drop(&mut self) {
+        let (Some(mut rx), true) = (self.rx.take(), self.obj.is_some()) else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(live) => self.settle(Some(live)),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => self.settle(None),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                let (obj, wait) = (self.obj.take(), self.wait);
+                let mut rest = Handback {
+                    obj,
+                    rx: None,
+                    wait,
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            let live = tokio::time::timeout(wait, rx)
+                                .await
+                                .ok()
+                                .and_then(|r| r.ok());
+                            rest.settle(live);
+                        });
+                    }
+                    Err(_) => rest.settle(None),
+                }
+            }
+        }
+    }
 }
 
 fn token_pin(t: &Token) -> Secret {
