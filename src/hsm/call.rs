@@ -14,6 +14,10 @@
 //!   call on tokio's pool would keep a test, or the server after its graceful drain, alive
 //!   forever. Our threads are detached: nothing joins them, and process exit ends them.
 //!
+//! Two exceptions: key generation has a thread of its own and its own, longer timeout
+//! (`hsm.keygen_timeout_secs`), and sessions still idle in a pool when the `Hsm` is dropped
+//! are closed by the dropping thread (they were answering a moment ago).
+//!
 //! The threads form a small pool (a thread waits [`KEEP_IDLE`] for its next job before it
 //! ends), so the signing path costs one channel hand-off per call, as `spawn_blocking` does.
 //!
