@@ -86,6 +86,10 @@ pub struct Config {
     pub hsm_sessions: usize,
     /// Longest a key generation on the token may take (`hsm.keygen_timeout_secs`).
     pub keygen_timeout: Duration,
+    /// Longest one blocking PKCS#11 call may take before it is abandoned and the token
+    /// recovered on fresh module instances (`hsm.call_timeout_secs`). Not used for key
+    /// generation.
+    pub hsm_call_timeout: Duration,
     /// Most digests a signing worker takes at once (`signing.batch_max`).
     pub sign_batch_max: usize,
     /// Deadline of one signing request, queueing included (`signing.deadline_ms`).
@@ -249,6 +253,15 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| secs(&mut c.keygen_timeout, v)
     ),
     setting!(
+        "hsm.call_timeout_secs",
+        "SERIALMINT_HSM_CALL_TIMEOUT_SECS",
+        "10",
+        false,
+        "longest one PKCS#11 call (open, login, look-up, a batch of signatures) may take; \
+         past it the call is abandoned and the token re-opened (key generation excluded)",
+        |c, v| secs(&mut c.hsm_call_timeout, v)
+    ),
+    setting!(
         "signing.batch_max",
         "SERIALMINT_SIGN_BATCH_MAX",
         "8",
@@ -363,6 +376,7 @@ impl Default for Config {
             token_pin: Secret::default(),
             hsm_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keygen_timeout: Duration::from_secs(300),
+            hsm_call_timeout: Duration::from_secs(10),
             sign_batch_max: 8,
             sign_deadline: Duration::from_millis(5000),
             sign_queue_max: 1024,
@@ -554,6 +568,20 @@ mod tests {
             "{err}"
         );
         let e = env(&[("SERIALMINT_HSM_SESSIONS", "0")]);
+        assert!(Config::load_from(None, &e, &[]).is_err());
+    }
+
+    #[test]
+    fn call_timeout_is_its_own_setting_next_to_the_keygen_timeout() {
+        let c = Config::load_from(None, &[], &[]).unwrap();
+        assert_eq!(c.hsm_call_timeout, Duration::from_secs(10));
+        assert_eq!(c.keygen_timeout, Duration::from_secs(300));
+        let f = file("[hsm]\ncall_timeout_secs = 3\nkeygen_timeout_secs = 900\n");
+        let e = env(&[("SERIALMINT_HSM_CALL_TIMEOUT_SECS", "4")]);
+        let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
+        assert_eq!(c.hsm_call_timeout, Duration::from_secs(4));
+        assert_eq!(c.keygen_timeout, Duration::from_secs(900));
+        let e = env(&[("SERIALMINT_HSM_CALL_TIMEOUT_SECS", "0")]);
         assert!(Config::load_from(None, &e, &[]).is_err());
     }
 

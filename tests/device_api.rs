@@ -486,6 +486,92 @@ async fn hsm_down_means_503(pool: PgPool) {
     assert_eq!(server.logged().await, 1);
 }
 
+/// A `p11-kit server` that stops answering (SIGSTOP, its connections killed): the HSM
+/// layer's calls into it hang and are abandoned after the call timeout; devices get a quick
+/// 503 meanwhile, and once a fresh server listens on the same socket, serials come back by
+/// themselves while the abandoned calls stay stuck on the stopped one.
+#[sqlx::test]
+async fn hsm_down_by_a_stalled_p11kit_server_means_503_until_a_fresh_one_serves(pool: PgPool) {
+    let Some(client) = softhsm::p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let token = Token::new();
+    let stalled =
+        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
+    stalled.export_address();
+    let store = Store::from_pool(pool);
+    provision(&store, &token.key_id).await;
+    let mut cfg = token.hsm_config();
+    cfg.module = client;
+    cfg.call_timeout = Duration::from_secs(2);
+    let hsm = serialmint::hsm::Hsm::open(cfg)
+        .await
+        .expect("token opens via p11-kit");
+    let backend = std::sync::Arc::new(serialmint::signer::backend::HsmSlot::open(hsm.clone()));
+    let server = start(config(&token), store, backend).await;
+    let dev = device_key("a", 4096);
+    let rid = server.request_id().await;
+    check_serial(
+        &server.post_serial(&body(&ReqSpec::new(&rid), &dev)).await,
+        &dev,
+        MODEL,
+        true,
+    );
+
+    stalled.stop();
+    stalled.kill_connections();
+    let rid = server.request_id().await;
+    let a = server.post_serial(&body(&ReqSpec::new(&rid), &dev)).await;
+    assert_eq!(a.status, 503, "{}", a.text());
+    // Recovery's calls into the stopped server are abandoned one after another.
+    let start_wait = std::time::Instant::now();
+    while hsm.health().tokens[0].abandoned_calls < 1 {
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(40),
+            "no abandoned call: {:?}",
+            hsm.health()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rid = server.request_id().await;
+    let t = std::time::Instant::now();
+    let a = server.post_serial(&body(&ReqSpec::new(&rid), &dev)).await;
+    a.assert_error(503, "hsm-unavailable");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!a.text().contains(PIN));
+    assert_eq!(server.logged().await, 1);
+
+    let fresh = softhsm::P11KitServer::start(&token.softhsm, TOKEN, stalled.socket.clone());
+    let restarted = std::time::Instant::now();
+    loop {
+        let rid = server.request_id().await;
+        let a = server.post_serial(&body(&ReqSpec::new(&rid), &dev)).await;
+        if a.status == 200 {
+            check_serial(&a, &dev, MODEL, true);
+            break;
+        }
+        assert_eq!(a.status, 503, "{}", a.text());
+        assert!(
+            restarted.elapsed() < Duration::from_secs(40),
+            "no serial within 40 s of the fresh server: {:?}",
+            hsm.health()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.logged().await, 2);
+    assert!(
+        hsm.health().tokens[0].stuck_calls >= 1,
+        "{:?}",
+        hsm.health()
+    );
+    drop(fresh);
+}
+
 #[sqlx::test]
 async fn hsm_not_open_at_start_means_503(pool: PgPool) {
     let token = Token::new();

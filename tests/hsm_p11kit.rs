@@ -1,7 +1,9 @@
 //! HSM layer through `p11-kit server` + p11-kit-client.so: one connection per pool slot, a
 //! server killed mid-run and started again (the pool recovers by itself, requests during the
-//! outage fail fast with `Unavailable`), and two tokens holding the same key where one fails
-//! and the other keeps signing. Run with `cargo nextest run`.
+//! outage fail fast with `Unavailable`), a server that stops answering (calls that hang are
+//! abandoned after the call timeout, and the pool recovers on fresh instances while they stay
+//! stuck), and two tokens holding the same key where one fails and the other keeps signing.
+//! Run with `cargo nextest run`.
 
 #[path = "common/softhsm.rs"]
 mod softhsm;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use serialmint::config::Secret;
 use serialmint::hsm::{Hsm, HsmConfig, HsmError, TokenSpec};
 use softhsm::{
-    P11KitServer, SoftHsm, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
+    P11KitServer, SoftHsm, block_on, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
 };
 
 const PIN: &str = "1234";
@@ -40,7 +42,7 @@ fn each_pool_slot_gets_its_own_p11kit_connection() {
     };
     let s = SoftHsm::new();
     let (server, key_id) = served_token(&s, &["tok"], "tok");
-    runtime().block_on(async {
+    block_on(async {
         let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
         c.sessions = 3;
         let hsm = Hsm::open(c).await.unwrap();
@@ -62,7 +64,7 @@ fn pool_recovers_by_itself_after_p11kit_server_restart() {
     };
     let s = SoftHsm::new();
     let (mut server, key_id) = served_token(&s, &["tok"], "tok");
-    runtime().block_on(async {
+    block_on(async {
         let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
         c.sessions = 2;
         let hsm = Hsm::open(c).await.unwrap();
@@ -178,7 +180,7 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
     let s = SoftHsm::new();
     // "direct" through SoftHSM in this process, "remote" through p11-kit (another module).
     let (mut server, key_id) = served_token(&s, &["direct", "remote"], "remote");
-    runtime().block_on(async {
+    block_on(async {
         let cfg = HsmConfig {
             module: softhsm_module(),
             tokens: vec![
@@ -192,6 +194,7 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
             sessions: 2,
             keygen_timeout: Duration::from_secs(60),
             acquire_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(10),
         };
         let hsm = Hsm::open(cfg).await.unwrap();
         assert_eq!(hsm.health().tokens.len(), 2);
@@ -252,4 +255,163 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
             "recovered token back in rotation: {h:?}"
         );
     });
+}
+
+/// Waits (polling, at most `limit`) until `cond` holds; panics with `what` otherwise.
+async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The deterministic stand-in for p11-kit 0.24's rare livelock (a call that never returns):
+/// the real `p11-kit server` is stopped with SIGSTOP, so every new client instance blocks
+/// in its first call, and its established connections are killed, so the token goes down and
+/// recovery has to open new instances. The stopped server is never resumed while the `Hsm`
+/// lives: the calls it swallowed stay stuck for good, as in the livelock. A fresh server on
+/// the same socket then has to be enough for the pool to come back by itself.
+#[test]
+fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fresh_instances() {
+    let Some(client) = p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let s = SoftHsm::new();
+    let (stalled, key_id) = served_token(&s, &["tok"], "tok");
+    let call_timeout = Duration::from_secs(2);
+    let rt = runtime();
+    let fresh = rt.block_on(async {
+        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        c.sessions = 2;
+        c.call_timeout = call_timeout;
+        let hsm = Hsm::open(c).await.unwrap();
+        let key = hsm
+            .find_key(&key_id)
+            .await
+            .unwrap()
+            .expect("key via p11-kit");
+        hsm.sign(&key_id, &[digest_info_of(b"before")])
+            .await
+            .unwrap();
+
+        stalled.stop();
+        stalled.kill_connections();
+        // The broken connections take the token down; requests get Unavailable.
+        let start = Instant::now();
+        loop {
+            match hsm.sign(&key_id, &[digest_info_of(b"stalled")]).await {
+                Err(HsmError::Unavailable(m)) => {
+                    assert!(!m.contains(PIN), "{m}");
+                    break;
+                }
+                Ok(_) => assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "still signing with every connection killed"
+                ),
+                Err(e) => panic!("expected Unavailable, got {e}"),
+            }
+        }
+
+        // Recovery's new instances hang on the stopped server: each attempt is abandoned
+        // after the call timeout and the next one starts on a fresh instance. Two abandoned
+        // calls mean the recovery did not get stuck in the first.
+        wait_until(
+            Duration::from_secs(40),
+            "two abandoned recovery calls",
+            || hsm.health().tokens[0].abandoned_calls >= 2,
+        )
+        .await;
+        let h = hsm.health();
+        assert!(!h.is_up(), "{h:?}");
+        assert!(h.tokens[0].stuck_calls >= 1, "{h:?}");
+        let last = h.tokens[0].last_error.clone().unwrap_or_default();
+        assert!(last.contains("abandoned"), "{h:?}");
+        eprintln!("while stalled: {:?}", h.tokens[0]);
+
+        // Meanwhile a request fails fast, typed, and never waits for the stuck calls.
+        let t = Instant::now();
+        let e = hsm
+            .sign(&key_id, &[digest_info_of(b"still stalled")])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HsmError::Unavailable(_)), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "fail fast, took {:?}",
+            t.elapsed()
+        );
+        assert!(!e.to_string().contains(PIN));
+
+        // A fresh server on the same socket; the stopped one keeps the abandoned calls.
+        let fresh = P11KitServer::start(&s, "tok", stalled.socket.clone());
+        let restarted = Instant::now();
+        let sig = loop {
+            match hsm.sign(&key_id, &[digest_info_of(b"after")]).await {
+                Ok(mut sigs) => break sigs.remove(0),
+                Err(HsmError::Unavailable(_)) => {
+                    assert!(
+                        restarted.elapsed() < Duration::from_secs(40),
+                        "no recovery within 40 s of the fresh server: {:?}",
+                        hsm.health()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("unexpected error while recovering: {e}"),
+            }
+        };
+        eprintln!("recovered {:?} after the fresh server", restarted.elapsed());
+        // Checked here too, independently of the HSM layer's own check.
+        aws_lc_rs::signature::RsaPublicKeyComponents {
+            n: key.public.modulus(),
+            e: key.public.exponent(),
+        }
+        .verify(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
+            b"after",
+            &sig,
+        )
+        .expect("signature after recovery verifies");
+        let h = hsm.health();
+        assert!(h.is_up(), "{h:?}");
+        assert!(h.tokens[0].recoveries >= 1, "{h:?}");
+        assert!(
+            h.tokens[0].stuck_calls >= 1,
+            "the abandoned calls are still stuck on the stopped server: {h:?}"
+        );
+        assert!(
+            all_sign(&hsm, &key_id).await,
+            "pool keeps signing after recovery"
+        );
+        fresh
+    });
+    // Dropping the runtime must not wait for the threads stuck on the stopped server (a
+    // runtime joins its own blocking threads without a time limit). Watched from another
+    // thread, so a regression fails here instead of hanging.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(Duration::from_secs(30))
+        .expect("runtime shutdown waited for stuck PKCS#11 calls");
+    drop(stalled);
+    drop(fresh);
+}
+
+/// Signs a few digests from concurrent tasks; whether all succeeded.
+async fn all_sign(hsm: &Hsm, key_id: &str) -> bool {
+    let mut tasks = Vec::new();
+    for i in 0..6u8 {
+        let (hsm, key_id) = (hsm.clone(), key_id.to_string());
+        tasks.push(tokio::spawn(async move {
+            hsm.sign(&key_id, &[digest_info_of(&[i])]).await.is_ok()
+        }));
+    }
+    let mut all = true;
+    for t in tasks {
+        all &= t.await.unwrap();
+    }
+    all
 }

@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, SETTINGS};
 
+/// How long `serve` waits for the runtime's blocking threads after the graceful drain.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// serialmint: an on-prem serial vault for snapd devices, keys in a PKCS#11 HSM.
 #[derive(Debug, Parser)]
 #[command(name = "serialmint", version, about)]
@@ -274,9 +277,12 @@ fn execute(cli: Cli) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
-            runtime
-                .block_on(crate::server::serve(config))
-                .map_err(|e| e.to_string())
+            let result = runtime.block_on(crate::server::serve(config));
+            // After the graceful drain: do not wait for blocking threads without end (a
+            // database or other blocking task that hangs must not keep the process alive;
+            // PKCS#11 calls run on detached threads that nothing waits for anyway).
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+            result.map_err(|e| e.to_string())
         }
         Command::Config { list } => {
             if list {

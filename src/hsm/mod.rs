@@ -21,10 +21,28 @@
 //!   `C_Initialize` succeeds and the token is simply absent. Killing only the listening
 //!   process leaves established connections working.
 //!
+//! - A p11-kit-client call may never return (seen with 0.24: after a server restart a call can
+//!   spin forever, client and one `p11-kit-remote` each burning CPU), and any call on a
+//!   server that stopped answering blocks. So every blocking call runs on a detached thread
+//!   under the call timeout ([`HsmConfig::call_timeout`], default [`DEFAULT_CALL_TIMEOUT`]);
+//!   past it the call is abandoned together with its session and module instance, the token
+//!   goes out of rotation and recovery initializes fresh instances, which do not share
+//!   anything with the stuck one (see `call.rs`). A runtime never waits for such a thread.
+//!
+//! Process-wide modules (SoftHSMv2, most vendor libraries) have no second instance: the
+//! abandoned call keeps the one shared context, and whatever lock it holds inside the module.
+//! The token is then out of rotation (requests get `Unavailable` at once), recovery keeps
+//! retrying on the same context with at most `MAX_STUCK` calls left stuck, and the token comes
+//! back only if the module answers again; otherwise only a restart of serialmint helps.
+//!
+//! Key generation runs on its own detached thread under its own, longer timeout
+//! ([`HsmConfig::keygen_timeout`]); the call timeout does not apply to it.
+//!
 //! Files: `session.rs` (modules, instances, login, one session's operations), `pool.rs`
-//! (deadpool manager, health, recovery), `error.rs` (errors and the one cryptoki error
-//! mapping), `verify.rs` (software checks).
+//! (deadpool manager, health, recovery), `call.rs` (call threads and the call timeout),
+//! `error.rs` (errors and the one cryptoki error mapping), `verify.rs` (software checks).
 
+mod call;
 mod error;
 mod pool;
 mod session;
@@ -41,6 +59,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deadpool::managed::Object;
 use parking_lot::RwLock;
 
+use call::Calls;
 use error::ErrorClass;
 pub use error::HsmError;
 use pool::{SessionManager, Token};
@@ -56,6 +75,9 @@ pub const KEY_ID_LEN: usize = 48;
 /// How long a request waits for a free session by default.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest one blocking PKCS#11 call (or one batch of signatures) may take by default.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the HSM layer finds its tokens and how it uses them.
 #[derive(Clone, Debug)]
 pub struct HsmConfig {
@@ -70,6 +92,10 @@ pub struct HsmConfig {
     pub keygen_timeout: Duration,
     /// Longest a request waits for a free session before failing with [`HsmError::Timeout`].
     pub acquire_timeout: Duration,
+    /// Longest one blocking PKCS#11 call may take (module initialization, slot lookup,
+    /// opening a session, login, key look-ups, one batch of signatures). Past it the call is
+    /// abandoned and the token recovered on fresh instances. Not used for key generation.
+    pub call_timeout: Duration,
 }
 
 /// One token: its label, its user PIN, and optionally its own module.
@@ -103,6 +129,7 @@ impl HsmConfig {
             sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keygen_timeout: Duration::from_secs(300),
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -115,6 +142,7 @@ impl From<&Config> for HsmConfig {
             sessions: c.hsm_sessions,
             keygen_timeout: c.keygen_timeout,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            call_timeout: c.hsm_call_timeout,
         }
     }
 }
@@ -169,6 +197,10 @@ pub struct TokenHealth {
     pub down_for: Option<Duration>,
     /// How many times it came back after an outage.
     pub recoveries: u64,
+    /// PKCS#11 calls abandoned after the call timeout, since start.
+    pub abandoned_calls: u64,
+    /// Abandoned calls whose thread is still stuck in the module.
+    pub stuck_calls: usize,
     /// Operations (sign batches, lookups) it completed.
     pub served: u64,
 }
@@ -241,51 +273,62 @@ impl Hsm {
         if cfg.tokens.is_empty() {
             return Err(HsmError::InvalidInput("no HSM token configured".into()));
         }
-        let specs = cfg.tokens.clone();
-        let default_module = cfg.module.clone();
-        type Opened = (TokenSpec, Arc<Module>, Option<Live>, Option<String>);
-        let opened: Vec<Opened> = tokio::task::spawn_blocking(move || {
-            let mut modules: HashMap<PathBuf, Arc<Module>> = HashMap::new();
-            let mut out = Vec::new();
-            for spec in specs {
-                let path = spec.module.clone().unwrap_or_else(|| default_module.clone());
-                let module = match modules.get(&path) {
-                    Some(m) => m.clone(),
-                    None => {
-                        let m = Arc::new(Module::load(&path)?);
-                        tracing::info!(module = %path.display(), sharing = ?m.sharing, "PKCS#11 module loaded");
-                        modules.insert(path.clone(), m.clone());
-                        m
+        let timeout = cfg.call_timeout;
+        type Opened = (TokenSpec, Arc<Module>, Calls, Option<Live>, Option<String>);
+        let mut modules: HashMap<PathBuf, Arc<Module>> = HashMap::new();
+        let mut opened: Vec<Opened> = Vec::new();
+        for spec in cfg.tokens.clone() {
+            let path = spec.module.clone().unwrap_or_else(|| cfg.module.clone());
+            let calls = Calls::new(&spec.label, timeout);
+            let module = match modules.get(&path) {
+                Some(m) => m.clone(),
+                None => {
+                    let p = path.clone();
+                    let m = calls
+                        .run("load module", move || Module::load(&p))
+                        .await
+                        .map_err(|e| {
+                            HsmError::Unavailable(format!(
+                                "PKCS#11 module {}: {}",
+                                path.display(),
+                                e.short()
+                            ))
+                        })??;
+                    let m = Arc::new(m);
+                    tracing::info!(module = %path.display(), sharing = ?m.sharing, "PKCS#11 module loaded");
+                    modules.insert(path.clone(), m.clone());
+                    m
+                }
+            };
+            let (m, label, pin) = (module.clone(), spec.label.clone(), spec.pin.clone());
+            let anchor = calls
+                .run("open token", move || pool::open_anchor(&m, &label, &pin))
+                .await
+                .unwrap_or_else(|stuck| Err((stuck, true)));
+            match anchor {
+                Ok(anchor) => opened.push((spec, module, calls, anchor, None)),
+                Err((e, heals)) => {
+                    // A wrong label is a configuration error; an empty module (p11-kit
+                    // server not up yet) may heal, except for the first token.
+                    let wrong_label = match &e {
+                        OpError::TokenNotFound(found) => !found.is_empty() || opened.is_empty(),
+                        _ => false,
+                    };
+                    if !heals || wrong_label {
+                        return Err(pool::startup_error(e, &spec.label, &path));
                     }
-                };
-                match pool::open_anchor(&module, &spec.label, &spec.pin) {
-                    Ok(anchor) => out.push((spec, module, anchor, None)),
-                    Err((e, heals)) => {
-                        // A wrong label is a configuration error; an empty module (p11-kit
-                        // server not up yet) may heal, except for the first token.
-                        let wrong_label = match &e {
-                            OpError::TokenNotFound(found) => !found.is_empty() || out.is_empty(),
-                            _ => false,
-                        };
-                        if !heals || wrong_label {
-                            return Err(pool::startup_error(e, &spec.label, &path));
-                        }
-                        let why = format!("token {:?}: {}", spec.label, e.short());
-                        out.push((spec, module, None, Some(why)));
-                    }
+                    let why = format!("token {:?}: {}", spec.label, e.short());
+                    opened.push((spec, module, calls, None, Some(why)));
                 }
             }
-            Ok::<_, HsmError>(out)
-        })
-        .await
-        .map_err(|e| HsmError::Fatal(format!("HSM start-up task failed: {e}")))??;
+        }
 
-        if opened.iter().all(|o| o.2.is_none()) {
-            let why: Vec<String> = opened.into_iter().filter_map(|o| o.3).collect();
+        if opened.iter().all(|o| o.3.is_none()) {
+            let why: Vec<String> = opened.into_iter().filter_map(|o| o.4).collect();
             return Err(HsmError::Unavailable(why.join("; ")));
         }
         let mut tokens = Vec::new();
-        for (spec, module, anchor, why) in opened {
+        for (spec, module, calls, anchor, why) in opened {
             if let Some(why) = &why {
                 tracing::warn!("{why}; starting out of rotation");
             }
@@ -293,6 +336,7 @@ impl Hsm {
                 spec.label,
                 spec.pin,
                 module,
+                calls,
                 anchor,
                 cfg.sessions,
             ));
@@ -555,7 +599,7 @@ impl Hsm {
                         )));
                     }
                     Err(pool::GetError::Op(e)) => e,
-                    Ok(obj) => match run_on(obj, op.clone(), check.clone()).await {
+                    Ok(obj) => match run_on(token, obj, op.clone(), check.clone()).await {
                         Ok(v) => {
                             token.note_served();
                             return Ok(v);
@@ -595,10 +639,13 @@ impl Hsm {
     }
 }
 
-/// Runs `op` on the pooled session on a blocking thread. On a session- or token-level error
-/// the session is taken out of the pool and closed there; otherwise it goes back to the pool,
-/// and then `check` looks at the result.
+/// Runs `op` on the pooled session on a call thread, under the call timeout. The session
+/// goes back to the pool as soon as `op` is done, before `check` looks at the result on the
+/// same thread. On a session- or token-level error the session is closed on that thread and
+/// its pool slot freed; when the call is abandoned (timeout), the session stays with the
+/// stuck thread, the slot is freed too, and the caller takes the token out of rotation.
 async fn run_on<T, F, C>(
+    token: &Token,
     obj: Object<SessionManager>,
     op: Arc<F>,
     check: Arc<C>,
@@ -608,9 +655,16 @@ where
     F: Fn(&mut Live) -> Result<T, OpError> + Send + Sync + 'static,
     C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
 {
-    tokio::task::spawn_blocking(move || {
-        let mut obj = obj;
-        let mut r = op(obj.live());
+    let mut obj = obj;
+    let mut live = obj.take_live();
+    let (back_tx, back_rx) = tokio::sync::oneshot::channel::<Live>();
+    let mut handback = Handback {
+        obj: Some(obj),
+        rx: Some(back_rx),
+        wait: token.shared.calls.timeout(),
+    };
+    let call = token.shared.calls.run("sign or look up keys", move || {
+        let mut r = op(&mut live);
         // Repairs that keep the session: log in again, re-find stale key handles.
         let repairable = match &r {
             Err(OpError::KeyNotFound) => true,
@@ -622,22 +676,96 @@ where
             ),
             _ => false,
         };
-        if repairable && obj.live().repair() {
-            r = op(obj.live());
+        if repairable && live.repair() {
+            r = op(&mut live);
         }
         if let Err(e) = &r
             && matches!(e.class(), Some(ErrorClass::Reopen | ErrorClass::TokenGone))
         {
-            drop(Object::take(obj));
-        } else {
-            drop(obj);
+            drop(live);
+        } else if let Err(live) = back_tx.send(live) {
+            // Abandoned meanwhile: close it here, never hand it out again.
+            drop(live);
         }
         let v = r?;
         check(&v)?;
         Ok(v)
-    })
-    .await
-    .map_err(|e| OpError::Fatal(format!("HSM task failed: {e}")))?
+    });
+    tokio::pin!(call);
+    let result = loop {
+        tokio::select! {
+            biased;
+            back = async { handback.rx.as_mut().expect("still waiting").await }, if handback.rx.is_some() => {
+                handback.rx = None;
+                handback.settle(back.ok());
+            }
+            r = &mut call => break r,
+        }
+    };
+    if matches!(result, Err(OpError::Stuck { .. })) {
+        // The session stays with the stuck thread: free its pool slot now.
+        handback.settle(None);
+    }
+    // Otherwise the call is over: its session was sent back or closed (see `Handback`).
+    drop(handback);
+    result.and_then(|r| r)
+}
+
+/// A pooled object whose session is out on a call thread. Settled with the session (back to
+/// the pool, no FFI) or without it (closed on the call thread, or stuck there: the pool slot
+/// is freed). When dropped unsettled (the caller stopped waiting, or the call just ended), it
+/// takes the session if it is already back, else waits for it in the background, at most the
+/// call timeout, so a cancelled request neither loses nor leaks a session.
+struct Handback {
+    obj: Option<Object<SessionManager>>,
+    rx: Option<tokio::sync::oneshot::Receiver<Live>>,
+    wait: Duration,
+}
+
+impl Handback {
+    fn settle(&mut self, live: Option<Live>) {
+        if let Some(mut o) = self.obj.take() {
+            match live {
+                Some(live) => {
+                    o.put_live(live);
+                    drop(o);
+                }
+                None => drop(Object::take(o)),
+            }
+        }
+    }
+}
+
+impl Drop for Handback {
+    fn drop(&mut self) {
+        let (Some(mut rx), true) = (self.rx.take(), self.obj.is_some()) else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(live) => self.settle(Some(live)),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => self.settle(None),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                let (obj, wait) = (self.obj.take(), self.wait);
+                let mut rest = Handback {
+                    obj,
+                    rx: None,
+                    wait,
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            let live = tokio::time::timeout(wait, rx)
+                                .await
+                                .ok()
+                                .and_then(|r| r.ok());
+                            rest.settle(live);
+                        });
+                    }
+                    Err(_) => rest.settle(None),
+                }
+            }
+        }
+    }
 }
 
 fn token_pin(t: &Token) -> Secret {

@@ -12,6 +12,12 @@
 //!   before is stale and is dropped when next seen. While down, requests skip the token (or
 //!   fail fast with `Unavailable`), and one background task re-opens it with backoff, then
 //!   re-fills the pool one session after another.
+//! - Every PKCS#11 call runs through the token's [`Calls`] (see `call.rs`), under the call
+//!   timeout. A call that hangs is abandoned with its session (and, for p11-kit-client, its
+//!   own module instance), the token goes out of rotation, and recovery carries on with fresh
+//!   instances. While [`MAX_STUCK`] abandoned calls of a token are still stuck, recovery opens
+//!   nothing new (so a module that hangs every call cannot pile up threads); it resumes as
+//!   soon as one returns.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult, Timeouts};
 use parking_lot::Mutex;
 
+use super::call::{self, Calls};
 use super::error::{ErrorClass, HsmError};
 use super::session::{Live, Module, OpError, Sharing};
 use crate::config::Secret;
@@ -29,12 +36,18 @@ use crate::config::Secret;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Most abandoned calls of one token that may be stuck before recovery stops opening new
+/// instances (each attempt that hangs leaves one thread behind).
+pub(crate) const MAX_STUCK: usize = 8;
+
 /// What the pool knows about one token, shared by its manager, the request path and the
 /// recovery task.
 pub(crate) struct TokenShared {
     pub(crate) label: String,
     pin: Secret,
     pub(crate) module: Arc<Module>,
+    /// Every blocking call on this token goes through here, under the call timeout.
+    pub(crate) calls: Calls,
     state: Mutex<TokenState>,
     recovering: AtomicBool,
     closed: AtomicBool,
@@ -62,10 +75,17 @@ pub(crate) struct Pooled {
 }
 
 impl Pooled {
-    pub(crate) fn live(&mut self) -> &mut Live {
+    /// Takes the session out, to use it on a call thread; [`Self::put_live`] puts it back.
+    /// A pooled object without its session is never handed out again: it is either given its
+    /// session back or detached from the pool.
+    pub(crate) fn take_live(&mut self) -> Live {
         self.live
-            .as_mut()
+            .take()
             .expect("a pooled session always holds a live session")
+    }
+
+    pub(crate) fn put_live(&mut self, live: Live) {
+        self.live = Some(live);
     }
 }
 
@@ -87,11 +107,13 @@ impl managed::Manager for SessionManager {
             st.generation
         };
         let token = self.token.clone();
-        let live = tokio::task::spawn_blocking(move || {
-            Live::open(&token.module, &token.label, &token.pin, false)
-        })
-        .await
-        .map_err(|e| OpError::Fatal(format!("session task failed: {e}")))??;
+        let live = self
+            .token
+            .calls
+            .run("open session", move || {
+                Live::open(&token.module, &token.label, &token.pin, false)
+            })
+            .await??;
         Ok(Pooled {
             live: Some(live),
             generation,
@@ -102,9 +124,9 @@ impl managed::Manager for SessionManager {
         if obj.live.is_some() && obj.generation == self.token.generation() {
             return Ok(());
         }
-        // Stale: close it (FFI) on a blocking thread, and let the pool open a new one.
+        // Stale: close it (FFI) on a call thread, and let the pool open a new one.
         if let Some(live) = obj.live.take() {
-            tokio::task::spawn_blocking(move || drop(live));
+            call::detach(move || drop(live));
         }
         Err(RecycleError::message(
             "session opened before the token's last outage",
@@ -142,11 +164,13 @@ pub(crate) enum GetError {
 }
 
 impl Token {
-    /// Builds a token's pool around a first, already logged-in session (the anchor).
+    /// Builds a token's pool around a first, already logged-in session (the anchor), opened
+    /// through `calls`.
     pub(crate) fn new(
         label: String,
         pin: Secret,
         module: Arc<Module>,
+        calls: Calls,
         anchor: Option<Live>,
         sessions: usize,
     ) -> Token {
@@ -161,6 +185,7 @@ impl Token {
             label,
             pin,
             module,
+            calls,
             state: Mutex::new(TokenState {
                 up,
                 generation: 0,
@@ -244,7 +269,7 @@ impl Token {
             }
         };
         if let Some(a) = anchor {
-            tokio::task::spawn_blocking(move || drop(a));
+            call::detach(move || drop(a));
         }
         self.start_recovery();
     }
@@ -285,6 +310,8 @@ impl Token {
             last_error: st.last_error.clone(),
             down_for: st.down_since.filter(|_| !st.up).map(|t| t.elapsed()),
             recoveries: st.recoveries,
+            abandoned_calls: self.shared.calls.abandoned(),
+            stuck_calls: self.shared.calls.stuck(),
             served: self.shared.served.load(Ordering::Relaxed),
         }
     }
@@ -322,16 +349,37 @@ impl Token {
 
 /// Re-opens a downed token with backoff: a new session (a new module instance for per-slot
 /// modules), log in; then the token is back in rotation, stale sessions are dropped and the
-/// pool is re-filled.
+/// pool is re-filled. An attempt that hangs is abandoned after the call timeout and the next
+/// one starts on a fresh instance; with [`MAX_STUCK`] calls stuck, attempts pause until one
+/// returns.
 async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usize) {
     let mut delay = BACKOFF_MIN;
+    let mut paused = false;
     loop {
         tokio::time::sleep(delay).await;
         if shared.closed.load(Ordering::Acquire) {
             break;
         }
+        let stuck = shared.calls.stuck();
+        if stuck >= MAX_STUCK {
+            if !paused {
+                paused = true;
+                tracing::warn!(
+                    token = %shared.label,
+                    stuck,
+                    "recovery paused: abandoned PKCS#11 calls are still stuck in the module; \
+                     it resumes when one returns (a restart of serialmint clears them)"
+                );
+            }
+            shared.state.lock().last_error = Some(format!(
+                "{stuck} PKCS#11 calls stuck; recovery paused until one returns"
+            ));
+            delay = (delay * 2).min(BACKOFF_MAX);
+            continue;
+        }
+        paused = false;
         let s = shared.clone();
-        let attempt = tokio::task::spawn_blocking(move || {
+        let attempt = shared.calls.run("re-open token", move || {
             let r = Live::open(&s.module, &s.label, &s.pin, false);
             if let Err(OpError::Ck(e, _)) = &r
                 && matches!(
@@ -345,10 +393,9 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
                 s.module.reinitialize_shared();
             }
             r
-        })
-        .await;
-        match attempt {
-            Ok(Ok(anchor)) => {
+        });
+        match attempt.await.and_then(|r| r) {
+            Ok(anchor) => {
                 let generation = {
                     let mut st = shared.state.lock();
                     st.up = true;
@@ -364,10 +411,12 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
                 tracing::info!(token = %shared.label, "HSM token back in rotation");
                 // Drop stale idle sessions now, on a blocking thread, then re-fill.
                 let p = pool.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    p.retain(|o, _| o.live.is_some() && o.generation == generation);
-                })
-                .await;
+                let _ = shared
+                    .calls
+                    .run("close stale sessions", move || {
+                        p.retain(|o, _| o.live.is_some() && o.generation == generation);
+                    })
+                    .await;
                 let token = Token {
                     shared: shared.clone(),
                     pool: pool.clone(),
@@ -380,12 +429,9 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
                 }
                 return;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(token = %shared.label, error = %e.short(), "HSM token still down");
                 shared.state.lock().last_error = Some(e.short());
-            }
-            Err(e) => {
-                tracing::error!(token = %shared.label, "recovery task failed: {e}");
             }
         }
         delay = (delay * 2).min(BACKOFF_MAX);

@@ -39,6 +39,14 @@ pub(crate) enum OpError {
     Down,
     /// Not recoverable by re-opening.
     Fatal(String),
+    /// The call gave no answer within the call timeout and was abandoned with its session
+    /// and instance (see `call.rs`); the token goes out of rotation.
+    Stuck {
+        /// The step that hung.
+        what: &'static str,
+        /// The call timeout.
+        after: std::time::Duration,
+    },
 }
 
 impl OpError {
@@ -49,6 +57,7 @@ impl OpError {
             OpError::KeyNotFound => None,
             OpError::Down => Some(ErrorClass::TokenGone),
             OpError::Fatal(_) => Some(ErrorClass::Fatal),
+            OpError::Stuck { .. } => Some(ErrorClass::TokenGone),
         }
     }
 
@@ -60,6 +69,10 @@ impl OpError {
             OpError::KeyNotFound => "key not found".into(),
             OpError::Down => "out of rotation, recovering".into(),
             OpError::Fatal(m) => m.clone(),
+            OpError::Stuck { what, after } => format!(
+                "{what}: no answer within {} s (call abandoned)",
+                after.as_secs_f64()
+            ),
         }
     }
 
@@ -74,6 +87,9 @@ impl OpError {
             OpError::KeyNotFound => HsmError::KeyNotFound(key_id.unwrap_or("?").to_string()),
             OpError::Down => HsmError::Unavailable(format!("token {token:?} is recovering")),
             OpError::Fatal(m) => HsmError::Fatal(format!("token {token:?}: {m}")),
+            stuck @ OpError::Stuck { .. } => {
+                HsmError::Unavailable(format!("token {token:?}: {}", stuck.short()))
+            }
             OpError::Ck(e, what) => {
                 let msg = format!("token {token:?}: {what}: {}", error_name(&e));
                 match classify(&e) {

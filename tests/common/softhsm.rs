@@ -379,6 +379,27 @@ impl P11KitServer {
         }
     }
 
+    /// Stops the server (SIGSTOP) without closing anything: its listening socket still
+    /// accepts connections into the backlog, but nobody answers them, so a client call that
+    /// opens a new connection (C_Initialize of a new p11-kit-client instance) blocks.
+    /// Established connections are served by their own `p11-kit-remote` processes and keep
+    /// working; see [`Self::kill_connections`]. `kill` and `Drop` end a stopped server too.
+    pub fn stop(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "-STOP");
+        }
+    }
+
+    /// Kills the per-connection `p11-kit-remote` processes only: every established client
+    /// connection breaks (calls on it fail with `CKR_DEVICE_ERROR`), the server stays.
+    pub fn kill_connections(&self) {
+        if let Some(c) = &self.child {
+            for k in children_of(c.id()) {
+                signal(k, "-9");
+            }
+        }
+    }
+
     /// Live client connections: the server forks one `p11-kit-remote` process per connection.
     pub fn connections(&self) -> usize {
         self.child.as_ref().map_or(0, |c| children_of(c.id()).len())
@@ -395,6 +416,15 @@ impl Drop for P11KitServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid} failed");
 }
 
 /// Direct children of `pid`, from /proc.
@@ -432,4 +462,14 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Runs `f` on a fresh [`runtime`] and shuts it down without waiting more than 10 s for its
+/// blocking threads (the HSM layer's PKCS#11 calls run on detached threads of their own; this
+/// guards against anything else that could keep a test alive after its end).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let rt = runtime();
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(Duration::from_secs(10));
+    out
 }
