@@ -15,8 +15,9 @@
 //!    `batch_max - 1` more queued for the same key, and hands them to one backend call that
 //!    signs them back to back. There is no artificial batching window: batches form by
 //!    themselves when every worker is busy, so an idle system adds no latency.
-//! 3. The worker measures the call, feeds the per-signature time into an EWMA, and answers
-//!    every waiter. A waiter whose deadline passes gets [`SignError::DeadlineExceeded`]; a
+//! 3. The worker measures the batch (from the end of its previous batch when it went straight
+//!    on, so gaps between batches count), feeds the per-signature time into an EWMA, and
+//!    answers every waiter. Workers are threads of their own (see [`Signer::start`]). A waiter whose deadline passes gets [`SignError::DeadlineExceeded`]; a
 //!    digest whose waiter is gone is never sent to the HSM.
 
 pub mod backend;
@@ -408,14 +409,21 @@ impl Shared {
 }
 
 async fn worker(shared: Arc<Shared>) {
+    // When the worker goes from one batch straight to the next, the service time is counted
+    // from the end of the previous batch, so whatever happens between two batches counts
+    // too: the estimate is the rate at which the queue really drains, not the HSM's alone.
+    let mut busy_since: Option<Instant> = None;
     loop {
         let notified = shared.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some((key, batch)) = shared.take_batch() {
-            sign_batch(&shared, &key, batch).await;
+            let since = busy_since.unwrap_or_else(Instant::now);
+            sign_batch(&shared, &key, batch, since).await;
+            busy_since = Some(Instant::now());
             continue;
         }
+        busy_since = None;
         if shared.closed.load(Ordering::SeqCst) {
             break;
         }
@@ -423,7 +431,9 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>) {
+/// Signs one batch and answers its waiters; `since` is when the worker became busy with it
+/// (the end of its previous batch when it went straight on), for the service-time estimate.
+async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>, since: Instant) {
     let n = batch.len();
     let started = Instant::now();
     for job in &batch {
@@ -438,7 +448,7 @@ async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>) {
     metrics::histogram!("signer_sign_seconds").record(elapsed.as_secs_f64());
     match result {
         Ok(sigs) if sigs.len() == n => {
-            shared.record_service_time(elapsed / n as u32);
+            shared.record_service_time(since.elapsed() / n as u32);
             metrics::counter!("signer_signatures_total").increment(n as u64);
             for (job, sig) in batch.into_iter().zip(sigs) {
                 let _ = job.reply.send(Ok(sig));
