@@ -40,7 +40,9 @@ pub trait Handler: Clone + Send + Sync + 'static {
 pub struct Limits {
     /// Most open connections; past it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Longest a client may take to send a request's headers (also bounds idle keep-alive).
+    /// Longest a client may take to send a request's headers (also bounds idle keep-alive):
+    /// the clock starts when the connection waits for a request head, so a client that sends
+    /// nothing, or one byte at a time, is cut off all the same (slowloris).
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers) in bytes.
     pub max_header_bytes: usize,
@@ -244,6 +246,10 @@ pub enum BodyError {
     /// The client went away or sent a broken body.
     #[error("cannot read request body: {0}")]
     Read(String),
+    /// The client did not send the whole body in time (a slow-body client holds a connection
+    /// slot the header timeout no longer covers).
+    #[error("request body not received within {} ms", .0.as_millis())]
+    Timeout(Duration),
 }
 
 impl BodyError {
@@ -258,13 +264,23 @@ impl BodyError {
             BodyError::Read(_) => {
                 json_error(StatusCode::BAD_REQUEST, "bad-body", &self.to_string())
             }
+            BodyError::Timeout(_) => json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                &self.to_string(),
+            ),
         }
     }
 }
 
 /// Reads a whole body, refusing it before reading when `Content-Length` exceeds `max`, and
-/// stopping as soon as more than `max` bytes arrive otherwise.
-pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, BodyError> {
+/// stopping as soon as more than `max` bytes arrive otherwise, or when the whole body has not
+/// arrived within `timeout`.
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -273,7 +289,8 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Body
     if declared.is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge(max));
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let read = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect());
+    match read.await.map_err(|_| BodyError::Timeout(timeout))? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(max)),
         Err(e) => Err(BodyError::Read(e.to_string())),

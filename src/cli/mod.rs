@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, SETTINGS};
 
+/// Longest `serve` waits, after draining, for blocking work (HSM calls) before exiting.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// serialmint: an on-prem serial vault for snapd devices, keys in a PKCS#11 HSM.
 #[derive(Debug, Parser)]
 #[command(name = "serialmint", version, about)]
@@ -274,9 +277,11 @@ fn execute(cli: Cli) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
-            runtime
-                .block_on(crate::server::serve(config))
-                .map_err(|e| e.to_string())
+            let served = runtime.block_on(crate::server::serve(config));
+            // Listeners are drained by now; a blocking call still stuck in the HSM module must
+            // not keep the process from exiting (dropping the runtime would wait for it).
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+            served.map_err(|e| e.to_string())
         }
         Command::Config { list } => {
             if list {
