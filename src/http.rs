@@ -1,5 +1,12 @@
 //! Shared hyper plumbing for both listeners: the accept loop with its connection cap and
-//! timeouts, graceful shutdown, capped body reading and the JSON error shape snapd shows.
+//! timeouts, graceful shutdown, capped and timed body reading and the JSON error shape snapd
+//! shows.
+//!
+//! Shutdown: the listener stops accepting (after taking over the connections the kernel had
+//! already completed, which closing it would reset); a request under way is answered; a
+//! connection with none gets [`Limits::shutdown_grace`] for a request already sent to arrive
+//! (hyper would otherwise close it unread, though the client sent its request before the
+//! signal); then each connection closes. All of it within [`Limits::drain_timeout`].
 //!
 //! Nothing here knows a route. A listener is a [`Handler`] served by [`serve`].
 
@@ -7,9 +14,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -18,9 +27,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -48,6 +56,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Longest graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// At shutdown, how long a connection with no request under way is kept for one already
+    /// on its way (sent just before the signal, not read yet) before it is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +68,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
         }
     }
 }
@@ -157,7 +169,7 @@ async fn accept_loop<F, Fut, B>(
     let name = listener
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     builder
@@ -165,6 +177,18 @@ async fn accept_loop<F, Fut, B>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    let serve = |stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            builder.clone(),
+            stream,
+            peer,
+            handle.clone(),
+            stop_rx.clone(),
+            limits.shutdown_grace,
+            permit,
+        ));
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -183,28 +207,95 @@ async fn accept_loop<F, Fut, B>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
-        let service = service_fn(move |req| {
-            let fut = handle(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        serve(stream, peer, permit);
+    }
+    // Connections the kernel completed before the listener closes are taken too (closing
+    // the listener would reset them): their requests may already be on the way.
+    while let Ok(permit) = slots.clone().try_acquire_owned() {
+        match listener.accept().now_or_never() {
+            Some(Ok((stream, peer))) => serve(stream, peer, permit),
+            _ => break,
+        }
     }
     drop(listener);
     tracing::info!(listener = %name, "stopped accepting; draining in-flight requests");
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!(listener = %name, "drain timed out; closing the remaining connections");
+    }
+}
+
+/// Serves one connection until it ends. When `stop` turns true, a request under way is
+/// finished; a connection with none gets `grace` for one that is already on its way (sent
+/// just before the signal, not yet read) to start, and is then closed once that request, if
+/// any, is answered. `permit` (its connection slot) is held until the end.
+async fn serve_connection<F, Fut, B>(
+    builder: http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handle: F,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    permit: OwnedSemaphorePermit,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Requests started on this connection, and those not answered yet.
+    let (started_tx, mut started) = watch::channel(0u64);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let in_flight = in_flight.clone();
+        service_fn(move |req| {
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            started_tx.send_modify(|n| *n += 1);
+            let fut = handle(req, peer);
+            let in_flight = in_flight.clone();
+            async move {
+                let resp = fut.await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            started.mark_unchanged();
+            if in_flight.load(Ordering::SeqCst) == 0 {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        drop(permit);
+                        return log_end(peer, r);
+                    }
+                    _ = started.changed() => {}
+                    () = tokio::time::sleep(grace) => {}
+                }
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    log_end(peer, result);
+    drop(permit);
+}
+
+fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

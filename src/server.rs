@@ -138,8 +138,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let limits = Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
-        max_header_bytes: Limits::default().max_header_bytes,
         drain_timeout: config.drain_timeout,
+        ..Limits::default()
     };
     tracing::info!(device = %config.device_listen, admin = %config.admin_listen, "serialmint listening");
     let device_task = tokio::spawn(http::serve(

@@ -751,6 +751,15 @@ async fn every_route_but_health_needs_a_token_and_read_only_changes_nothing(pool
         .send_json(Method::POST, "/v1/keys", &json!({"name": "k1"}))
         .await
         .unwrap();
+    // The key is generated in the background: let it settle before comparing states.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while admin.get_json("/v1/keys/k1").await.unwrap()["status"] != "ready" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "k1 never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let local = [127, 0, 0, 1];
     for path in ["/healthz", "/readyz"] {
         let (st, _, body) = raw_from(&s.base, local, "GET", path, None).await;

@@ -6,11 +6,11 @@
 //!   restarted on the same database and token serves again with no manual step.
 //! - SIGTERM under load: requests in flight when the signal comes get their answer (a valid
 //!   serial, or a clean 503 when the signer or the log cannot finish them in time), new
-//!   connections are refused, and the process exits 0 within a bound. A connection with no
-//!   request under way (idle keep-alive, or accepted and its head not read yet) is closed
-//!   without an answer, as any HTTP server does on shutdown: the load clients may see that,
-//!   never a partial answer; a request whose head was read (the slow-body one here) is
-//!   answered.
+//!   connections are refused, and the process exits 0 within a bound. "In flight" includes
+//!   a request sent whole before the signal that the server had not read yet (the listener's
+//!   queue is taken over, and an idle connection gets a moment for its request before it is
+//!   closed); the load clients never see a partial answer, and a request whose head was read
+//!   before the signal (the slow-body one here) is answered.
 //! - Slowloris: connections that send nothing, or their head a byte at a time, are closed by
 //!   the header-read timeout while a normal device is served; a body that stops coming gets
 //!   408 from the body-read timeout.
@@ -59,8 +59,10 @@ struct Received {
 struct Outcomes {
     received: Mutex<Vec<Received>>,
     unavailable: AtomicUsize,
-    no_answer: AtomicUsize,
     refused: AtomicUsize,
+    /// When each request that got no answer at all had been sent whole (`None`: it could
+    /// not be).
+    no_answer: Mutex<Vec<Option<Instant>>>,
 }
 
 /// A token and a database provisioned with the brand, its key, the `pc` model and its
@@ -80,25 +82,64 @@ fn keys() -> Vec<Arc<TestKey>> {
         .collect()
 }
 
-/// One device registration: a fresh request-id, then a serial for `dev`. `Ok(Some)` is a
-/// served serial (checked as snapd would), `Ok(None)` a clean 503; anything else is an
-/// error for the caller to judge.
-async fn register(addr: SocketAddr, dev: &TestKey) -> Result<Option<Received>, NoAnswer> {
-    let rid = try_request(addr, "POST", "/v1/request-id", &[("api-key", API_KEY)], b"").await?;
-    if rid.status == 503 {
-        rid.assert_error(503, rid.json()["error_list"][0]["code"].as_str().unwrap());
-        return Ok(None);
+/// One request on a fresh connection, as [`try_request`], also saying when the request had
+/// been sent whole (`None` when it could not be).
+async fn exchange(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (Option<Instant>, Result<Answer, NoAnswer>) {
+    let mut s = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return (None, Err(NoAnswer::Refused));
+        }
+        Err(e) => return (None, Err(NoAnswer::Nothing(e.to_string()))),
+    };
+    let head = request_head(addr, "POST", path, headers, body.len());
+    let sent = async {
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await
+    };
+    if let Err(e) = sent.await {
+        return (None, Err(NoAnswer::Nothing(e.to_string())));
     }
-    assert_eq!(rid.status, 200, "{}", rid.text());
-    let rid = rid.json()["request-id"].as_str().unwrap().to_owned();
+    let sent = Instant::now();
+    (Some(sent), read_answer(&mut s).await)
+}
+
+/// How one device registration ended.
+enum Registration {
+    /// A served serial (checked as snapd would).
+    Served(Received),
+    /// A clean 503.
+    Unavailable,
+    /// No whole answer to a request; when it had been sent whole.
+    NoAnswer(NoAnswer, Option<Instant>),
+}
+
+/// One device registration: a fresh request-id, then a serial for `dev`.
+async fn register(addr: SocketAddr, dev: &TestKey) -> Registration {
+    let (sent, rid) = exchange(addr, "/v1/request-id", &[("api-key", API_KEY)], b"").await;
+    let rid = match rid {
+        Ok(a) if a.status == 200 => a.json()["request-id"].as_str().unwrap().to_owned(),
+        Ok(a) => panic!("request-id: {}", a.text()),
+        Err(e) => return Registration::NoAnswer(e, sent),
+    };
     let body = body(&ReqSpec::new(&rid), dev);
     let headers = [
         ("api-key", API_KEY),
         ("content-type", "application/x.ubuntu.assertion"),
         ("snap-device-capabilities", "serial-stream"),
     ];
-    let a = try_request(addr, "POST", "/v1/serial", &headers, &body).await?;
-    Ok(served(&a, dev))
+    match exchange(addr, "/v1/serial", &headers, &body).await {
+        (_, Ok(a)) => match served(&a, dev) {
+            Some(r) => Registration::Served(r),
+            None => Registration::Unavailable,
+        },
+        (sent, Err(e)) => Registration::NoAnswer(e, sent),
+    }
 }
 
 /// A serial answer: the serial (checked) on 200, `None` on a clean 503; any other answer
@@ -122,8 +163,8 @@ fn served(a: &Answer, dev: &TestKey) -> Option<Received> {
 
 /// `CLIENTS` devices registering in a loop until `stop`, each on its own connection per
 /// request. After `stop` they finish the request at hand. A refused connection, or one that
-/// breaks before any byte of an answer, is counted (the server may be gone); a partial answer
-/// fails the test.
+/// breaks before any byte of an answer, is recorded for the test to judge (the server may be
+/// gone); a partial answer fails the test.
 fn load(
     addr: SocketAddr,
     keys: &[Arc<TestKey>],
@@ -137,18 +178,20 @@ fn load(
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     match register(addr, &dev).await {
-                        Ok(Some(r)) => out.received.lock().push(r),
-                        Ok(None) => {
+                        Registration::Served(r) => out.received.lock().push(r),
+                        Registration::Unavailable => {
                             out.unavailable.fetch_add(1, Ordering::SeqCst);
                         }
-                        Err(NoAnswer::Refused) => {
+                        Registration::NoAnswer(NoAnswer::Refused, _) => {
                             out.refused.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
-                        Err(NoAnswer::Nothing(_)) => {
-                            out.no_answer.fetch_add(1, Ordering::SeqCst);
+                        Registration::NoAnswer(NoAnswer::Nothing(_), sent) => {
+                            out.no_answer.lock().push(sent);
                         }
-                        Err(e @ NoAnswer::Partial(_)) => panic!("client {i}: {e}"),
+                        Registration::NoAnswer(e @ NoAnswer::Partial(_), _) => {
+                            panic!("client {i}: {e}")
+                        }
                     }
                 }
             })
@@ -216,7 +259,7 @@ async fn sigkill_under_load_loses_no_logged_serial_and_restarts(pool: PgPool) {
         "before SIGKILL: {} serials served, {} clean 503; after: {} requests unanswered, {} refused",
         received.len(),
         out.unavailable.load(Ordering::SeqCst),
-        out.no_answer.load(Ordering::SeqCst),
+        out.no_answer.lock().len(),
         out.refused.load(Ordering::SeqCst),
     );
     let distinct: HashSet<&Received> = received.iter().collect();
@@ -232,10 +275,10 @@ async fn sigkill_under_load_loses_no_logged_serial_and_restarts(pool: PgPool) {
     let dev = &keys[0];
     let fresh = loop {
         match register(server.device, dev).await {
-            Ok(Some(r)) => break r,
+            Registration::Served(r) => break r,
             // The HSM or the log may need a moment after start-up: snapd retries a 503.
-            Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("restarted server: {e}\n{}", server.logs()),
+            Registration::Unavailable => tokio::time::sleep(Duration::from_millis(200)).await,
+            Registration::NoAnswer(e, _) => panic!("restarted server: {e}\n{}", server.logs()),
         }
     };
     assert!(!logged.contains(&fresh), "a new serial, not an old one");
@@ -286,6 +329,7 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits_zero(pool: 
         "no 'stopped accepting' after SIGTERM:\n{}",
         server.logs()
     );
+    let closed = Instant::now();
     for addr in [server.device, server.admin] {
         let e = TcpStream::connect(addr).await.err();
         assert_eq!(
@@ -322,13 +366,28 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits_zero(pool: 
     );
 
     let mut received = out.received.lock().clone();
+    let unanswered = out.no_answer.lock().clone();
     eprintln!(
         "served {} (+ the slow one: {}), clean 503 {}, unanswered {}, refused {}",
         received.len(),
         slow_served.is_some(),
         out.unavailable.load(Ordering::SeqCst),
-        out.no_answer.load(Ordering::SeqCst),
+        unanswered.len(),
         out.refused.load(Ordering::SeqCst),
+    );
+    // A request sent whole on a connection the server had (sending implies connecting before
+    // the listener closed) by the time the listeners were closed is answered, even when the
+    // server had not read it yet. Only a connection whose request came later than the
+    // shutdown grace may be closed bare.
+    let cut = unanswered
+        .iter()
+        .filter(|sent| sent.is_some_and(|t| t < closed))
+        .count();
+    assert_eq!(
+        cut,
+        0,
+        "{cut} requests sent before the listeners closed got no answer:\n{}",
+        server.logs()
     );
     received.extend(slow_served);
     assert_all_logged(&received, &signing_log(&pool).await);
