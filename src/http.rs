@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -210,14 +209,25 @@ async fn accept_loop<F, Fut, B>(
         serve(stream, peer, permit);
     }
     // Connections the kernel completed before the listener closes are taken too (closing
-    // the listener would reset them): their requests may already be on the way.
-    while let Ok(permit) = slots.clone().try_acquire_owned() {
-        match listener.accept().now_or_never() {
-            Some(Ok((stream, peer))) => serve(stream, peer, permit),
-            _ => break,
+    // the listener would reset them): their requests may already be on the way. The queue is
+    // read with non-blocking accept(2) until it is empty, not through the reactor, whose
+    // readiness may lag behind the kernel's queue.
+    match listener.into_std() {
+        Ok(queue) => {
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                let Ok((stream, peer)) = queue.accept() else {
+                    break; // WouldBlock: the queue is empty
+                };
+                if let Ok(stream) = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    serve(stream, peer, permit);
+                }
+            }
         }
+        Err(e) => tracing::warn!(listener = %name, error = %e, "cannot drain the listen queue"),
     }
-    drop(listener);
     tracing::info!(listener = %name, "stopped accepting; draining in-flight requests");
     let _ = stop_tx.send(true);
     // Every connection holds a slot until it ends: all slots back means all drained.
