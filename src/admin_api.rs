@@ -3,15 +3,19 @@
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`: 401 when
 //! the token is missing, unknown, revoked or expired; 403 when a read-only token asks for a
-//! change. Tokens are looked up by their SHA-256 in the store and never logged. Business
+//! change; 429 with `Retry-After` while the client's address is shut out for sending too many
+//! bad tokens ([`throttle`]). Tokens are looked up by their SHA-256 in the store and never
+//! logged. Business
 //! rules live in the store (constraints) and the [`Backend`] (HSM, codec); this module maps
 //! HTTP to them and errors to `{"message", "error_list": [{"code", "message"}]}`.
 
 pub mod backend;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -24,8 +28,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use backend::{Backend, GeneratedKey, HsmBackend, Refusal, Unavailable};
+pub use throttle::{AuthThrottle, ThrottleConfig};
 
 use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::http::{self, HttpResponse, StreamBody, StreamingHandler};
 use crate::store::{
     Actor, DuplicatePolicy, Issuance, LogFilter, Model, ModelChange, NewModel, Role,
@@ -49,6 +55,33 @@ struct Inner {
     catalog: Arc<Catalog>,
     backend: Arc<dyn Backend>,
     metrics: Option<PrometheusHandle>,
+    body_timeout: Duration,
+    throttle: AuthThrottle,
+}
+
+/// Limits of the admin listener's handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Longest a request body may take to arrive (408 past it).
+    pub body_timeout: Duration,
+    /// The bad-token throttle.
+    pub throttle: ThrottleConfig,
+}
+
+impl AdminLimits {
+    /// From the configuration (`device.body_read_timeout_ms`, `admin.auth_*`).
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            body_timeout: config.body_read_timeout,
+            throttle: ThrottleConfig::from_config(config),
+        }
+    }
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
 }
 
 /// An error answer.
@@ -57,6 +90,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After` in seconds (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -65,6 +100,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -72,8 +108,26 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
 
+    /// 429 for a client shut out for bad tokens; `Retry-After` in whole seconds, rounded up.
+    fn throttled(wait: Duration) -> Self {
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-bad-tokens",
+                format!("too many bad admin tokens from this address; retry in {secs} s"),
+            )
+        }
+    }
+
     fn response(&self) -> HttpResponse {
-        http::json_error(self.status, self.code, &self.message)
+        let mut resp = http::json_error(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -107,6 +161,9 @@ impl From<http::BodyError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
             }
             http::BodyError::Read(_) => ApiError::bad_request(e.to_string()),
+            http::BodyError::Timeout(_) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", e.to_string())
+            }
         }
     }
 }
@@ -321,17 +378,46 @@ impl AdminApi {
         backend: Arc<dyn Backend>,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
+        let limits = AdminLimits::default();
         AdminApi {
             inner: Arc::new(Inner {
                 store,
                 catalog,
                 backend,
                 metrics,
+                body_timeout: limits.body_timeout,
+                throttle: AuthThrottle::new(limits.throttle),
             }),
         }
     }
 
-    async fn authenticate(&self, req: &Request<Incoming>) -> ApiResult<TokenInfo> {
+    /// The same handler with other limits (and an empty bad-token table).
+    pub fn with_limits(self, limits: AdminLimits) -> Self {
+        let inner = &self.inner;
+        AdminApi {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                catalog: inner.catalog.clone(),
+                backend: inner.backend.clone(),
+                metrics: inner.metrics.clone(),
+                body_timeout: limits.body_timeout,
+                throttle: AuthThrottle::new(limits.throttle),
+            }),
+        }
+    }
+
+    /// The token of `req`. A client address shut out for bad tokens gets 429 before its token
+    /// is looked at; an unknown token counts against its address.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> ApiResult<TokenInfo> {
+        let throttle = &self.inner.throttle;
+        if let Err(wait) = throttle.check(peer.ip(), Instant::now()) {
+            metrics::counter!("admin_auth_throttled_total").increment(1);
+            return Err(ApiError::throttled(wait));
+        }
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -350,14 +436,27 @@ impl AdminApi {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(unauthorized)?;
-        self.inner
-            .store
-            .authenticate(token)
-            .await?
-            .ok_or_else(unauthorized)
+        match self.inner.store.authenticate(token).await? {
+            Some(info) => Ok(info),
+            None => {
+                metrics::counter!("admin_auth_failures_total").increment(1);
+                if let Some(delay) = throttle.failed(peer.ip(), Instant::now()) {
+                    tracing::warn!(
+                        client = %peer.ip(),
+                        delay_ms = delay.as_millis() as u64,
+                        "admin: too many bad tokens from this address; refusing it for a while"
+                    );
+                }
+                Err(unauthorized())
+            }
+        }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> ApiResult<Response<StreamBody>> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> ApiResult<Response<StreamBody>> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match path.as_str() {
@@ -378,7 +477,7 @@ impl AdminApi {
             }
             _ => {}
         }
-        let token = self.authenticate(&req).await?;
+        let token = self.authenticate(&req, peer).await?;
         let segments: Vec<String> = path
             .trim_matches('/')
             .split('/')
@@ -413,7 +512,7 @@ impl AdminApi {
             (&Method::POST, ["v1", "keys", key, "register"]) => self.register_key(key).await?,
             (&Method::GET, ["v1", "account-keys"]) => self.list_account_assertions().await?,
             (&Method::POST, ["v1", "account-keys"]) => {
-                let body = http::read_body(req, MAX_ADMIN_BODY).await?;
+                let body = http::read_body(req, MAX_ADMIN_BODY, self.inner.body_timeout).await?;
                 self.push_account_keys(&body, &actor).await?
             }
             (&Method::GET, ["v1", "models"]) => self.list_models().await?,
@@ -507,7 +606,7 @@ impl AdminApi {
     }
 
     async fn json_body(&self, req: Request<Incoming>) -> ApiResult<Value> {
-        let body = http::read_body(req, MAX_ADMIN_BODY).await?;
+        let body = http::read_body(req, MAX_ADMIN_BODY, self.inner.body_timeout).await?;
         parse_json(&body)
     }
 
@@ -1039,10 +1138,10 @@ impl AdminApi {
 }
 
 impl StreamingHandler for AdminApi {
-    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<StreamBody> {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<StreamBody> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, peer).await {
             Ok(resp) => resp,
             Err(e) => http::streamed(e.response()),
         };

@@ -70,8 +70,25 @@ pub struct Config {
     pub request_id_lifetime: Duration,
     /// Most simultaneous connections per listener (`device.max_connections`).
     pub max_connections: usize,
+    /// Longest a client may take to send a request's head, on both listeners; also bounds an
+    /// idle keep-alive connection (`device.header_read_timeout_ms`).
+    pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request body, on both listeners
+    /// (`device.body_read_timeout_ms`).
+    pub body_read_timeout: Duration,
+    /// Longest SIGTERM/SIGINT waits for in-flight requests before closing their connections
+    /// (`device.drain_timeout_secs`).
+    pub drain_timeout: Duration,
     /// Admin listener address (`admin.listen`).
     pub admin_listen: SocketAddr,
+    /// Bad admin tokens one client address may present before it is delayed
+    /// (`admin.auth_failures_allowed`).
+    pub admin_auth_failures_allowed: u32,
+    /// First delay of a client past its allowed bad tokens; it doubles with each further one
+    /// (`admin.auth_delay_ms`).
+    pub admin_auth_delay: Duration,
+    /// Most client addresses the bad-token table remembers (`admin.auth_table_max`).
+    pub admin_auth_table_max: usize,
     /// Postgres URL, with its password (`database.url`).
     pub database_url: Secret,
     /// Postgres pool size (`database.max_connections`).
@@ -177,12 +194,60 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| positive(&mut c.max_connections, v)
     ),
     setting!(
+        "device.header_read_timeout_ms",
+        "SERIALMINT_HEADER_READ_TIMEOUT_MS",
+        "10000",
+        false,
+        "longest a client may take to send a request head (both listeners); slower connections are closed",
+        |c, v| millis(&mut c.header_read_timeout, v)
+    ),
+    setting!(
+        "device.body_read_timeout_ms",
+        "SERIALMINT_BODY_READ_TIMEOUT_MS",
+        "30000",
+        false,
+        "longest a client may take to send a request body (both listeners); slower ones get 408",
+        |c, v| millis(&mut c.body_read_timeout, v)
+    ),
+    setting!(
+        "device.drain_timeout_secs",
+        "SERIALMINT_DRAIN_TIMEOUT_SECS",
+        "30",
+        false,
+        "on SIGTERM/SIGINT, longest in-flight requests may take before their connections are closed",
+        |c, v| secs(&mut c.drain_timeout, v)
+    ),
+    setting!(
         "admin.listen",
         "SERIALMINT_ADMIN_LISTEN",
         "127.0.0.1:8081",
         false,
         "admin listener address",
         |c, v| parse_into(&mut c.admin_listen, v)
+    ),
+    setting!(
+        "admin.auth_failures_allowed",
+        "SERIALMINT_ADMIN_AUTH_FAILURES_ALLOWED",
+        "5",
+        false,
+        "bad admin tokens one client address may send before it gets 429 for a while",
+        |c, v| positive(&mut c.admin_auth_failures_allowed, v)
+    ),
+    setting!(
+        "admin.auth_delay_ms",
+        "SERIALMINT_ADMIN_AUTH_DELAY_MS",
+        "1000",
+        false,
+        "first 429 period after too many bad admin tokens; doubles with each further one (at most 15 min)",
+        |c, v| millis(&mut c.admin_auth_delay, v)
+    ),
+    setting!(
+        "admin.auth_table_max",
+        "SERIALMINT_ADMIN_AUTH_TABLE_MAX",
+        "10000",
+        false,
+        "most client addresses remembered for bad admin tokens (oldest forgotten first)",
+        |c, v| positive(&mut c.admin_auth_table_max, v)
     ),
     setting!(
         "database.url",
@@ -368,7 +433,13 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             request_id_lifetime: Duration::from_secs(600),
             max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
             admin_listen: "127.0.0.1:8081".parse().expect("valid address"),
+            admin_auth_failures_allowed: 5,
+            admin_auth_delay: Duration::from_secs(1),
+            admin_auth_table_max: 10_000,
             database_url: Secret::default(),
             database_max_connections: 16,
             pkcs11_module: PathBuf::from(DEFAULT_PKCS11_MODULE),

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,12 +25,14 @@ use crate::registration::{ASSERTION_MEDIA_TYPE, HeldKind, RegError, Registration
 pub struct DeviceApi {
     reg: Arc<Registration>,
     max_body: usize,
+    body_timeout: Duration,
 }
 
 impl std::fmt::Debug for DeviceApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceApi")
             .field("max_body", &self.max_body)
+            .field("body_timeout", &self.body_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -112,9 +115,21 @@ fn wants_stream(req: &Request<Incoming>) -> bool {
 }
 
 impl DeviceApi {
-    /// The routes over `reg`, reading at most `max_body` bytes of a serial request.
+    /// The routes over `reg`, reading at most `max_body` bytes of a serial request, within
+    /// the default body timeout (see [`DeviceApi::with_body_timeout`]).
     pub fn new(reg: Arc<Registration>, max_body: usize) -> Self {
-        Self { reg, max_body }
+        Self {
+            reg,
+            max_body,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The same routes, answering 408 when a serial request's body takes longer than
+    /// `timeout` to arrive.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     fn request_id(&self, req: &Request<Incoming>) -> HttpResponse {
@@ -138,7 +153,7 @@ impl DeviceApi {
             return refused(&e);
         }
         let stream = wants_stream(&req);
-        let body = match http::read_body(req, self.max_body).await {
+        let body = match http::read_body(req, self.max_body, self.body_timeout).await {
             Ok(b) => b,
             Err(http::BodyError::TooLarge(n)) => return refused(&RegError::TooLarge(n)),
             Err(e) => return e.response(),

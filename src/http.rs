@@ -1,5 +1,12 @@
 //! Shared hyper plumbing for both listeners: the accept loop with its connection cap and
-//! timeouts, graceful shutdown, capped body reading and the JSON error shape snapd shows.
+//! timeouts, graceful shutdown, capped and timed body reading and the JSON error shape snapd
+//! shows.
+//!
+//! Shutdown: the listener stops accepting (after taking over the connections the kernel had
+//! already completed, which closing it would reset); a request under way is answered; a
+//! connection with none gets [`Limits::shutdown_grace`] for a request already sent to arrive
+//! (hyper would otherwise close it unread, though the client sent its request before the
+//! signal); then each connection closes. All of it within [`Limits::drain_timeout`].
 //!
 //! Nothing here knows a route. A listener is a [`Handler`] served by [`serve`].
 
@@ -7,6 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,9 +26,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -40,12 +47,17 @@ pub trait Handler: Clone + Send + Sync + 'static {
 pub struct Limits {
     /// Most open connections; past it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Longest a client may take to send a request's headers (also bounds idle keep-alive).
+    /// Longest a client may take to send a request's headers (also bounds idle keep-alive):
+    /// the clock starts when the connection waits for a request head, so a client that sends
+    /// nothing, or one byte at a time, is cut off all the same (slowloris).
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers) in bytes.
     pub max_header_bytes: usize,
     /// Longest graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// At shutdown, how long a connection with no request under way is kept for one already
+    /// on its way (sent just before the signal, not read yet) before it is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -55,6 +67,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(1),
         }
     }
 }
@@ -155,7 +168,7 @@ async fn accept_loop<F, Fut, B>(
     let name = listener
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     builder
@@ -163,6 +176,18 @@ async fn accept_loop<F, Fut, B>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    let serve = |stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            builder.clone(),
+            stream,
+            peer,
+            handle.clone(),
+            stop_rx.clone(),
+            limits.shutdown_grace,
+            permit,
+        ));
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -181,28 +206,106 @@ async fn accept_loop<F, Fut, B>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
-        let service = service_fn(move |req| {
-            let fut = handle(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        serve(stream, peer, permit);
     }
-    drop(listener);
+    // Connections the kernel completed before the listener closes are taken too (closing
+    // the listener would reset them): their requests may already be on the way. The queue is
+    // read with non-blocking accept(2) until it is empty, not through the reactor, whose
+    // readiness may lag behind the kernel's queue.
+    match listener.into_std() {
+        Ok(queue) => {
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                let Ok((stream, peer)) = queue.accept() else {
+                    break; // WouldBlock: the queue is empty
+                };
+                if let Ok(stream) = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    serve(stream, peer, permit);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(listener = %name, error = %e, "cannot drain the listen queue"),
+    }
     tracing::info!(listener = %name, "stopped accepting; draining in-flight requests");
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!(listener = %name, "drain timed out; closing the remaining connections");
+    }
+}
+
+/// Serves one connection until it ends. When `stop` turns true, a request under way is
+/// finished; a connection with none gets `grace` for one that is already on its way (sent
+/// just before the signal, not yet read) to start, and is then closed once that request, if
+/// any, is answered. `permit` (its connection slot) is held until the end.
+async fn serve_connection<F, Fut, B>(
+    builder: http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handle: F,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    permit: OwnedSemaphorePermit,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Requests started on this connection, and those not answered yet.
+    let (started_tx, mut started) = watch::channel(0u64);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let in_flight = in_flight.clone();
+        service_fn(move |req| {
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            started_tx.send_modify(|n| *n += 1);
+            let fut = handle(req, peer);
+            let in_flight = in_flight.clone();
+            async move {
+                let resp = fut.await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            started.mark_unchanged();
+            if in_flight.load(Ordering::SeqCst) == 0 {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        drop(permit);
+                        return log_end(peer, r);
+                    }
+                    _ = started.changed() => {}
+                    () = tokio::time::sleep(grace) => {}
+                }
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    log_end(peer, result);
+    drop(permit);
+}
+
+fn log_end(peer: SocketAddr, result: hyper::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -244,6 +347,10 @@ pub enum BodyError {
     /// The client went away or sent a broken body.
     #[error("cannot read request body: {0}")]
     Read(String),
+    /// The client did not send the whole body in time (a slow-body client holds a connection
+    /// slot the header timeout no longer covers).
+    #[error("request body not received within {} ms", .0.as_millis())]
+    Timeout(Duration),
 }
 
 impl BodyError {
@@ -258,13 +365,23 @@ impl BodyError {
             BodyError::Read(_) => {
                 json_error(StatusCode::BAD_REQUEST, "bad-body", &self.to_string())
             }
+            BodyError::Timeout(_) => json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                &self.to_string(),
+            ),
         }
     }
 }
 
 /// Reads a whole body, refusing it before reading when `Content-Length` exceeds `max`, and
-/// stopping as soon as more than `max` bytes arrive otherwise.
-pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, BodyError> {
+/// stopping as soon as more than `max` bytes arrive otherwise, or when the whole body has not
+/// arrived within `timeout`.
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -273,7 +390,8 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Body
     if declared.is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge(max));
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let read = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect());
+    match read.await.map_err(|_| BodyError::Timeout(timeout))? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(max)),
         Err(e) => Err(BodyError::Read(e.to_string())),

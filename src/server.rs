@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::admin_api::{AdminApi, HsmBackend};
+use crate::admin_api::{AdminApi, AdminLimits, HsmBackend};
 use crate::catalog::{Catalog, DEFAULT_FULL_RELOAD};
 use crate::config::Config;
 use crate::device_api::DeviceApi;
@@ -87,10 +87,10 @@ pub async fn device_api(
         log,
         instance_name(config),
     );
-    Ok(DeviceApi::new(
-        Arc::new(registration),
-        config.max_body_bytes,
-    ))
+    Ok(
+        DeviceApi::new(Arc::new(registration), config.max_body_bytes)
+            .with_body_timeout(config.body_read_timeout),
+    )
 }
 
 /// Installs the process-wide Prometheus recorder once; `None` when another recorder is
@@ -134,9 +134,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
-    let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics);
+    let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics)
+        .with_limits(AdminLimits::from_config(&config));
     let limits = Limits {
         max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        drain_timeout: config.drain_timeout,
         ..Limits::default()
     };
     tracing::info!(device = %config.device_listen, admin = %config.admin_listen, "serialmint listening");

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use serialmint::admin_api::{AdminApi, Backend, GeneratedKey, Refusal, Unavailable};
+use serialmint::admin_api::{
+    AdminApi, AdminLimits, Backend, GeneratedKey, Refusal, ThrottleConfig, Unavailable,
+};
 use serialmint::catalog::Catalog;
 use serialmint::cli::client::Client;
 use serialmint::http::{self, Limits};
@@ -84,6 +86,10 @@ struct Server {
 }
 
 async fn start(pool: PgPool, backend: Arc<dyn Backend>) -> Server {
+    start_with(pool, backend, AdminLimits::default()).await
+}
+
+async fn start_with(pool: PgPool, backend: Arc<dyn Backend>, limits: AdminLimits) -> Server {
     let store = Store::from_pool(pool);
     let actor = Actor::bootstrap();
     store.ensure_brand("acme", &actor).await.unwrap();
@@ -107,7 +113,8 @@ async fn start(pool: PgPool, backend: Arc<dyn Backend>) -> Server {
         catalog.clone(),
         backend,
         serialmint::server::metrics_handle(),
-    );
+    )
+    .with_limits(limits);
     tokio::spawn(http::serve_streaming(
         listener,
         api,
@@ -136,6 +143,77 @@ async fn raw(base: &str, request: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text[9..12].parse().unwrap();
     (status, text)
+}
+
+/// A raw HTTP/1.1 exchange from the local address `from` (any 127.0.0.0/8 address is this
+/// host): the status, the headers (lower-cased names) and the body.
+async fn raw_from(
+    base: &str,
+    from: [u8; 4],
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let len = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 2\r\n"
+    };
+    let body = if method == "GET" { "" } else { "{}" };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}{len}\r\n{body}"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Asserts an error answer: this status, `Content-Type: application/json` exactly, and the
+/// body `{"message", "error_list": [{"code", "message"}]}` with this code.
+#[track_caller]
+fn assert_json_error(
+    answer: &(u16, Vec<(String, String)>, String),
+    status: u16,
+    code: &str,
+    what: &str,
+) {
+    let (st, headers, body) = answer;
+    assert_eq!(*st, status, "{what}: {body}");
+    assert_eq!(
+        header(headers, "content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+    assert!(
+        v["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {v}"
+    );
+    assert_eq!(v["error_list"][0]["code"], code, "{what}: {v}");
+    assert!(v["error_list"][0]["message"].is_string(), "{what}: {v}");
 }
 
 fn status_of(err: &str) -> u16 {
@@ -618,4 +696,171 @@ async fn postgres_down_is_503_not_401(pool: PgPool) {
     .await;
     assert_eq!(st, 503, "{body}");
     assert!(body.contains("\"database\":false"), "{body}");
+}
+
+fn strip(v: &mut Value, field: &str) {
+    match v {
+        Value::Object(m) => {
+            m.remove(field);
+            m.values_mut().for_each(|x| strip(x, field));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| strip(x, field)),
+        _ => {}
+    }
+}
+
+/// Every admin route of the README's table, with a method it answers.
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/metrics"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys/k1"),
+    ("POST", "/v1/keys/k1/disable"),
+    ("POST", "/v1/keys/k1/register"),
+    ("GET", "/v1/account-keys"),
+    ("POST", "/v1/account-keys"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/models"),
+    ("GET", "/v1/models/widget"),
+    ("PATCH", "/v1/models/widget"),
+    ("DELETE", "/v1/models/widget"),
+    ("POST", "/v1/models/widget/api-key"),
+    ("POST", "/v1/models/widget/disable"),
+    ("POST", "/v1/models/widget/enable"),
+    ("GET", "/v1/models/widget/serial-policies"),
+    ("POST", "/v1/models/widget/serial-policies"),
+    ("GET", "/v1/serial-policies"),
+    ("GET", "/v1/signing-log"),
+    ("GET", "/v1/signing-log/export?format=csv"),
+    ("GET", "/v1/tokens"),
+    ("POST", "/v1/tokens"),
+    ("POST", "/v1/tokens/1/revoke"),
+    ("GET", "/v1/audit-log"),
+    ("GET", "/v1/no-such-route"),
+];
+
+#[sqlx::test]
+async fn every_route_but_health_needs_a_token_and_read_only_changes_nothing(pool: PgPool) {
+    let s = start(pool, Arc::new(FakeBackend)).await;
+    let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    admin
+        .send_json(Method::POST, "/v1/models", &json!({"name": "widget"}))
+        .await
+        .unwrap();
+    admin
+        .send_json(Method::POST, "/v1/keys", &json!({"name": "k1"}))
+        .await
+        .unwrap();
+    // The key is generated in the background: let it settle before comparing states.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while admin.get_json("/v1/keys/k1").await.unwrap()["status"] != "ready" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "k1 never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let local = [127, 0, 0, 1];
+    for path in ["/healthz", "/readyz"] {
+        let (st, _, body) = raw_from(&s.base, local, "GET", path, None).await;
+        assert_eq!(st, 200, "{path}: {body}");
+    }
+    // No token: 401 everywhere else, unknown paths included (nothing is revealed).
+    for (method, path) in ROUTES {
+        let a = raw_from(&s.base, local, method, path, None).await;
+        assert_json_error(&a, 401, "unauthorized", &format!("{method} {path}"));
+    }
+
+    // A read-only token: every change is 403 and the state stays the same.
+    let snapshot = || async {
+        let mut all = Vec::new();
+        for path in [
+            "/v1/models",
+            "/v1/keys",
+            "/v1/tokens",
+            "/v1/serial-policies",
+            "/v1/account-keys",
+            "/v1/audit-log",
+        ] {
+            let mut v = admin.get_json(path).await.unwrap();
+            // Using a token is not a change.
+            strip(&mut v, "last-used-at");
+            all.push(v);
+        }
+        all
+    };
+    let before = snapshot().await;
+    for (method, path) in ROUTES.iter().filter(|(m, _)| *m != "GET") {
+        let a = raw_from(&s.base, local, method, path, Some(&s.reader)).await;
+        assert_json_error(&a, 403, "forbidden", &format!("read-only {method} {path}"));
+    }
+    assert_eq!(
+        snapshot().await,
+        before,
+        "a read-only token changed something"
+    );
+    for (method, path) in ROUTES.iter().filter(|(m, _)| *m == "GET") {
+        let (st, _, body) = raw_from(&s.base, local, method, path, Some(&s.reader)).await;
+        let expected = if path.contains("no-such") { 404 } else { 200 };
+        assert_eq!(st, expected, "read-only {method} {path}: {body}");
+    }
+}
+
+#[sqlx::test]
+async fn repeated_bad_tokens_get_429_per_address_even_with_a_good_token(pool: PgPool) {
+    let limits = AdminLimits {
+        throttle: ThrottleConfig {
+            failures_allowed: 3,
+            first_delay: Duration::from_secs(120),
+            table_max: 16,
+        },
+        ..AdminLimits::default()
+    };
+    let s = start_with(pool, Arc::new(FakeBackend), limits).await;
+    let attacker = [127, 0, 0, 2];
+    let admin_host = [127, 0, 0, 3];
+    let good = s.admin.as_str();
+
+    // Missing tokens guess nothing and are not counted.
+    for _ in 0..5 {
+        let a = raw_from(&s.base, attacker, "GET", "/v1/models", None).await;
+        assert_json_error(&a, 401, "unauthorized", "no token");
+    }
+    let (st, _, body) = raw_from(&s.base, attacker, "GET", "/v1/models", Some(good)).await;
+    assert_eq!(st, 200, "{body}");
+
+    // The allowance: three bad tokens are plain 401s...
+    for i in 0..3 {
+        let a = raw_from(
+            &s.base,
+            attacker,
+            "GET",
+            "/v1/models",
+            Some(&format!("smt_guess{i}")),
+        )
+        .await;
+        assert_json_error(&a, 401, "unauthorized", "bad token");
+    }
+    // ...then the address is shut out, whatever token it sends.
+    for token in [Some("smt_guess-again"), Some(good), None] {
+        let a = raw_from(&s.base, attacker, "POST", "/v1/models", token).await;
+        assert_json_error(&a, 429, "too-many-bad-tokens", "shut out");
+        let retry: u64 = header(&a.1, "retry-after")
+            .expect("429 carries Retry-After")
+            .parse()
+            .unwrap();
+        assert!((1..=120).contains(&retry), "Retry-After {retry}");
+    }
+    // Health stays open to it.
+    let (st, _, _) = raw_from(&s.base, attacker, "GET", "/healthz", None).await;
+    assert_eq!(st, 200);
+
+    // Another address with the good token works, and its success does not clear the
+    // attacker's count.
+    let (st, _, body) = raw_from(&s.base, admin_host, "GET", "/v1/models", Some(good)).await;
+    assert_eq!(st, 200, "{body}");
+    let a = raw_from(&s.base, attacker, "GET", "/v1/models", Some(good)).await;
+    assert_json_error(&a, 429, "too-many-bad-tokens", "still shut out");
+    // Nothing was created by the shut-out POSTs.
+    assert!(s.store.models().await.unwrap().is_empty());
 }

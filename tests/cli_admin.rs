@@ -5,159 +5,36 @@
 //! models; then a key rotation shows both policy revisions.
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{TestKey, fixture, free_port, wait_for_port};
-use serde_json::Value;
-use serialmint::assertion::headers::Headers;
-use serialmint::assertion::{AccountKeyRequest, AssertionType, build_content, decode};
-use softhsm::{SoftHsm, softhsm_module};
+use common::{TestKey, account_assertion, account_key_assertion, fixture, free_port};
+use serialmint::assertion::{AccountKeyRequest, decode};
+use serve::Serve;
+use softhsm::SoftHsm;
 use sqlx::PgPool;
 
 const PIN: &str = "4321-cli-test";
 const LABEL: &str = "cli-test";
 
-struct Server {
-    child: Child,
-    admin_url: String,
-    env: Vec<(String, String)>,
+fn start(pool: &PgPool, hsm: &SoftHsm, trusted: &Path) -> Serve {
+    let mut env = serve::env(pool, hsm, LABEL, PIN, Some(trusted), "warn");
+    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "1");
+    Serve::start(env)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Runs `serialmint ARGS` with the server's environment and `token` as the admin token.
-    fn run(&self, token: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_serialmint"));
-        cmd.args(args)
-            .env_clear()
-            .envs(self.env.iter().cloned())
-            .env("SERIALMINT_ADMIN_URL", &self.admin_url)
-            .stdin(Stdio::null());
-        if let Some(t) = token {
-            cmd.env("SERIALMINT_ADMIN_TOKEN", t);
-        }
-        cmd.output().expect("run serialmint")
-    }
-
-    fn ok(&self, token: Option<&str>, args: &[&str]) -> String {
-        let out = self.run(token, args);
-        assert!(
-            out.status.success(),
-            "serialmint {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, token: Option<&str>, args: &[&str]) -> Value {
-        let text = self.ok(token, args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-    }
-}
-
-/// The URL of the per-test database `#[sqlx::test]` made.
-fn database_url(pool: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let db = pool
-        .connect_options()
-        .get_database()
-        .expect("a database name")
-        .to_string();
-    let (server, _) = base.rsplit_once('/').expect("a URL with a database path");
-    format!("{server}/{db}")
-}
-
-fn start(pool: &PgPool, hsm: &SoftHsm, trusted: &Path) -> Server {
-    let device = free_port();
-    let admin = free_port();
-    let env: Vec<(String, String)> = vec![
-        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
-        ("SOFTHSM2_CONF".into(), hsm.conf.display().to_string()),
-        ("SERIALMINT_DATABASE_URL".into(), database_url(pool)),
-        (
-            "SERIALMINT_PKCS11_MODULE".into(),
-            softhsm_module().display().to_string(),
-        ),
-        ("SERIALMINT_TOKEN_LABEL".into(), LABEL.into()),
-        ("SERIALMINT_TOKEN_PIN".into(), PIN.into()),
-        ("SERIALMINT_HSM_SESSIONS".into(), "1".into()),
-        (
-            "SERIALMINT_TRUSTED_ASSERTIONS".into(),
-            trusted.display().to_string(),
-        ),
-        ("SERIALMINT_LOG".into(), "warn".into()),
-    ];
-    let child = Command::new(env!("CARGO_BIN_EXE_serialmint"))
-        .args(["serve", "--device-listen", &format!("127.0.0.1:{device}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .env_clear()
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("serialmint serve starts");
-    let server = Server {
-        child,
-        admin_url: format!("http://127.0.0.1:{admin}"),
-        env,
-    };
-    assert!(
-        wait_for_port(admin, Duration::from_secs(60)),
-        "the admin listener did not come up"
-    );
-    server
-}
-
-fn now_rfc3339() -> String {
-    serialmint::assertion::time::format_utc(time::OffsetDateTime::now_utc())
-}
-
-/// An `account` for `account_id` and an `account-key` for the key in `request`, both
-/// signed by `signer` as the test root `testrootorg`.
+/// What the store answers to `request`: an `account` for `account_id` and the `account-key`,
+/// both signed by `signer` as the test root `testrootorg`.
 fn store_answer(signer: &TestKey, account_id: &str, request: &AccountKeyRequest) -> String {
-    let root_id = TestKey::root().public.key_id();
-    let created = time::OffsetDateTime::now_utc().unix_timestamp() as u32;
-    let mut h = Headers::new();
-    h.insert("authority-id".into(), "testrootorg".into());
-    h.insert("account-id".into(), account_id.into());
-    h.insert("display-name".into(), "Acme Devices".into());
-    h.insert("validation".into(), "verified".into());
-    h.insert("timestamp".into(), now_rfc3339().into());
-    let account = signer.sign(
-        &build_content(AssertionType::Account, &h, "", &root_id).unwrap(),
-        created,
-    );
-    let mut h = Headers::new();
-    h.insert("authority-id".into(), "testrootorg".into());
-    h.insert("account-id".into(), account_id.into());
-    h.insert("name".into(), request.name().unwrap().into());
-    h.insert("public-key-sha3-384".into(), request.public_key_id().into());
-    h.insert("since".into(), now_rfc3339().into());
-    let key = signer.sign(
-        &build_content(
-            AssertionType::AccountKey,
-            &h,
-            &request.public_key().encode(),
-            &root_id,
-        )
-        .unwrap(),
-        created,
-    );
     format!(
         "{}\n{}",
-        String::from_utf8(account).unwrap(),
-        String::from_utf8(key).unwrap()
+        account_assertion(signer, account_id),
+        account_key_assertion(signer, account_id, request)
     )
 }
 
@@ -440,11 +317,11 @@ async fn key_creation_works_once_a_late_hsm_opens(pool: PgPool) {
 
     hsm.init_token(LABEL, PIN);
     // The server retries opening the HSM every 5 s; give it generous time on a loaded box.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let key = loop {
         let out = s.run(t, &["create", "key", "late-key", "--json"]);
         if out.status.success() {
-            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
         }
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("HSM not open"), "{err}");
@@ -452,7 +329,7 @@ async fn key_creation_works_once_a_late_hsm_opens(pool: PgPool) {
             std::time::Instant::now() < deadline,
             "the HSM never opened: {err}"
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert_eq!(key["name"], "late-key");
     assert_eq!(key["sha3-384"].as_str().unwrap().len(), 64);

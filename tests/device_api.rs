@@ -13,60 +13,13 @@ mod softhsm;
 
 use std::time::{Duration, SystemTime};
 
-use serialmint::assertion::{AssertionType, Model, Serial};
+use serialmint::assertion::AssertionType;
 use serialmint::registration::RequestIds;
 use serialmint::store::{DuplicatePolicy, ModelChange, Store};
 use sqlx::PgPool;
-use time::OffsetDateTime;
 
-use common::{TestKey, test_trust};
+use common::TestKey;
 use device::*;
-
-/// Checks a 200 answer as snapd would: one serial, for this device key, brand and model,
-/// that verifies against the testrootorg root with the model at hand; returns it.
-#[track_caller]
-fn check_serial(a: &Answer, device: &TestKey, model: &str, with_chain: bool) -> Serial {
-    assert_eq!(a.status, 200, "{}", a.text());
-    assert_eq!(
-        a.header("content-type"),
-        Some("application/x.ubuntu.assertion")
-    );
-    let all = a.assertions();
-    let kinds: Vec<AssertionType> = all.iter().map(|x| x.kind()).collect();
-    if with_chain {
-        assert_eq!(
-            kinds,
-            [
-                AssertionType::Serial,
-                AssertionType::AccountKey,
-                AssertionType::Account
-            ]
-        );
-        assert_eq!(
-            all[1].header_str("public-key-sha3-384"),
-            Some(TestKey::root().public.key_id().as_str())
-        );
-        assert_eq!(all[2].header_str("account-id"), Some(BRAND));
-    } else {
-        assert_eq!(kinds, [AssertionType::Serial]);
-    }
-    let model_a =
-        Model::try_from(serialmint::assertion::decode(&model_assertion(model)).unwrap()).unwrap();
-    let serial_a = all.into_iter().next().unwrap();
-    test_trust()
-        .check_serial_with_model(&serial_a, &model_a, OffsetDateTime::now_utc())
-        .expect("the serial verifies against the testrootorg root");
-    let serial = Serial::try_from(serial_a).unwrap();
-    assert_eq!(serial.brand_id(), BRAND);
-    assert_eq!(serial.model(), model);
-    assert_eq!(serial.device_key().key_id(), device.public.key_id());
-    assert_eq!(
-        serial.header_str("device-key-sha3-384"),
-        Some(device.public.key_id().as_str())
-    );
-    assert_eq!(serial.authority_id(), Some(BRAND));
-    serial
-}
 
 #[sqlx::test]
 async fn happy_path_v1_routes_with_serial_stream(pool: PgPool) {

@@ -17,7 +17,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::RsaKeyPair;
 use serialmint::assertion::{
-    self, Assertion, AssertionType, HeaderValue, Headers, build_content, decode_stream,
+    self, Assertion, AssertionType, HeaderValue, Headers, Model, Serial, build_content,
+    decode_stream,
 };
 use serialmint::catalog::Catalog;
 use serialmint::config::{Config, Secret};
@@ -29,10 +30,11 @@ use serialmint::store::{
     Actor, AssertionKind, DuplicatePolicy, NewAccountAssertion, NewModel, SerialGeneration, Store,
 };
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{FIX, T2024, TestKey, fixture_str};
+use crate::common::{FIX, T2024, TestKey, fixture_str, test_trust};
 use crate::softhsm::{SoftHsm, softhsm_module};
 
 pub const BRAND: &str = "testrootorg";
@@ -159,6 +161,52 @@ pub fn body(spec: &ReqSpec, device: &TestKey) -> Vec<u8> {
     stream(&[&serial_request(spec, device), &model_assertion(spec.model)])
 }
 
+/// Checks a 200 answer as snapd would: one serial, for this device key, brand and model,
+/// followed (when `with_chain`) by the brand key's account-key and account, verifying
+/// against the testrootorg root with the model at hand; returns it.
+#[track_caller]
+pub fn check_serial(a: &Answer, device: &TestKey, model: &str, with_chain: bool) -> Serial {
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/x.ubuntu.assertion")
+    );
+    let all = a.assertions();
+    let kinds: Vec<AssertionType> = all.iter().map(|x| x.kind()).collect();
+    if with_chain {
+        assert_eq!(
+            kinds,
+            [
+                AssertionType::Serial,
+                AssertionType::AccountKey,
+                AssertionType::Account
+            ]
+        );
+        assert_eq!(
+            all[1].header_str("public-key-sha3-384"),
+            Some(TestKey::root().public.key_id().as_str())
+        );
+        assert_eq!(all[2].header_str("account-id"), Some(BRAND));
+    } else {
+        assert_eq!(kinds, [AssertionType::Serial]);
+    }
+    let model_a = Model::try_from(assertion::decode(&model_assertion(model)).unwrap()).unwrap();
+    let serial_a = all.into_iter().next().unwrap();
+    test_trust()
+        .check_serial_with_model(&serial_a, &model_a, OffsetDateTime::now_utc())
+        .expect("the serial verifies against the testrootorg root");
+    let serial = Serial::try_from(serial_a).unwrap();
+    assert_eq!(serial.brand_id(), BRAND);
+    assert_eq!(serial.model(), model);
+    assert_eq!(serial.device_key().key_id(), device.public.key_id());
+    assert_eq!(
+        serial.header_str("device-key-sha3-384"),
+        Some(device.public.key_id().as_str())
+    );
+    assert_eq!(serial.authority_id(), Some(BRAND));
+    serial
+}
+
 // --- HTTP client ------------------------------------------------------------------------
 
 /// An HTTP answer.
@@ -221,21 +269,99 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    try_request(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// The head of a request as [`request`] sends it (`Connection: close`, `Content-Length` for
+/// POST).
+pub fn request_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_len: usize,
+) -> String {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
+    head
+}
+
+/// Why a request got no whole HTTP answer.
+#[derive(Debug)]
+pub enum NoAnswer {
+    /// The connection was refused (nothing listens).
+    Refused,
+    /// The connection broke before any byte of an answer arrived.
+    Nothing(String),
+    /// Some bytes arrived, but not a whole answer (a head and the body its
+    /// `Content-Length` announces).
+    Partial(Vec<u8>),
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoAnswer::Refused => f.write_str("connection refused"),
+            NoAnswer::Nothing(e) => write!(f, "no answer: {e}"),
+            NoAnswer::Partial(b) => write!(f, "partial answer: {:?}", String::from_utf8_lossy(b)),
+        }
+    }
+}
+
+/// [`request`] that reports a refused, broken or truncated exchange instead of panicking.
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer, NoAnswer> {
+    let mut s = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(NoAnswer::Refused);
+        }
+        Err(e) => return Err(NoAnswer::Nothing(e.to_string())),
+    };
+    let head = request_head(addr, method, path, headers, body.len());
+    if let Err(e) = s.write_all(head.as_bytes()).await {
+        return Err(NoAnswer::Nothing(e.to_string()));
+    }
     // The server may answer (413) before reading the whole body.
     let _ = s.write_all(body).await;
+    read_answer(&mut s).await
+}
+
+/// Reads an answer to the end of the connection: a whole one (head, and as much body as its
+/// `Content-Length` says), or why not.
+pub async fn read_answer(s: &mut TcpStream) -> Result<Answer, NoAnswer> {
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    parse_answer(&raw)
+    let read = s.read_to_end(&mut raw).await;
+    if raw.is_empty() {
+        return Err(NoAnswer::Nothing(match read {
+            Ok(_) => "connection closed".into(),
+            Err(e) => e.to_string(),
+        }));
+    }
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(NoAnswer::Partial(raw));
+    };
+    let answer = parse_answer(&raw);
+    let declared = answer
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| raw.len() - split - 4 < n) {
+        return Err(NoAnswer::Partial(raw));
+    }
+    Ok(answer)
 }
 
 fn parse_answer(raw: &[u8]) -> Answer {

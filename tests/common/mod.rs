@@ -130,3 +130,55 @@ pub fn test_trust() -> TrustDb {
     b.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
     TrustDb::from_assertions(&b).unwrap()
 }
+
+fn now_rfc3339() -> String {
+    serialmint::assertion::time::format_utc(OffsetDateTime::now_utc())
+}
+
+/// An `account` for `account_id`, signed by `signer` as the test root `testrootorg` (as the
+/// store answers a brand).
+pub fn account_assertion(signer: &TestKey, account_id: &str) -> String {
+    use serialmint::assertion::{AssertionType, Headers, build_content};
+    let root_id = TestKey::root().public.key_id();
+    let created = OffsetDateTime::now_utc().unix_timestamp() as u32;
+    let mut h = Headers::new();
+    h.insert("authority-id".into(), "testrootorg".into());
+    h.insert("account-id".into(), account_id.into());
+    h.insert("display-name".into(), "Acme Devices".into());
+    h.insert("validation".into(), "verified".into());
+    h.insert("timestamp".into(), now_rfc3339().into());
+    let text = signer.sign(
+        &build_content(AssertionType::Account, &h, "", &root_id).unwrap(),
+        created,
+    );
+    String::from_utf8(text).unwrap()
+}
+
+/// The `account-key` of `account_id` for the key in `request`, signed by `signer` as the test
+/// root `testrootorg` (as the store answers an `account-key-request`).
+pub fn account_key_assertion(
+    signer: &TestKey,
+    account_id: &str,
+    request: &serialmint::assertion::AccountKeyRequest,
+) -> String {
+    use serialmint::assertion::{AssertionType, Headers, build_content};
+    let root_id = TestKey::root().public.key_id();
+    let created = OffsetDateTime::now_utc().unix_timestamp() as u32;
+    let mut h = Headers::new();
+    h.insert("authority-id".into(), "testrootorg".into());
+    h.insert("account-id".into(), account_id.into());
+    h.insert("name".into(), request.name().unwrap().into());
+    h.insert("public-key-sha3-384".into(), request.public_key_id().into());
+    h.insert("since".into(), now_rfc3339().into());
+    let text = signer.sign(
+        &build_content(
+            AssertionType::AccountKey,
+            &h,
+            &request.public_key().encode(),
+            &root_id,
+        )
+        .unwrap(),
+        created,
+    );
+    String::from_utf8(text).unwrap()
+}
