@@ -15,6 +15,10 @@
 //!   the header-read timeout while a normal device is served; a body that stops coming gets
 //!   408 from the body-read timeout.
 //!
+//! - Two processes on one database and one token: request-ids are accepted across them, an
+//!   identical request sent to both issues once, and a change made in the database reaches
+//!   both.
+//!
 //! Run with `cargo nextest run` (one process per test: SoftHSM is process-wide).
 
 mod common;
@@ -551,4 +555,75 @@ async fn a_body_that_stops_coming_gets_408_and_frees_its_connection(pool: PgPool
     // The whole body, sent in time, is served.
     let a = server_post_serial(server.device, &whole).await;
     check_serial(&a, &dev, MODEL, true);
+}
+
+/// Two `serialmint serve` processes on one database and one token, as a factory runs them
+/// behind a load balancer: a request-id from one is accepted by the other; the same request
+/// sent to both at once issues one serial, answered by both; a model disabled in the database
+/// is refused by both once their catalogs follow the change (printed: how long that took).
+#[sqlx::test]
+async fn two_processes_share_request_ids_changes_and_issue_once(pool: PgPool) {
+    let (_token, env) = provisioned(&pool, "info").await;
+    let a = Serve::start(env.clone());
+    let b = Serve::start(env);
+    let keys = keys();
+    let dev = &keys[0];
+
+    // Cross-instance request-ids, both ways.
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let rid = server_request_id(from.device).await;
+        let answer = server_post_serial(to.device, &body(&ReqSpec::new(&rid), dev)).await;
+        assert!(served(&answer, dev).is_some(), "{}", answer.text());
+    }
+
+    // The same request to both at once: one row, the same serial twice.
+    for _ in 0..3 {
+        let rid = server_request_id(a.device).await;
+        let req = body(&ReqSpec::new(&rid), &keys[1]);
+        let (x, y) = tokio::join!(
+            server_post_serial(a.device, &req),
+            server_post_serial(b.device, &req)
+        );
+        let (sx, sy) = (served(&x, &keys[1]), served(&y, &keys[1]));
+        assert!(sx.is_some() && sx == sy, "{} / {}", x.text(), y.text());
+    }
+    assert_eq!(signing_log(&pool).await.len(), 5);
+
+    // An admin change, made in the database: both catalogs follow it (LISTEN/NOTIFY).
+    let store = Store::from_pool(pool.clone());
+    let change = serialmint::store::ModelChange {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store
+        .update_model(BRAND, MODEL, &change, &admin())
+        .await
+        .unwrap();
+    let changed = Instant::now();
+    // Serials answered before an instance saw the change: each must be logged too.
+    let mut before_seen = 0;
+    for s in [&a, &b] {
+        loop {
+            let rid = server_request_id(s.device).await;
+            let answer = server_post_serial(s.device, &body(&ReqSpec::new(&rid), dev)).await;
+            if answer.status == 403 {
+                answer.assert_error(403, "model-not-allowed");
+                break;
+            }
+            assert!(served(&answer, dev).is_some(), "{}", answer.text());
+            before_seen += 1;
+            assert!(
+                changed.elapsed() < Duration::from_secs(30),
+                "instance on {} still serves the disabled model: {}",
+                s.device,
+                answer.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "both instances refused the disabled model {:?} after the change ({before_seen} served before)",
+        changed.elapsed()
+    );
+    assert_eq!(signing_log(&pool).await.len(), 5 + before_seen);
 }
