@@ -16,6 +16,12 @@
 //! Request-ids are checked against a fixed secret with a lifetime of a century, so the
 //! committed seeds (`fuzz/seeds/serial_route/`, written by [`seeds`]) keep valid request-ids.
 //!
+//! Signatures stop almost every mutation of a signed assertion at the self-signature check.
+//! A request carrying the harness-only header [`RESIGN`] has every assertion of its body
+//! that names one of the harness's keys signed again with that key before it is sent, so
+//! mutated serial-request and model headers (proposed serials, bodies, odd values) reach
+//! the serial build, the signer and the log. The server ignores the header.
+//!
 //! # Invariants (a violation panics)
 //!
 //! - Every answer is 200 or an error (4xx/5xx). Every error is `Content-Type:
@@ -59,6 +65,8 @@ use time::OffsetDateTime;
 
 use super::soft_rsa::{SoftRsa, sign_raw_pkcs1};
 
+/// The harness-only request header that has the body's assertions signed again.
+pub const RESIGN: &str = "x-fuzz-resign";
 /// Between two requests of one input.
 pub const SEPARATOR: &[u8] = b"\n%%%%\n";
 /// Requests after this many in one input are ignored.
@@ -402,6 +410,8 @@ struct Issued {
 /// The device routes over in-memory parts, and the checks on their answers.
 pub struct SerialRoute {
     rt: tokio::runtime::Runtime,
+    /// The harness's private keys by snapd key id: the brand's and the two devices'.
+    keys: Vec<(String, &'static [u8])>,
     api: DeviceApi,
     log: Arc<MemoryLog>,
     request_ids: Arc<RequestIds>,
@@ -450,8 +460,13 @@ impl SerialRoute {
             let reg = Registration::new(request_ids.clone(), catalog, signer, group, "fuzz");
             DeviceApi::new(Arc::new(reg), MAX_BODY)
         });
+        let keys = [BRAND_KEY, DEVICE_KEY, OTHER_DEVICE_KEY]
+            .into_iter()
+            .map(|k| (public_key(k).key_id(), k))
+            .collect();
         Self {
             rt,
+            keys,
             api,
             log,
             request_ids,
@@ -471,7 +486,10 @@ impl SerialRoute {
         self.log.clear();
         let mut issued = Issued::default();
         let mut outcomes = Vec::new();
-        for req in parse_input(data) {
+        for mut req in parse_input(data) {
+            if req.headers.contains_key(RESIGN) {
+                req.body = self.resign(&req.body);
+            }
             let mut r = Request::new(Full::new(req.body.clone()));
             *r.method_mut() = req.method.clone();
             *r.uri_mut() = req.uri.clone();
@@ -485,6 +503,25 @@ impl SerialRoute {
             outcomes.push(self.check(&req, status, &headers, &body, &mut issued));
         }
         outcomes
+    }
+
+    /// `body` with every assertion signed by one of the harness's keys signed again over its
+    /// content as it stands; unchanged when it does not decode.
+    fn resign(&self, body: &Bytes) -> Bytes {
+        let Ok(all) = decode_stream(body) else {
+            return body.clone();
+        };
+        let parts = all.iter().map(|a| {
+            match self
+                .keys
+                .iter()
+                .find(|(id, _)| id.as_str() == a.sign_key_id())
+            {
+                Some((_, key)) => sign(key, a.content()),
+                None => a.encode(),
+            }
+        });
+        Bytes::from(encode_stream(parts))
     }
 
     fn check(
@@ -756,6 +793,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let reissue_b = body(OTHER_DEVICE_KEY, "pc-counter", &r3, Some("fixed-serial-7"));
     let taken = body(OTHER_DEVICE_KEY, "pc", &r3, Some("fixed-serial-7"));
     let proposed = body(DEVICE_KEY, "pc", &r2, Some("fixed-serial-7"));
+    let proposed_body = body(DEVICE_KEY, "pc-proposed", &r2, None);
     let remodel = encode_stream([
         serial_request(DEVICE_KEY, "pc", &r1, None),
         model_assertion("pc"),
@@ -792,10 +830,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 "POST",
                 "/api/v1/snaps/auth/devices",
                 &[("api-key", "proposed-api-key"), ct],
-                &body(DEVICE_KEY, "pc-proposed", &r1, None),
+                &proposed_body,
             ),
         ),
         ("remodel", serial_post("pc-api-key", &[], &remodel)),
+        (
+            "resigned",
+            join_requests(&[
+                serial_post("pc-api-key", &[(RESIGN, "1")], &pc),
+                serial_post(
+                    "proposed-api-key",
+                    &[(RESIGN, "1"), stream_cap],
+                    &proposed_body,
+                ),
+            ]),
+        ),
         (
             "refusals",
             join_requests(&[
