@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -42,6 +42,18 @@ const SERIAL_PATHS: [&str; 2] = ["/v1/serial", "/api/v1/snaps/auth/devices"];
 
 impl Handler for DeviceApi {
     async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
+        self.route(req).await
+    }
+}
+
+impl DeviceApi {
+    /// Answers one request: what the listener does for each request it reads, with any body
+    /// type, so the routes can be driven in-process (the `serial_route` fuzz target does).
+    pub async fn route<B>(&self, req: Request<B>) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         if REQUEST_ID_PATHS.contains(&path.as_str()) {
@@ -93,7 +105,7 @@ pub fn error_response(e: &RegError) -> HttpResponse {
     resp
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+fn header<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -105,7 +117,7 @@ fn assertion_response(body: Vec<u8>) -> HttpResponse {
 }
 
 /// Whether the device announced `Snap-Device-Capabilities: serial-stream`.
-fn wants_stream(req: &Request<Incoming>) -> bool {
+fn wants_stream<B>(req: &Request<B>) -> bool {
     req.headers()
         .get_all("snap-device-capabilities")
         .iter()
@@ -132,7 +144,7 @@ impl DeviceApi {
         self
     }
 
-    fn request_id(&self, req: &Request<Incoming>) -> HttpResponse {
+    fn request_id<B>(&self, req: &Request<B>) -> HttpResponse {
         if let Err(e) = self.reg.check_api_key(header(req, "api-key")) {
             metrics::counter!("request_ids_refused_total", "reason" => e.code()).increment(1);
             return error_response(&e);
@@ -144,7 +156,11 @@ impl DeviceApi {
         )
     }
 
-    async fn serial(&self, req: Request<Incoming>) -> HttpResponse {
+    async fn serial<B>(&self, req: Request<B>) -> HttpResponse
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let api_key = match self.reg.check_api_key(header(&req, "api-key")) {
             Ok(k) => k.to_owned(),
             Err(e) => return refused(&e),

@@ -376,12 +376,17 @@ impl BodyError {
 
 /// Reads a whole body, refusing it before reading when `Content-Length` exceeds `max`, and
 /// stopping as soon as more than `max` bytes arrive otherwise, or when the whole body has not
-/// arrived within `timeout`.
-pub async fn read_body(
-    req: Request<Incoming>,
+/// arrived within `timeout`. Generic over the body so the routes can be driven in-process
+/// (tests, fuzzing); the listeners pass hyper's `Incoming`.
+pub async fn read_body<B>(
+    req: Request<B>,
     max: usize,
     timeout: Duration,
-) -> Result<Bytes, BodyError> {
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -1,12 +1,7 @@
-//! Fuzz the assertion stream decoder and the single decoder: they must never panic.
+//! Fuzz the assertion stream decoder and the single decoder.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use serialmint::assertion::{Decoder, decode};
+#[path = "../harness/mod.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    for a in Decoder::new(data).flatten() {
-        let _ = a.encode();
-    }
-    let _ = decode(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::codec::stream_decode(data));
