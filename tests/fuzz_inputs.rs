@@ -4,8 +4,9 @@
 //! without cargo-fuzz. The `serial_route` seeds must also still reach issuance: a seed that
 //! stops doing so (a codec or policy change) would leave the fuzzer shallow without failing.
 //!
-//! `cargo nextest run --test fuzz_inputs --run-ignored only write_seeds` rewrites the seeds
-//! (built with the project's codec from snapd's test keys and assertions).
+//! The codec seeds must equal their cut of snapd's fixtures; `SERIALMINT_WRITE_SEEDS=1 cargo
+//! nextest run --test fuzz_inputs codec_seeds` rewrites every seed instead (built with the
+//! project's codec from snapd's test keys and assertions).
 
 #[path = "../fuzz/harness/mod.rs"]
 mod harness;
@@ -106,25 +107,39 @@ fn serial_route_seeds_reach_every_outcome() {
     for (name, want) in expected {
         let path = dir("seeds", "serial_route").join(name);
         let data = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (write_seeds?)", path.display()));
+            .unwrap_or_else(|e| panic!("{}: {e} (SERIALMINT_WRITE_SEEDS=1?)", path.display()));
         let got = h.run(&data);
         assert_eq!(statuses(&got), *want, "seed {name}: {got:?}");
     }
 }
 
-/// Rewrites the seeds: [`seeds`] for `serial_route` (needed only when the harness's requests
-/// change; their request-ids are random, so a rewrite changes every file), and pieces of
-/// snapd's fixtures for the codec targets.
+/// The committed codec seeds are exactly the pieces of snapd's fixtures listed here (whole
+/// assertion, header block, signature and body packets). With `SERIALMINT_WRITE_SEEDS=1` the
+/// test rewrites every seed instead: these, and [`seeds`] for `serial_route` (needed only when
+/// the harness's requests change; their request-ids are random, so every file changes).
 #[test]
-#[ignore = "writes fuzz/seeds; run by hand"]
-fn write_seeds() {
+fn codec_seeds_are_cut_from_the_fixtures() {
+    let rewrite = std::env::var_os("SERIALMINT_WRITE_SEEDS").is_some_and(|v| v == "1");
     let write = |target: &str, name: &str, data: &[u8]| {
         let d = dir("seeds", target);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(name), data).unwrap();
+        if rewrite {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(name), data).unwrap();
+        } else {
+            let path = d.join(name);
+            let committed = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (SERIALMINT_WRITE_SEEDS=1?)", path.display()));
+            assert!(
+                committed == data,
+                "{} differs from its fixture",
+                path.display()
+            );
+        }
     };
-    for (name, data) in seeds() {
-        write("serial_route", name, &data);
+    if rewrite {
+        for (name, data) in seeds() {
+            write("serial_route", name, &data);
+        }
     }
     let fixtures = [
         "developer1-pc.model",
