@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -352,6 +353,9 @@ impl P11KitServer {
             .arg(format!("pkcs11:token={}", self.label))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the `p11-kit-remote` processes it forks inherit:
+            // `kill` ends them all at once, also one forked a moment before.
+            .process_group(0)
             .spawn()
             .expect("start p11-kit server");
         self.child = Some(child);
@@ -371,11 +375,21 @@ impl P11KitServer {
         if let Some(mut child) = self.child.take() {
             let pid = child.id();
             let kids = children_of(pid);
+            // The whole group first (the server and every connection process), then any
+            // child that left the group, then reap the server.
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+            for k in kids {
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .arg(k.to_string())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
-            for k in kids {
-                let _ = Command::new("kill").arg("-9").arg(k.to_string()).status();
-            }
         }
     }
 
