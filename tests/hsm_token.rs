@@ -263,6 +263,57 @@ fn many_concurrent_signers_share_a_small_pool() {
 }
 
 #[test]
+fn cancelled_signers_give_every_session_back() {
+    let s = setup();
+    let key_file = softhsm::write_rsa_key(s.dir.path(), 4096, false);
+    let key_id = s.import_key(LABEL, PIN, &key_file, "k");
+    runtime().block_on(async {
+        let hsm = Hsm::open(config(2)).await.unwrap();
+        hsm.sign(&key_id, &[digest_info_of(b"warm")]).await.unwrap();
+        // Requests that give up while their signature is being made (or while they wait for a
+        // session): the call threads put the sessions back by themselves.
+        for round in 0..5u8 {
+            let mut tasks = Vec::new();
+            for t in 0..6u8 {
+                let (hsm, key_id) = (hsm.clone(), key_id.clone());
+                tasks.push(tokio::spawn(async move {
+                    hsm.sign(&key_id, &[digest_info_of(&[round, t])]).await
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(3 + 4 * u64::from(round))).await;
+            for t in &tasks {
+                t.abort();
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let h = hsm.health();
+            let t = &h.tokens[0];
+            if t.sessions == 2 && t.available == 2 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "sessions not back in the pool: {h:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Both sessions still sign, concurrently; none was lost or closed.
+        let (d1, d2) = ([digest_info_of(b"after 1")], [digest_info_of(b"after 2")]);
+        let (a, b) = tokio::join!(hsm.sign(&key_id, &d1), hsm.sign(&key_id, &d2));
+        a.unwrap();
+        b.unwrap();
+        let h = hsm.health();
+        assert!(h.is_up(), "{h:?}");
+        assert_eq!(h.tokens[0].abandoned_calls, 0, "{h:?}");
+        assert!(h.tokens[0].sessions <= 2, "{h:?}");
+    });
+}
+
+#[test]
 fn logs_in_again_after_the_token_was_logged_out() {
     let s = setup();
     let key_file = softhsm::write_rsa_key(s.dir.path(), 2048, false);

@@ -57,7 +57,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deadpool::managed::Object;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use call::Calls;
 use error::ErrorClass;
@@ -639,11 +639,12 @@ impl Hsm {
     }
 }
 
-/// Runs `op` on the pooled session on a call thread, under the call timeout. The session
-/// goes back to the pool as soon as `op` is done, before `check` looks at the result on the
+/// Runs `op` on the pooled session on a call thread, under the call timeout. The call thread
+/// puts the session back into the pool itself as soon as `op` is done (waking the next waiter
+/// directly, with no hop through the async side), then `check` looks at the result on the
 /// same thread. On a session- or token-level error the session is closed on that thread and
 /// its pool slot freed; when the call is abandoned (timeout), the session stays with the
-/// stuck thread, the slot is freed too, and the caller takes the token out of rotation.
+/// stuck thread, the slot is freed at once, and the caller takes the token out of rotation.
 async fn run_on<T, F, C>(
     token: &Token,
     obj: Object<SessionManager>,
@@ -657,113 +658,106 @@ where
 {
     let mut obj = obj;
     let mut live = obj.take_live();
-    let (back_tx, back_rx) = tokio::sync::oneshot::channel::<Live>();
-    let mut handback = Handback {
-        obj: Some(obj),
-        rx: Some(back_rx),
+    let slot = Handback {
+        obj: Arc::new(Mutex::new(Some(obj))),
         wait: token.shared.calls.timeout(),
+        over: false,
     };
-    let call = token.shared.calls.run("sign or look up keys", move || {
-        let mut r = op(&mut live);
-        // Repairs that keep the session: log in again, re-find stale key handles.
-        let repairable = match &r {
-            Err(OpError::KeyNotFound) => true,
-            Err(OpError::Ck(cryptoki::error::Error::Pkcs11(rv, _), _)) => matches!(
-                rv,
-                cryptoki::error::RvError::UserNotLoggedIn
-                    | cryptoki::error::RvError::ObjectHandleInvalid
-                    | cryptoki::error::RvError::KeyHandleInvalid
-            ),
-            _ => false,
-        };
-        if repairable && live.repair() {
-            r = op(&mut live);
-        }
-        if let Err(e) = &r
-            && matches!(e.class(), Some(ErrorClass::Reopen | ErrorClass::TokenGone))
-        {
-            drop(live);
-        } else if let Err(live) = back_tx.send(live) {
-            // Abandoned meanwhile: close it here, never hand it out again.
-            drop(live);
-        }
-        let v = r?;
-        check(&v)?;
-        Ok(v)
-    });
-    tokio::pin!(call);
-    let result = loop {
-        tokio::select! {
-            biased;
-            back = async { handback.rx.as_mut().expect("still waiting").await }, if handback.rx.is_some() => {
-                handback.rx = None;
-                handback.settle(back.ok());
+    let back = slot.obj.clone();
+    let mut slot = slot;
+    let result = token
+        .shared
+        .calls
+        .run("sign or look up keys", move || {
+            let mut r = op(&mut live);
+            // Repairs that keep the session: log in again, re-find stale key handles.
+            let repairable = match &r {
+                Err(OpError::KeyNotFound) => true,
+                Err(OpError::Ck(cryptoki::error::Error::Pkcs11(rv, _), _)) => matches!(
+                    rv,
+                    cryptoki::error::RvError::UserNotLoggedIn
+                        | cryptoki::error::RvError::ObjectHandleInvalid
+                        | cryptoki::error::RvError::KeyHandleInvalid
+                ),
+                _ => false,
+            };
+            if repairable && live.repair() {
+                r = op(&mut live);
             }
-            r = &mut call => break r,
-        }
-    };
+            let keep = !matches!(
+                r.as_ref().err().and_then(OpError::class),
+                Some(ErrorClass::Reopen | ErrorClass::TokenGone)
+            );
+            // The software check first, then every hand-over at once, right before this
+            // thread goes idle: a thread woken on a busy two-core machine waits for a core,
+            // and gets this one as soon as this thread sleeps.
+            let r = r.and_then(|v| check(&v).map(|()| v));
+            // `None`: abandoned meanwhile (its slot was freed); the session is closed here
+            // and never handed out again.
+            let obj = back.lock().take();
+            match (obj, keep) {
+                (Some(mut o), true) => {
+                    o.put_live(live);
+                    drop(o); // back in the pool: the next waiter gets it now
+                }
+                (Some(o), false) => {
+                    drop(Object::take(o));
+                    drop(live);
+                }
+                (None, _) => drop(live),
+            }
+            call::mark_idle();
+            r
+        })
+        .await;
+    // The call ended (its thread settled the session) or was abandoned (free the slot now;
+    // the session stays with the stuck thread).
+    slot.over = true;
     if matches!(result, Err(OpError::Stuck { .. })) {
-        // The session stays with the stuck thread: free its pool slot now.
-        handback.settle(None);
+        slot.free();
     }
-    // Otherwise the call is over: its session was sent back or closed (see `Handback`).
-    drop(handback);
     result.and_then(|r| r)
 }
 
-/// A pooled object whose session is out on a call thread. Settled with the session (back to
-/// the pool, no FFI) or without it (closed on the call thread, or stuck there: the pool slot
-/// is freed). When dropped unsettled (the caller stopped waiting, or the call just ended), it
-/// takes the session if it is already back, else waits for it in the background, at most the
-/// call timeout, so a cancelled request neither loses nor leaks a session.
+/// The pooled object whose session is out on a call thread, shared with that thread: the
+/// thread takes it to put the session back (or to free the slot); whoever gives up on the
+/// call takes it to free the slot. When the caller stops waiting before the call is over (a
+/// cancelled request), the slot is freed after the call timeout unless the thread took it by
+/// then, so a cancelled request neither loses nor leaks a session.
 struct Handback {
-    obj: Option<Object<SessionManager>>,
-    rx: Option<tokio::sync::oneshot::Receiver<Live>>,
+    obj: Arc<Mutex<Option<Object<SessionManager>>>>,
     wait: Duration,
+    /// The call ended or was abandoned: nothing left to watch.
+    over: bool,
 }
 
 impl Handback {
-    fn settle(&mut self, live: Option<Live>) {
-        if let Some(mut o) = self.obj.take() {
-            match live {
-                Some(live) => {
-                    o.put_live(live);
-                    drop(o);
-                }
-                None => drop(Object::take(o)),
-            }
+    /// Frees the pool slot, if the call thread has not settled it.
+    fn free(&self) {
+        if let Some(o) = self.obj.lock().take() {
+            drop(Object::take(o));
         }
     }
 }
 
 impl Drop for Handback {
     fn drop(&mut self) {
-        let (Some(mut rx), true) = (self.rx.take(), self.obj.is_some()) else {
+        if self.over || self.obj.lock().is_none() {
             return;
+        }
+        let rest = Handback {
+            obj: self.obj.clone(),
+            wait: self.wait,
+            over: true,
         };
-        match rx.try_recv() {
-            Ok(live) => self.settle(Some(live)),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => self.settle(None),
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
-                let (obj, wait) = (self.obj.take(), self.wait);
-                let mut rest = Handback {
-                    obj,
-                    rx: None,
-                    wait,
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        rt.spawn(async move {
-                            let live = tokio::time::timeout(wait, rx)
-                                .await
-                                .ok()
-                                .and_then(|r| r.ok());
-                            rest.settle(live);
-                        });
-                    }
-                    Err(_) => rest.settle(None),
-                }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(rest.wait).await;
+                    rest.free();
+                });
             }
+            Err(_) => rest.free(),
         }
     }
 }
