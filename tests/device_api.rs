@@ -307,6 +307,38 @@ async fn exact_replay_gets_the_identical_serial_and_request_ids_are_single_use(p
         .await
         .assert_error(409, "request-id-used");
     assert_eq!(server.logged().await, 1);
+
+    // Same request-id and device key, but not the same request: another model, or a
+    // proposed serial the earlier one is not. The earlier serial would answer a question the
+    // device did not ask, so both are refused, and nothing new is issued.
+    create_model(&server.store, "pc-2", API_KEY).await;
+    server
+        .store
+        .create_serial_policy(BRAND, "pc-2", KEY_NAME, &admin())
+        .await
+        .unwrap();
+    server.catalog.reload().await.unwrap();
+    let mut spec = ReqSpec::new(&rid);
+    spec.model = "pc-2";
+    let b2 = stream(&[&serial_request(&spec, &dev), &model_assertion("pc-2")]);
+    server
+        .post_serial(&b2)
+        .await
+        .assert_error(409, "request-id-used");
+    let mut spec = ReqSpec::new(&rid);
+    spec.serial = Some("not-the-earlier-one");
+    server
+        .post_serial(&body(&spec, &dev))
+        .await
+        .assert_error(409, "request-id-used");
+    assert_eq!(server.logged().await, 1);
+    // The exact request still gets its serial.
+    let third = server.post_serial(&b).await;
+    assert_eq!(third.status, 200, "{}", third.text());
+    assert_eq!(
+        first.assertions()[0].encode(),
+        third.assertions()[0].encode()
+    );
 }
 
 #[sqlx::test]

@@ -214,6 +214,8 @@ struct LogState {
 
 fn prior(r: &IssuanceRecord) -> PriorIssuance {
     PriorIssuance {
+        brand_id: r.brand_id.clone(),
+        model_name: r.model_name.clone(),
         serial: r.serial.clone(),
         revision: r.revision,
         device_key_id: r.device_key_id.clone(),

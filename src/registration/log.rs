@@ -46,6 +46,10 @@ pub struct IssuanceRecord {
 /// An issuance already in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PriorIssuance {
+    /// The brand's account-id.
+    pub brand_id: String,
+    /// The model name.
+    pub model_name: String,
     /// The serial number.
     pub serial: String,
     /// Its revision.
@@ -106,6 +110,8 @@ impl From<StoreError> for LogError {
 
 fn prior(e: Issuance) -> PriorIssuance {
     PriorIssuance {
+        brand_id: e.brand_id,
+        model_name: e.model_name,
         serial: e.serial,
         revision: u32::try_from(e.revision).unwrap_or(0),
         device_key_id: e.device_key_id,

@@ -88,8 +88,9 @@ pub enum RegError {
     /// The proposed serial (or body) cannot go into a serial assertion (400).
     #[error("cannot build serial: {0}")]
     InvalidSerial(String),
-    /// The request-id already issued a serial to another device key (409).
-    #[error("request-id already used by another device")]
+    /// The request-id already issued a serial for another request: to another device key,
+    /// or for another model or proposed serial (409).
+    #[error("request-id already used for another serial request; ask for a new one")]
     RequestIdUsed,
     /// The serial was already issued to another device key (409).
     #[error("serial {0:?} already issued to another device")]
@@ -408,7 +409,7 @@ impl Registration {
                 .await?
         {
             if prior.device_key_id == device_key_id {
-                return self.replay_or_refuse(prior, &device_key_id, &model.name);
+                return self.replay_or_refuse(prior, &device_key_id, &model, proposed.as_deref());
             }
             match model.duplicate_policy {
                 DuplicatePolicy::Refuse => return Err(RegError::SerialTaken(serial)),
@@ -471,7 +472,7 @@ impl Registration {
                 replay: false,
             }),
             RecordOutcome::Replay(prior) => {
-                self.replay_or_refuse(prior, &device_key_id, &model.name)
+                self.replay_or_refuse(prior, &device_key_id, &model, proposed.as_deref())
             }
             RecordOutcome::RequestIdUsed(_) => Err(RegError::RequestIdUsed),
             RecordOutcome::SerialTaken(_) => Err(RegError::SerialTaken(serial)),
@@ -482,16 +483,26 @@ impl Registration {
         }
     }
 
-    /// An earlier issuance of the same serial: the same device key gets it again (a replay),
-    /// another device key is refused.
+    /// An earlier issuance with the same request-id or the same serial: the same device key
+    /// gets it again when it asked for the same thing (a replay: same brand and model, and the
+    /// same serial when it proposed one); another device key is refused, and so is the same
+    /// key reusing a request-id for another model or another proposed serial (answering the
+    /// earlier serial would hand it one it did not ask for).
     fn replay_or_refuse(
         &self,
         prior: PriorIssuance,
         device_key_id: &str,
-        model: &str,
+        model: &DeviceModel,
+        proposed: Option<&str>,
     ) -> Result<Issued, RegError> {
         if prior.device_key_id != device_key_id {
             return Err(RegError::SerialTaken(prior.serial));
+        }
+        if prior.brand_id != model.brand_id
+            || prior.model_name != model.name
+            || proposed.is_some_and(|p| p != prior.serial)
+        {
+            return Err(RegError::RequestIdUsed);
         }
         let chain = assertion::decode(prior.serial_text.as_bytes())
             .map(|a| self.catalog.key_chain(a.sign_key_id()))
@@ -499,7 +510,7 @@ impl Registration {
         Ok(Issued {
             serial: prior.serial_text,
             chain,
-            model: model.to_owned(),
+            model: model.name.clone(),
             replay: true,
         })
     }
