@@ -82,6 +82,15 @@ fn serial_route_seeds_reach_every_outcome() {
             &[(200, None), (200, None), (409, Some("request-id-used"))],
         ),
         (
+            "pc_request_id_reused_elsewhere",
+            &[
+                (200, None),
+                (409, Some("request-id-used")),
+                (409, Some("request-id-used")),
+                (200, None),
+            ],
+        ),
+        (
             "pc_proposed_taken",
             &[(200, None), (409, Some("duplicate-serial"))],
         ),

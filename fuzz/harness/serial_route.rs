@@ -35,7 +35,8 @@
 //! - A serial that was not answered before in the same input is new: its brand, model and
 //!   proposed serial are the request's, its request-id did not issue to another device key,
 //!   and its serial number at its revision was given to no other device key. A serial answered
-//!   again (a replay) is byte for byte the earlier one.
+//!   again (a replay) is byte for byte the earlier one, and for the model (and proposed
+//!   serial) asked for.
 //! - A 200 request-id verifies; the held-assertion route answers the assertion asked for.
 
 use std::collections::HashMap;
@@ -613,6 +614,13 @@ impl SerialRoute {
             assert_eq!(kinds, [AssertionType::Serial]);
         }
 
+        // New or a replay: exactly what was asked for (a replay answering another model or
+        // another proposed serial is a wrong serial).
+        assert_eq!(serial.brand_id(), request.brand_id());
+        assert_eq!(serial.model(), request.model());
+        if let Some(p) = proposed_serial(&request) {
+            assert_eq!(serial.serial(), p, "the proposed serial");
+        }
         let text = String::from_utf8(serial.encode()).expect("UTF-8 serial");
         let device = request.device_key().key_id();
         if issued.texts.contains(&text) {
@@ -620,12 +628,6 @@ impl SerialRoute {
         }
         if let Some(other) = issued.by_request_id.get(request.request_id()) {
             panic!("request-id issued a second serial (first to {other}, now to {device})");
-        }
-        // A new serial: exactly what was asked for.
-        assert_eq!(serial.brand_id(), request.brand_id());
-        assert_eq!(serial.model(), request.model());
-        if let Some(p) = proposed_serial(&request) {
-            assert_eq!(serial.serial(), p, "the proposed serial");
         }
         if request.model() == "pc-counter" && proposed_serial(&request).is_none() {
             let n = serial
@@ -782,6 +784,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let taken = body(OTHER_DEVICE_KEY, "pc", &r3, Some("fixed-serial-7"));
     let proposed = body(DEVICE_KEY, "pc", &r2, Some("fixed-serial-7"));
     let proposed_body = body(DEVICE_KEY, "pc-proposed", &r2, None);
+    let same_rid_other_model = body(DEVICE_KEY, "pc-counter", &r1, None);
+    let same_rid_other_serial = body(DEVICE_KEY, "pc", &r1, Some("not-the-first-serial"));
     let remodel = encode_stream([
         serial_request(DEVICE_KEY, "pc", &r1, None),
         model_assertion("pc"),
@@ -795,6 +799,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 serial_post("pc-api-key", &[stream_cap], &pc),
                 serial_post("pc-api-key", &[stream_cap], &pc),
                 serial_post("pc-api-key", &[], &other_same_rid),
+            ]),
+        ),
+        (
+            "pc_request_id_reused_elsewhere",
+            join_requests(&[
+                serial_post("pc-api-key", &[], &pc),
+                serial_post("counter-api-key", &[], &same_rid_other_model),
+                serial_post("pc-api-key", &[], &same_rid_other_serial),
+                serial_post("pc-api-key", &[], &pc),
             ]),
         ),
         (
