@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serialmint::config::Secret;
-use serialmint::hsm::{Hsm, HsmConfig, HsmError, TokenSpec};
+use serialmint::hsm::{Hsm, HsmConfig, HsmError, MAX_STUCK_CALLS, TokenSpec, stuck_calls};
+use serialmint::signer::backend::HsmSlot;
 use softhsm::{
     P11KitServer, SoftHsm, block_on, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
 };
@@ -420,4 +421,50 @@ async fn all_sign(hsm: &Hsm, key_id: &str) -> bool {
         all &= t.await.unwrap();
     }
     all
+}
+
+/// Serving without an HSM at start-up, the server retries opening it in the background
+/// (`HsmSlot::open_or_retry`). Against a stalled p11-kit server every attempt hangs and is
+/// abandoned, leaving its thread behind: at most `MAX_STUCK_CALLS` of them, however long the
+/// stall lasts. When the server answers again they return, and the HSM opens by itself.
+#[test]
+fn retried_opens_into_a_stalled_server_leave_a_bounded_number_of_threads_behind() {
+    let Some(client) = p11_kit_client_module() else {
+        eprintln!("p11-kit-client.so not installed; skipping");
+        return;
+    };
+    let s = SoftHsm::new();
+    let (stalled, key_id) = served_token(&s, &["tok"], "tok");
+    stalled.stop();
+    block_on(async {
+        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        c.sessions = 1;
+        c.call_timeout = Duration::from_millis(300);
+        let slot =
+            HsmSlot::open_or_retry(c, Duration::from_millis(20), std::future::pending()).await;
+        assert!(slot.get().is_none(), "opened on a stopped server");
+        wait_until(Duration::from_secs(30), "the cap on stuck calls", || {
+            stuck_calls() >= MAX_STUCK_CALLS
+        })
+        .await;
+        // Without the cap, each 0.3 s would leave one more thread behind.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(stuck_calls(), MAX_STUCK_CALLS, "{}", slot.why());
+        assert!(slot.why().contains("stuck"), "{}", slot.why());
+        assert!(!slot.why().contains(PIN));
+
+        stalled.resume();
+        wait_until(Duration::from_secs(30), "the HSM opened", || {
+            slot.get().is_some()
+        })
+        .await;
+        let hsm = slot.get().unwrap();
+        hsm.sign(&key_id, &[digest_info_of(b"opened late")])
+            .await
+            .unwrap();
+        wait_until(Duration::from_secs(30), "the stuck calls returned", || {
+            stuck_calls() == 0
+        })
+        .await;
+    });
 }

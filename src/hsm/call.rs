@@ -44,6 +44,14 @@ type Job = Box<dyn FnOnce() + Send>;
 /// An idle call thread: its id and the sender of its own job channel.
 type IdleThread = (u64, mpsc::Sender<Job>);
 
+/// Abandoned calls of every token and every `Hsm`, still stuck in a module.
+static STUCK_TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Abandoned calls still stuck, process-wide (every token, every `Hsm` ever opened).
+pub(crate) fn stuck_total() -> usize {
+    STUCK_TOTAL.load(Ordering::Acquire)
+}
+
 /// Idle threads (last idle first: warm caches).
 static IDLE: Mutex<Vec<IdleThread>> = Mutex::new(Vec::new());
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
@@ -180,6 +188,7 @@ impl Calls {
             let out = f();
             if job_state.swap(DONE, Ordering::AcqRel) == ABANDONED {
                 stuck.fetch_sub(1, Ordering::AcqRel);
+                STUCK_TOTAL.fetch_sub(1, Ordering::AcqRel);
                 tracing::info!(
                     token = %label,
                     call = what,
@@ -208,6 +217,7 @@ impl Calls {
                         .map_err(|_| OpError::Fatal(format!("{what}: the HSM call thread died")));
                 }
                 self.stuck.fetch_add(1, Ordering::AcqRel);
+                STUCK_TOTAL.fetch_add(1, Ordering::AcqRel);
                 self.abandoned.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("hsm_calls_abandoned_total", "token" => self.label.clone())
                     .increment(1);

@@ -78,6 +78,18 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest one blocking PKCS#11 call (or one batch of signatures) may take by default.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most abandoned PKCS#11 calls that may be stuck, process-wide, before a caller that
+/// retries [`Hsm::open`] stops trying (each attempt into a module that hangs leaves one thread
+/// behind); see [`stuck_calls`].
+pub const MAX_STUCK_CALLS: usize = 8;
+
+/// Abandoned PKCS#11 calls still stuck in a module, process-wide: every token of every
+/// [`Hsm`], and every [`Hsm::open`] that gave up. Each is a thread left behind; it ends when
+/// its call returns.
+pub fn stuck_calls() -> usize {
+    call::stuck_total()
+}
+
 /// Where the HSM layer finds its tokens and how it uses them.
 #[derive(Clone, Debug)]
 pub struct HsmConfig {

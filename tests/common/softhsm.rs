@@ -404,6 +404,13 @@ impl P11KitServer {
         }
     }
 
+    /// Lets a stopped server run again (SIGCONT): it accepts what waited in its backlog.
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "-CONT");
+        }
+    }
+
     /// Kills the per-connection `p11-kit-remote` processes only: every established client
     /// connection breaks (calls on it fail with `CKR_DEVICE_ERROR`), the server stays.
     pub fn kill_connections(&self) {
