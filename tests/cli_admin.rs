@@ -54,6 +54,19 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
     assert_eq!(init["brand-id"], "acme");
     let token = init["admin-token"].as_str().unwrap().to_string();
     let t = Some(token.as_str());
+    // Once: init again makes no second admin token, unless asked to (every token lost).
+    let again = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    assert!(again["admin-token"].is_null(), "{again}");
+    assert_eq!(again["active-admin-tokens"], 1);
+    let text = s.ok(None, &["init", "--brand-id", "acme"]);
+    assert!(text.contains("none was created"), "{text}");
+    let lost = s.json(
+        None,
+        &["init", "--brand-id", "acme", "--new-token", "--json"],
+    );
+    let second = lost["admin-token"].as_str().unwrap();
+    assert_ne!(second, token);
+    assert!(s.run(Some(second), &["list", "keys"]).status.success());
 
     // Without a token: one clear line, non-zero exit.
     let out = s.run(None, &["list", "keys"]);

@@ -27,14 +27,47 @@ pub async fn migrate(config: &Config, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the brand (if new) and a fresh admin token, printed once.
-pub async fn init(config: &Config, brand_id: &str, as_json: bool) -> Result<(), String> {
+/// Creates the brand (if new) and the first admin token, printed once. When an admin token
+/// that still works exists, none is made (so running `init` again does not mint admin
+/// credentials behind anyone's back), unless `new_token` asks for one: the way back in when
+/// every admin token is lost.
+pub async fn init(
+    config: &Config,
+    brand_id: &str,
+    new_token: bool,
+    as_json: bool,
+) -> Result<(), String> {
     let store = connect(config).await?;
     let actor = Actor::bootstrap();
     store
         .ensure_brand(brand_id, &actor)
         .await
         .map_err(|e| format!("cannot create brand {brand_id:?}: {e}"))?;
+    let now = time::OffsetDateTime::now_utc();
+    let active = store
+        .tokens()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|t| t.role == Role::Admin && !t.revoked && t.expires_at.is_none_or(|e| e > now))
+        .count();
+    if active > 0 && !new_token {
+        if as_json {
+            print_json(&json!({
+                "brand-id": brand_id,
+                "admin-token": null,
+                "active-admin-tokens": active,
+            }));
+        } else {
+            println!("Brand {brand_id} is ready.");
+            println!(
+                "An admin token exists already ({active} active), so none was created: make more \
+                 with `serialmint create token`, or run `serialmint init --new-token` if every \
+                 admin token is lost."
+            );
+        }
+        return Ok(());
+    }
     let token = store
         .create_token("admin", Role::Admin, None, &actor)
         .await

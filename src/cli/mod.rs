@@ -67,6 +67,9 @@ pub enum Command {
         /// The brand's account-id.
         #[arg(long)]
         brand_id: String,
+        /// Make another admin token even though one exists (when every admin token is lost).
+        #[arg(long)]
+        new_token: bool,
         /// Print {"brand-id", "admin-token"}.
         #[arg(long)]
         json: bool,
@@ -301,10 +304,14 @@ fn execute(cli: Cli) -> Result<(), String> {
                 Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
             block_on(bootstrap::migrate(&config, json))
         }
-        Command::Init { brand_id, json } => {
+        Command::Init {
+            brand_id,
+            new_token,
+            json,
+        } => {
             let config =
                 Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
-            block_on(bootstrap::init(&config, &brand_id, json))
+            block_on(bootstrap::init(&config, &brand_id, new_token, json))
         }
         Command::Create(c) => {
             let client = client::Client::from_env()?;
