@@ -195,10 +195,12 @@ impl Calls {
                     after_s = started.elapsed().as_secs(),
                     "an abandoned PKCS#11 call returned; its session and instance are closed"
                 );
+                // Nobody takes `out`: it is dropped below, on this thread (an abandoned
+                // session or module instance is closed by the thread that owned it, never
+                // reused), which is a PKCS#11 call of its own: this thread goes idle after.
+            } else {
+                mark_idle();
             }
-            // When the caller gave up, `out` is dropped here, on this thread: an abandoned
-            // session or module instance is closed by the thread that owned it, never reused.
-            mark_idle();
             let _ = tx.send(out);
         }))
         .map_err(|e| OpError::Fatal(format!("cannot start an HSM call thread: {e}")))?;
