@@ -99,7 +99,13 @@ pub struct Config {
     pub token_label: String,
     /// User PIN of that token (`hsm.pin`).
     pub token_pin: Secret,
-    /// Number of pooled, logged-in sessions (`hsm.sessions`).
+    /// More tokens holding the same signing keys (`hsm.more_tokens`): each signs too, and a
+    /// failed one leaves rotation while the others go on.
+    pub more_tokens: Vec<MoreToken>,
+    /// Their user PINs, in the same order (`hsm.more_pins`); empty: each uses `hsm.pin`; one:
+    /// all use it.
+    pub more_token_pins: Vec<Secret>,
+    /// Number of pooled, logged-in sessions per token (`hsm.sessions`).
     pub hsm_sessions: usize,
     /// Longest a key generation on the token may take (`hsm.keygen_timeout_secs`).
     pub keygen_timeout: Duration,
@@ -119,6 +125,51 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`log.filter`).
     pub log_filter: String,
+}
+
+/// A token beyond the first (`hsm.more_tokens`): its label, and its module when it is not
+/// `hsm.module`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoreToken {
+    /// The token label.
+    pub label: String,
+    /// The module holding it, when not `hsm.module`.
+    pub module: Option<PathBuf>,
+}
+
+impl Config {
+    /// The user PIN of `more_tokens[i]`.
+    pub fn more_token_pin(&self, i: usize) -> Secret {
+        match self.more_token_pins.as_slice() {
+            [] => self.token_pin.clone(),
+            [one] => one.clone(),
+            pins => pins.get(i).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// How many tokens sign: the first and `hsm.more_tokens`.
+    pub fn token_count(&self) -> usize {
+        1 + self.more_tokens.len()
+    }
+}
+
+fn parse_more_tokens(c: &mut Config, v: &str) -> Result<(), String> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (label, module) = match item.split_once('@') {
+            Some((l, m)) => (l.trim(), Some(PathBuf::from(m.trim()))),
+            None => (item, None),
+        };
+        if label.is_empty() || module.as_ref().is_some_and(|m| m.as_os_str().is_empty()) {
+            return Err(format!("{item:?} is not LABEL or LABEL@MODULE"));
+        }
+        out.push(MoreToken {
+            label: label.to_owned(),
+            module,
+        });
+    }
+    c.more_tokens = out;
+    Ok(())
 }
 
 /// The PKCS#11 module used when none is configured: Debian's SoftHSMv2.
@@ -302,11 +353,32 @@ pub const SETTINGS: &[Setting] = &[
         }
     ),
     setting!(
+        "hsm.more_tokens",
+        "SERIALMINT_HSM_MORE_TOKENS",
+        "(none)",
+        false,
+        "more tokens holding the same signing keys, comma-separated LABEL or LABEL@MODULE: \
+         each signs too (a USB HSM signs about once a second; add tokens to scale), and a \
+         failed one leaves rotation while the others go on",
+        parse_more_tokens
+    ),
+    setting!(
+        "hsm.more_pins",
+        "SERIALMINT_HSM_MORE_PINS",
+        "(hsm.pin)",
+        true,
+        "user PINs of hsm.more_tokens, comma-separated in the same order (one PIN: all use it)",
+        |c, v| {
+            c.more_token_pins = v.split(',').map(|p| Secret::new(p.trim())).collect();
+            Ok(())
+        }
+    ),
+    setting!(
         "hsm.sessions",
         "SERIALMINT_HSM_SESSIONS",
         "number of cores",
         false,
-        "pooled logged-in sessions (bounded by the token's maximum)",
+        "pooled logged-in sessions per token (bounded by the token's maximum)",
         |c, v| positive(&mut c.hsm_sessions, v)
     ),
     setting!(
@@ -445,6 +517,8 @@ impl Default for Config {
             pkcs11_module: PathBuf::from(DEFAULT_PKCS11_MODULE),
             token_label: "serialmint".into(),
             token_pin: Secret::default(),
+            more_tokens: Vec::new(),
+            more_token_pins: Vec::new(),
             hsm_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keygen_timeout: Duration::from_secs(300),
             hsm_call_timeout: Duration::from_secs(10),
@@ -553,6 +627,25 @@ impl Config {
                 self.pkcs11_module.display()
             )));
         }
+        let pins = self.more_token_pins.len();
+        if pins > 1 && pins != self.more_tokens.len() {
+            return Err(ConfigError(format!(
+                "hsm.more_pins: {pins} PINs for {} tokens in hsm.more_tokens (give one per \
+                 token, one for all, or none to use hsm.pin)",
+                self.more_tokens.len()
+            )));
+        }
+        for t in &self.more_tokens {
+            if let Some(m) = &t.module
+                && !m.is_file()
+            {
+                return Err(ConfigError(format!(
+                    "hsm.more_tokens: PKCS#11 module {} of token {:?} not found",
+                    m.display(),
+                    t.label
+                )));
+            }
+        }
         if let Some(path) = &self.trusted_assertions
             && !path.is_file()
         {
@@ -639,6 +732,75 @@ mod tests {
             "{err}"
         );
         let e = env(&[("SERIALMINT_HSM_SESSIONS", "0")]);
+        assert!(Config::load_from(None, &e, &[]).is_err());
+    }
+
+    #[test]
+    fn more_tokens_each_sign_with_their_own_pin_and_module() {
+        let c = Config::load_from(None, &[], &[]).unwrap();
+        assert!(c.more_tokens.is_empty());
+        assert_eq!(c.token_count(), 1);
+
+        let f = file(
+            "[hsm]\npin = \"main-pin\"\nsessions = 2\n\
+             more_tokens = \"usb-2, remote@/opt/p11-kit-client.so\"\n",
+        );
+        let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+        assert_eq!(
+            c.more_tokens,
+            [
+                MoreToken {
+                    label: "usb-2".into(),
+                    module: None
+                },
+                MoreToken {
+                    label: "remote".into(),
+                    module: Some(PathBuf::from("/opt/p11-kit-client.so"))
+                },
+            ]
+        );
+        // No hsm.more_pins: every token uses hsm.pin.
+        assert_eq!(c.more_token_pin(1).expose(), "main-pin");
+        let e = env(&[("SERIALMINT_HSM_MORE_PINS", "pin-2, pin-3")]);
+        let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
+        let hsm = crate::hsm::HsmConfig::from(&c);
+        let got: Vec<_> = hsm
+            .tokens
+            .iter()
+            .map(|t| (t.label.as_str(), t.pin.expose(), t.module.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("serialmint", "main-pin", None),
+                ("usb-2", "pin-2", None),
+                (
+                    "remote",
+                    "pin-3",
+                    Some(PathBuf::from("/opt/p11-kit-client.so"))
+                ),
+            ]
+        );
+        // One signing worker per session on every token.
+        assert_eq!(crate::signer::SignerConfig::from_config(&c).workers, 6);
+        assert!(!format!("{c:?}").contains("pin-2"), "PINs stay redacted");
+
+        // Two PINs for two tokens, or one for all; anything else is refused at start-up,
+        // without the PINs in the message.
+        let e = env(&[("SERIALMINT_HSM_MORE_PINS", "only-one")]);
+        let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
+        assert_eq!(c.more_token_pin(0).expose(), "only-one");
+        assert_eq!(c.more_token_pin(1).expose(), "only-one");
+        let e = env(&[
+            ("SERIALMINT_HSM_MORE_PINS", "a-pin,b-pin,c-pin"),
+            ("SERIALMINT_DATABASE_URL", "postgres://x"),
+            ("SERIALMINT_PKCS11_MODULE", "/bin/sh"),
+        ]);
+        let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
+        let err = c.validate_for_serve().unwrap_err().to_string();
+        assert!(err.contains("3 PINs for 2 tokens"), "{err}");
+        assert!(!err.contains("a-pin"), "{err}");
+        let e = env(&[("SERIALMINT_HSM_MORE_TOKENS", "ok, @/lib/x.so")]);
         assert!(Config::load_from(None, &e, &[]).is_err());
     }
 

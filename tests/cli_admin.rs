@@ -347,3 +347,49 @@ async fn key_creation_works_once_a_late_hsm_opens(pool: PgPool) {
     assert_eq!(key["name"], "late-key");
     assert_eq!(key["sha3-384"].as_str().unwrap().len(), 64);
 }
+
+/// `hsm.more_tokens`: a second token holding the same key (imported into both, as a vendor's
+/// key cloning would) is opened by `serve` with its own PIN and put in rotation beside the
+/// first: each token's `hsm_token_up` gauge reads 1. (Signing across several tokens, and one
+/// failing while the other goes on, is tested on the HSM layer in tests/hsm_p11kit.rs.)
+#[sqlx::test]
+async fn serve_opens_every_configured_token(pool: PgPool) {
+    use std::io::{Read, Write};
+    let hsm = SoftHsm::new();
+    hsm.init_token(LABEL, PIN);
+    hsm.init_token("usb-2", "8765-second");
+    let key_file = softhsm::write_rsa_key(hsm.dir.path(), 2048, false);
+    let a = hsm.import_key(LABEL, PIN, &key_file, "shared");
+    let b = hsm.import_key("usb-2", "8765-second", &key_file, "shared");
+    assert_eq!(a, b, "the same key on both tokens");
+    let trusted = hsm.path("trusted.assertions");
+    let mut roots = fixture("snapd/testrootorg.account");
+    roots.extend_from_slice(b"\n");
+    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
+    std::fs::write(&trusted, roots).unwrap();
+    let mut env = serve::env(&pool, &hsm, LABEL, PIN, Some(&trusted), "warn");
+    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "1");
+    serve::set(&mut env, "SERIALMINT_HSM_MORE_TOKENS", "usb-2");
+    serve::set(&mut env, "SERIALMINT_HSM_MORE_PINS", "8765-second");
+    let s = Serve::start(env);
+    let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    let token = init["admin-token"].as_str().unwrap().to_string();
+    let metrics = || {
+        let mut c = std::net::TcpStream::connect(s.admin).unwrap();
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let m = metrics();
+    for label in [LABEL, "usb-2"] {
+        let line = format!("hsm_token_up{{token=\"{label}\"}} 1");
+        assert!(m.contains(&line), "no `{line}` in:\n{m}");
+    }
+    assert!(!m.contains("8765-second") && !s.logs().contains("8765-second"));
+}

@@ -148,9 +148,15 @@ impl HsmConfig {
 
 impl From<&Config> for HsmConfig {
     fn from(c: &Config) -> Self {
+        let mut tokens = vec![TokenSpec::new(c.token_label.clone(), c.token_pin.clone())];
+        tokens.extend(c.more_tokens.iter().enumerate().map(|(i, t)| TokenSpec {
+            label: t.label.clone(),
+            pin: c.more_token_pin(i),
+            module: t.module.clone(),
+        }));
         HsmConfig {
             module: c.pkcs11_module.clone(),
-            tokens: vec![TokenSpec::new(c.token_label.clone(), c.token_pin.clone())],
+            tokens,
             sessions: c.hsm_sessions,
             keygen_timeout: c.keygen_timeout,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,

@@ -53,10 +53,10 @@ pub struct SignerConfig {
 }
 
 impl SignerConfig {
-    /// Sizes from the configuration: one worker per HSM session.
+    /// Sizes from the configuration: one worker per HSM session, on every token.
     pub fn from_config(config: &Config) -> Self {
         Self {
-            workers: config.hsm_sessions.max(1),
+            workers: config.hsm_sessions.max(1) * config.token_count(),
             batch_max: config.sign_batch_max.max(1),
             queue_max: config.sign_queue_max.max(1),
             deadline: config.sign_deadline,
