@@ -22,6 +22,16 @@ use sqlx::PgPool;
 const PIN: &str = "4321-cli-test";
 const LABEL: &str = "cli-test";
 
+/// The trusted roots file (testrootorg's account and root account-key) in `hsm`'s directory.
+fn trusted_roots(hsm: &SoftHsm) -> std::path::PathBuf {
+    let trusted = hsm.path("trusted.assertions");
+    let mut roots = fixture("snapd/testrootorg.account");
+    roots.extend_from_slice(b"\n");
+    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
+    std::fs::write(&trusted, roots).unwrap();
+    trusted
+}
+
 fn start(pool: &PgPool, hsm: &SoftHsm, trusted: &Path) -> Serve {
     let mut env = serve::env(pool, hsm, LABEL, PIN, Some(trusted), "warn");
     serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "1");
@@ -42,11 +52,7 @@ fn store_answer(signer: &TestKey, account_id: &str, request: &AccountKeyRequest)
 async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
     let hsm = SoftHsm::new();
     hsm.init_token(LABEL, PIN);
-    let trusted = hsm.path("trusted.assertions");
-    let mut roots = fixture("snapd/testrootorg.account");
-    roots.extend_from_slice(b"\n");
-    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
-    std::fs::write(&trusted, roots).unwrap();
+    let trusted = trusted_roots(&hsm);
     let s = start(&pool, &hsm, &trusted);
 
     // init: directly in the database; the token is printed once.
@@ -312,11 +318,7 @@ fn serve_says_in_one_line_when_postgres_is_unreachable() {
 #[sqlx::test]
 async fn key_creation_works_once_a_late_hsm_opens(pool: PgPool) {
     let hsm = SoftHsm::new();
-    let trusted = hsm.path("trusted.assertions");
-    let mut roots = fixture("snapd/testrootorg.account");
-    roots.extend_from_slice(b"\n");
-    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
-    std::fs::write(&trusted, roots).unwrap();
+    let trusted = trusted_roots(&hsm);
     let s = start(&pool, &hsm, &trusted);
     let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
     let token = init["admin-token"].as_str().unwrap().to_string();
@@ -362,11 +364,7 @@ async fn serve_opens_every_configured_token(pool: PgPool) {
     let a = hsm.import_key(LABEL, PIN, &key_file, "shared");
     let b = hsm.import_key("usb-2", "8765-second", &key_file, "shared");
     assert_eq!(a, b, "the same key on both tokens");
-    let trusted = hsm.path("trusted.assertions");
-    let mut roots = fixture("snapd/testrootorg.account");
-    roots.extend_from_slice(b"\n");
-    roots.extend_from_slice(&fixture("snapd/testrootorg.account-key"));
-    std::fs::write(&trusted, roots).unwrap();
+    let trusted = trusted_roots(&hsm);
     let mut env = serve::env(&pool, &hsm, LABEL, PIN, Some(&trusted), "warn");
     serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "1");
     serve::set(&mut env, "SERIALMINT_HSM_MORE_TOKENS", "usb-2");
