@@ -483,6 +483,17 @@ async fn tokens_are_stored_hashed_and_expire(pool: PgPool) {
         .await
         .unwrap();
     assert!(store.authenticate(&expired.secret).await.unwrap().is_none());
+    // Counted as working exactly when they authenticate: not the expired admin token, not a
+    // revoked one, and only for their role.
+    assert_eq!(store.working_tokens(Role::Admin).await.unwrap(), 0);
+    assert_eq!(store.working_tokens(Role::ReadOnly).await.unwrap(), 1);
+    let fresh = store
+        .create_token("new", Role::Admin, None, &admin())
+        .await
+        .unwrap();
+    assert_eq!(store.working_tokens(Role::Admin).await.unwrap(), 1);
+    store.revoke_token(fresh.info.id, &admin()).await.unwrap();
+    assert_eq!(store.working_tokens(Role::Admin).await.unwrap(), 0);
 }
 
 #[sqlx::test]

@@ -43,14 +43,10 @@ pub async fn init(
         .ensure_brand(brand_id, &actor)
         .await
         .map_err(|e| format!("cannot create brand {brand_id:?}: {e}"))?;
-    let now = time::OffsetDateTime::now_utc();
     let active = store
-        .tokens()
+        .working_tokens(Role::Admin)
         .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|t| t.role == Role::Admin && !t.revoked && t.expires_at.is_none_or(|e| e > now))
-        .count();
+        .map_err(|e| e.to_string())?;
     if active > 0 && !new_token {
         if as_json {
             print_json(&json!({

@@ -119,15 +119,15 @@ impl Store {
     /// The token's identity when it exists, is not revoked and has not expired; records its
     /// use. `None` for anything else (the caller answers 401 without saying which).
     pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>> {
-        let row: Option<(i64, String, String, Option<OffsetDateTime>)> = sqlx::query_as(
-            "UPDATE admin_tokens SET last_used_at = now() \
-             WHERE token_sha256 = $1 AND NOT revoked \
-               AND (expires_at IS NULL OR expires_at > now()) \
-             RETURNING id, name, role, expires_at",
-        )
-        .bind(token_hash(token).as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64, String, String, Option<OffsetDateTime>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE admin_tokens SET last_used_at = now() \
+                 WHERE token_sha256 = $1 AND {WORKS} \
+                 RETURNING id, name, role, expires_at"
+            )))
+            .bind(token_hash(token).as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.and_then(|(id, name, role, expires_at)| {
             Some(TokenInfo {
                 id,
@@ -157,6 +157,9 @@ pub struct TokenRecord {
     /// Whether it was revoked.
     pub revoked: bool,
 }
+
+/// Which tokens authenticate: not revoked, not expired (by the database's clock).
+const WORKS: &str = "NOT revoked AND (expires_at IS NULL OR expires_at > now())";
 
 type TokenRow = (
     i64,
@@ -189,6 +192,16 @@ impl Store {
                 revoked: r.6,
             })
             .collect())
+    }
+
+    /// How many tokens with `role` would authenticate now.
+    pub async fn working_tokens(&self, role: Role) -> Result<i64> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM admin_tokens WHERE role = $1 AND {WORKS}"
+        )))
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Revokes a token: it authenticates nothing any more.
