@@ -256,17 +256,18 @@ mod tests {
     #[tokio::test]
     async fn a_thread_that_marked_itself_idle_takes_the_next_job_after_its_own() {
         let calls = Calls::new("t", Duration::from_secs(30));
+        let (idle_tx, idle) = tokio::sync::oneshot::channel::<()>();
         let (dispatched_tx, dispatched) = std::sync::mpsc::channel::<()>();
         let (second_tx, second) = std::sync::mpsc::channel();
         let first = calls.run("first", move || {
             mark_idle();
+            idle_tx.send(()).unwrap();
             // Still inside the first job: the second one is dispatched now, to this thread.
             dispatched.recv().unwrap();
             std::thread::current().id()
         });
         let dispatcher = async {
-            // Let the first job start and mark its thread idle.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            idle.await.unwrap();
             detach(move || second_tx.send(std::thread::current().id()).unwrap());
             dispatched_tx.send(()).unwrap();
         };
