@@ -78,9 +78,9 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest one blocking PKCS#11 call (or one batch of signatures) may take by default.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most abandoned PKCS#11 calls that may be stuck, process-wide, before a caller that
-/// retries [`Hsm::open`] stops trying (each attempt into a module that hangs leaves one thread
-/// behind); see [`stuck_calls`].
+/// Most abandoned PKCS#11 calls that may be stuck, process-wide, before [`Hsm::open`] refuses
+/// to try (each attempt into a module that hangs leaves one thread behind, so a caller that
+/// retries could pile them up); see [`stuck_calls`].
 pub const MAX_STUCK_CALLS: usize = 8;
 
 /// Abandoned PKCS#11 calls still stuck in a module, process-wide: every token of every
@@ -286,10 +286,18 @@ impl Hsm {
     /// and fills the session pools. Fails when a token label is absent (listing the labels
     /// found), a PIN is refused, or no token at all can be opened; a token beyond the first
     /// that is down for a reason that may heal starts out of rotation and is recovered in
-    /// the background.
+    /// the background. Refused at once (`Unavailable`) while [`MAX_STUCK_CALLS`] abandoned
+    /// calls are stuck.
     pub async fn open(cfg: HsmConfig) -> Result<Hsm, HsmError> {
         if cfg.tokens.is_empty() {
             return Err(HsmError::InvalidInput("no HSM token configured".into()));
+        }
+        let stuck = stuck_calls();
+        if stuck >= MAX_STUCK_CALLS {
+            return Err(HsmError::Unavailable(format!(
+                "{stuck} PKCS#11 calls of earlier attempts are still stuck in the module; \
+                 no new attempt until one returns"
+            )));
         }
         let timeout = cfg.call_timeout;
         type Opened = (TokenSpec, Arc<Module>, Calls, Option<Live>, Option<String>);

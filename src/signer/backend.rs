@@ -102,9 +102,9 @@ impl HsmSlot {
     }
 
     /// Opens the HSM now; when that fails, logs why and retries every `retry` in the
-    /// background until it opens or `shutdown` resolves. An attempt into a module that hangs
-    /// is abandoned after the call timeout and leaves its thread behind; while
-    /// [`crate::hsm::MAX_STUCK_CALLS`] such threads are stuck, no new attempt starts.
+    /// background until it opens or `shutdown` resolves. (An attempt into a module that hangs
+    /// leaves a thread behind; [`crate::hsm::Hsm::open`] refuses to start another while
+    /// [`crate::hsm::MAX_STUCK_CALLS`] are stuck.)
     pub async fn open_or_retry(
         cfg: crate::hsm::HsmConfig,
         retry: std::time::Duration,
@@ -118,28 +118,11 @@ impl HsmSlot {
                 let bg = slot.clone();
                 tokio::spawn(async move {
                     tokio::pin!(shutdown);
-                    let mut paused = false;
                     loop {
                         tokio::select! {
                             () = &mut shutdown => return,
                             () = tokio::time::sleep(retry) => {}
                         }
-                        let stuck = crate::hsm::stuck_calls();
-                        if stuck >= crate::hsm::MAX_STUCK_CALLS {
-                            // Every attempt into a module that hangs leaves a thread behind:
-                            // wait until one of them returns.
-                            let why = format!(
-                                "{stuck} PKCS#11 calls of earlier attempts are still stuck; \
-                                 the next attempt waits until one returns"
-                            );
-                            if !paused {
-                                tracing::warn!("HSM not opened: {why}");
-                                paused = true;
-                            }
-                            *bg.why.lock() = why;
-                            continue;
-                        }
-                        paused = false;
                         match crate::hsm::Hsm::open(cfg.clone()).await {
                             Ok(hsm) => {
                                 tracing::info!("HSM opened");
