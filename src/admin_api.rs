@@ -679,7 +679,9 @@ impl AdminApi {
             .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
         let role = match str_field(body, "role")? {
             None => Role::ReadOnly,
-            Some(r) => Role::parse(r)
+            Some(r) => r
+                .parse::<Role>()
+                .ok()
                 .ok_or_else(|| ApiError::bad_request("\"role\" must be admin or read-only"))?,
         };
         let expires_at = str_field(body, "expires-at")?
@@ -874,13 +876,13 @@ impl AdminApi {
             .unwrap_or_else(generate_api_key);
         let duplicate_policy = match str_field(body, "duplicate-policy")? {
             None => DuplicatePolicy::Refuse,
-            Some(s) => DuplicatePolicy::parse(s).ok_or_else(|| {
+            Some(s) => s.parse::<DuplicatePolicy>().ok().ok_or_else(|| {
                 ApiError::bad_request("\"duplicate-policy\" must be refuse or reissue")
             })?,
         };
         let serial_generation = match str_field(body, "serial-generation")? {
             None => SerialGeneration::Uuid,
-            Some(s) => SerialGeneration::parse(s).ok_or_else(|| {
+            Some(s) => s.parse::<SerialGeneration>().ok().ok_or_else(|| {
                 ApiError::bad_request(
                     "\"serial-generation\" must be uuid, prefix-counter or require-proposed",
                 )
@@ -921,14 +923,14 @@ impl AdminApi {
             rate_limit_burst: int_field(body, "rate-limit-burst")?,
             duplicate_policy: str_field(body, "duplicate-policy")?
                 .map(|s| {
-                    DuplicatePolicy::parse(s).ok_or_else(|| {
+                    s.parse::<DuplicatePolicy>().ok().ok_or_else(|| {
                         ApiError::bad_request("\"duplicate-policy\" must be refuse or reissue")
                     })
                 })
                 .transpose()?,
             serial_generation: str_field(body, "serial-generation")?
                 .map(|s| {
-                    SerialGeneration::parse(s).ok_or_else(|| {
+                    s.parse::<SerialGeneration>().ok().ok_or_else(|| {
                         ApiError::bad_request(
                             "\"serial-generation\" must be uuid, prefix-counter or require-proposed",
                         )

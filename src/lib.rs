@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod device_api;
+pub mod domain;
 pub mod hsm;
 pub mod http;
 pub mod logging;

@@ -4,34 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, Result, Store, changed};
-
-/// Which kind of assertion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AssertionKind {
-    /// An `account` assertion (primary key: account-id).
-    Account,
-    /// An `account-key` assertion (primary key: public-key-sha3-384).
-    AccountKey,
-}
-
-impl AssertionKind {
-    /// The assertion type name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AssertionKind::Account => "account",
-            AssertionKind::AccountKey => "account-key",
-        }
-    }
-
-    /// Parses `account` or `account-key`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "account" => Some(AssertionKind::Account),
-            "account-key" => Some(AssertionKind::AccountKey),
-            _ => None,
-        }
-    }
-}
+use crate::domain::AssertionKind;
 
 /// An assertion to store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +104,7 @@ pub(super) async fn all_account_assertions<'e, E: sqlx::PgExecutor<'e>>(
         .filter_map(
             |(kind, primary_key, account_id, revision, text, pushed_at)| {
                 Some(AccountAssertion {
-                    kind: AssertionKind::parse(&kind)?,
+                    kind: kind.parse().ok()?,
                     primary_key,
                     account_id,
                     revision,

@@ -4,36 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, Result, Store, StoreError, changed};
-
-/// Where a key's generation stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// The HSM is generating it.
-    Pending,
-    /// Generated; id and public key known.
-    Ready,
-    /// Generation failed; see the error.
-    Failed,
-}
-
-impl KeyStatus {
-    /// `pending`, `ready` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Pending => "pending",
-            KeyStatus::Ready => "ready",
-            KeyStatus::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "ready" => KeyStatus::Ready,
-            "failed" => KeyStatus::Failed,
-            _ => KeyStatus::Pending,
-        }
-    }
-}
+use crate::domain::KeyStatus;
 
 /// A signing key as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +90,7 @@ fn key(row: KeyRow) -> SigningKey {
         allowed_types: row.5,
         model_pattern: row.6,
         active: row.7,
-        status: KeyStatus::parse(&row.8),
+        status: row.8.parse().unwrap_or(KeyStatus::Pending),
         error: row.9,
         created_at: row.10,
     }

@@ -21,16 +21,17 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-pub use accounts::{AccountAssertion, AssertionKind, NewAccountAssertion};
+pub use crate::domain::{AssertionKind, DuplicatePolicy, KeyStatus, Role, SerialGeneration};
+pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;
 pub use brands::Brand;
-pub use keys::{KeyStatus, SigningKey};
-pub use models::{DuplicatePolicy, Model, ModelChange, NewModel, SerialGeneration};
+pub use keys::SigningKey;
+pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
 pub use signing_log::{
     ConflictKind, Issuance, IssuanceOutcome, LogFilter, NewIssuance, ReplayReason,
 };
-pub use tokens::{NewToken, Role, TokenInfo, TokenRecord};
+pub use tokens::{NewToken, TokenInfo, TokenRecord};
 
 /// The channel every admin change is announced on (`LISTEN serialmint_changes`).
 pub const CHANGES_CHANNEL: &str = "serialmint_changes";

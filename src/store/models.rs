@@ -4,66 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, Result, Store, StoreError, changed};
-
-/// What happens when a serial already issued to one device key is asked for by another.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DuplicatePolicy {
-    /// Refuse (409).
-    Refuse,
-    /// Issue it again with the next revision.
-    Reissue,
-}
-
-impl DuplicatePolicy {
-    /// `refuse` or `reissue`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DuplicatePolicy::Refuse => "refuse",
-            DuplicatePolicy::Reissue => "reissue",
-        }
-    }
-
-    /// Parses `refuse` or `reissue`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "refuse" => Some(DuplicatePolicy::Refuse),
-            "reissue" => Some(DuplicatePolicy::Reissue),
-            _ => None,
-        }
-    }
-}
-
-/// How a serial is chosen when the device proposes none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SerialGeneration {
-    /// A random UUID.
-    Uuid,
-    /// The model's prefix followed by the next value of its counter.
-    PrefixCounter,
-    /// None: the device must propose one (400 otherwise).
-    RequireProposed,
-}
-
-impl SerialGeneration {
-    /// `uuid`, `prefix-counter` or `require-proposed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SerialGeneration::Uuid => "uuid",
-            SerialGeneration::PrefixCounter => "prefix-counter",
-            SerialGeneration::RequireProposed => "require-proposed",
-        }
-    }
-
-    /// Parses the names above.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "uuid" => Some(SerialGeneration::Uuid),
-            "prefix-counter" => Some(SerialGeneration::PrefixCounter),
-            "require-proposed" => Some(SerialGeneration::RequireProposed),
-            _ => None,
-        }
-    }
-}
+use crate::domain::{DuplicatePolicy, SerialGeneration};
 
 /// A model as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,8 +98,8 @@ fn model(r: ModelRow) -> Model {
         api_key: r.3,
         rate_limit_per_sec: r.4,
         rate_limit_burst: r.5,
-        duplicate_policy: DuplicatePolicy::parse(&r.6).unwrap_or(DuplicatePolicy::Refuse),
-        serial_generation: SerialGeneration::parse(&r.7).unwrap_or(SerialGeneration::Uuid),
+        duplicate_policy: r.6.parse().unwrap_or_default(),
+        serial_generation: r.7.parse().unwrap_or_default(),
         serial_prefix: r.8,
         enabled: r.9,
         created_at: r.10,

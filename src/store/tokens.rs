@@ -10,34 +10,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{Actor, Result, Store, StoreError, changed};
-
-/// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Read and change everything.
-    Admin,
-    /// Read only.
-    ReadOnly,
-}
-
-impl Role {
-    /// The name stored and shown (`admin`, `read-only`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::ReadOnly => "read-only",
-        }
-    }
-
-    /// Parses `admin` or `read-only`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "read-only" => Some(Role::ReadOnly),
-            _ => None,
-        }
-    }
-}
+use crate::domain::Role;
 
 /// A valid token's identity, as found by [`Store::authenticate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +105,7 @@ impl Store {
             Some(TokenInfo {
                 id,
                 name,
-                role: Role::parse(&role)?,
+                role: role.parse().ok()?,
                 expires_at,
             })
         }))
@@ -185,7 +158,7 @@ impl Store {
             .map(|r| TokenRecord {
                 id: r.0,
                 name: r.1,
-                role: Role::parse(&r.2).unwrap_or(Role::ReadOnly),
+                role: r.2.parse().unwrap_or(Role::ReadOnly),
                 created_at: r.3,
                 expires_at: r.4,
                 last_used_at: r.5,
