@@ -2,6 +2,10 @@
 //! settings, the active serial policy of each model, signing keys, and the pushed
 //! account/account-key assertions.
 //!
+//! A snapshot also holds what registration reads, built once per load: each model's
+//! [`DeviceModel`] view and the [`SerialKey`] (with its parsed public key) that signs its
+//! serials, or why none may; so a request converts nothing.
+//!
 //! Readers take an `Arc<Snapshot>` (one short read-lock, then no locking at all); a refresh
 //! builds a whole new snapshot from the store and swaps it in. [`Catalog::spawn_refresher`]
 //! follows `LISTEN serialmint_changes` (reconnecting when Postgres goes away) and reloads on
@@ -17,6 +21,9 @@ use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 
 use crate::assertion::{AssertionType, RsaPublicKey, decode_stream};
+use crate::domain::SerialGeneration;
+use crate::registration::{DeviceModel, KeyRefusal, SerialKey, SerialScheme};
+use crate::signer::RateLimit;
 use crate::store::{
     AccountAssertion, AssertionKind, CHANGES_CHANNEL, KeyStatus, Model, SerialPolicy, SigningKey,
     Store, StoreError,
@@ -38,6 +45,8 @@ pub struct Snapshot {
     accounts: HashMap<String, AccountAssertion>,
     account_keys: HashMap<String, AccountAssertion>,
     public_keys: HashMap<String, RsaPublicKey>,
+    device_models: HashMap<(String, String), Arc<DeviceModel>>,
+    serial_keys: HashMap<i64, Result<Arc<SerialKey>, KeyRefusal>>,
     trust: Arc<TrustDb>,
     generation: u64,
 }
@@ -54,6 +63,8 @@ impl Default for Snapshot {
             accounts: HashMap::new(),
             account_keys: HashMap::new(),
             public_keys: HashMap::new(),
+            device_models: HashMap::new(),
+            serial_keys: HashMap::new(),
             trust: Arc::new(TrustDb::builtin()),
             generation: 0,
         }
@@ -130,7 +141,62 @@ impl Snapshot {
                 AssertionKind::AccountKey => s.account_keys.insert(a.primary_key.clone(), a),
             };
         }
+        for m in s.models_by_id.values() {
+            let key = s.device_serial_key(m);
+            s.serial_keys.insert(m.id, key);
+            s.device_models.insert(
+                (m.brand_id.clone(), m.name.clone()),
+                Arc::new(device_model(m)),
+            );
+        }
         s
+    }
+
+    /// What registration reads of the model `name` of `brand_id`, enabled or not.
+    pub fn device_model(&self, brand_id: &str, name: &str) -> Option<&Arc<DeviceModel>> {
+        self.device_models
+            .get(&(brand_id.to_string(), name.to_string()))
+    }
+
+    /// Every model as registration reads it (for constant-time API key checks over all).
+    pub fn device_models(&self) -> impl Iterator<Item = &Arc<DeviceModel>> {
+        self.device_models.values()
+    }
+
+    /// The key that signs serials for the model with this row id, with its parsed public key,
+    /// or why none may now.
+    pub fn serial_key(&self, model_id: i64) -> Result<Arc<SerialKey>, KeyRefusal> {
+        self.serial_keys.get(&model_id).cloned().unwrap_or_else(|| {
+            Err(KeyRefusal::NotAllowed(format!(
+                "model {model_id} is not in the catalog"
+            )))
+        })
+    }
+
+    /// Builds the serial key of `model` (at load time): the active policy's key, in scope,
+    /// ready, with a public key that decodes and matches its id.
+    fn device_serial_key(&self, model: &Model) -> Result<Arc<SerialKey>, KeyRefusal> {
+        let key = self.serial_signing_key(model).map_err(|e| match e {
+            PolicyError::NoPolicy(_) | PolicyError::KeyNotAllowed(..) => {
+                KeyRefusal::NotAllowed(e.to_string())
+            }
+            PolicyError::KeyUnavailable(_) => KeyRefusal::Unavailable(e.to_string()),
+        })?;
+        let key_id = key.sha3_384.clone().unwrap_or_default();
+        let public = self
+            .public_key(&key_id)
+            .filter(|p| p.key_id() == key_id)
+            .cloned()
+            .ok_or_else(|| {
+                KeyRefusal::Unavailable(format!(
+                    "the public key of signing key {key_id} is missing or does not match its id"
+                ))
+            })?;
+        Ok(Arc::new(SerialKey {
+            key_id,
+            authority_id: key.brand_id.clone(),
+            public,
+        }))
     }
 
     /// The trusted roots plus every pushed account and account-key that still verifies: what
@@ -241,6 +307,24 @@ impl Snapshot {
             AssertionKind::Account => self.accounts.get(primary_key),
             AssertionKind::AccountKey => self.account_keys.get(primary_key),
         }
+    }
+}
+
+/// A stored model as registration reads it.
+fn device_model(m: &Model) -> DeviceModel {
+    DeviceModel {
+        id: m.id,
+        brand_id: m.brand_id.clone(),
+        name: m.name.clone(),
+        api_key: m.api_key.clone(),
+        enabled: m.enabled,
+        rate_limit: RateLimit::from_settings(m.rate_limit_per_sec, m.rate_limit_burst),
+        duplicate_policy: m.duplicate_policy,
+        serial_scheme: match m.serial_generation {
+            SerialGeneration::Uuid => SerialScheme::Uuid,
+            SerialGeneration::PrefixCounter => SerialScheme::PrefixCounter(m.serial_prefix.clone()),
+            SerialGeneration::RequireProposed => SerialScheme::RequireProposed,
+        },
     }
 }
 
@@ -578,6 +662,22 @@ mod tests {
         assert!(matches!(
             snap.serial_signing_key(&limited),
             Err(PolicyError::KeyNotAllowed(..))
+        ));
+
+        // Registration's views are built with the snapshot.
+        let dm = snap.device_model("acme", "widget").unwrap();
+        assert_eq!((dm.id, dm.api_key.as_str()), (1, "shared-key-0123456"));
+        assert_eq!(snap.device_models().count(), 4);
+        assert!(matches!(snap.serial_key(2), Err(KeyRefusal::NotAllowed(_))));
+        assert!(matches!(snap.serial_key(3), Err(KeyRefusal::NotAllowed(_))));
+        // K10's stored public key ("PK") does not decode: in scope, but not usable.
+        assert!(matches!(
+            snap.serial_key(1),
+            Err(KeyRefusal::Unavailable(_))
+        ));
+        assert!(matches!(
+            snap.serial_key(99),
+            Err(KeyRefusal::NotAllowed(_))
         ));
 
         let (ak, acct) = snap.account_assertions_for_key("K10");

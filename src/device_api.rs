@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::assertion::encode_stream;
 use crate::http::{self, Handler, HttpResponse};
-use crate::registration::{ASSERTION_MEDIA_TYPE, HeldKind, RegError, Registration};
+use crate::registration::{ASSERTION_MEDIA_TYPE, AssertionKind, RegError, Registration};
 
 /// The device routes over a [`Registration`].
 #[derive(Clone)]
@@ -198,10 +198,8 @@ impl DeviceApi {
         let (Some(kind), Some(pk), None) = (parts.next(), parts.next(), parts.next()) else {
             return http::not_found();
         };
-        let kind = match kind {
-            "account" => HeldKind::Account,
-            "account-key" => HeldKind::AccountKey,
-            _ => return http::not_found(),
+        let Ok(kind) = kind.parse::<AssertionKind>() else {
+            return http::not_found();
         };
         match self.reg.held_assertion(kind, pk) {
             Some(text) => assertion_response(encode_stream([text])),

@@ -23,3 +23,4 @@ pub mod server;
 pub mod signer;
 pub mod store;
 pub mod trust;
+pub mod wiring;

@@ -18,11 +18,11 @@ use crate::config::Config;
 use crate::device_api::DeviceApi;
 use crate::hsm::HsmConfig;
 use crate::http::{self, Limits};
-use crate::registration::{GroupCommit, LiveCatalog, Registration, RequestIds};
-use crate::signer::backend::HsmSlot;
+use crate::registration::{GroupCommit, Registration, RequestIds};
 use crate::signer::{SignBackend, Signer, SignerConfig};
 use crate::store::Store;
 use crate::trust::TrustDb;
+use crate::wiring::LazyHsm;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,13 +80,7 @@ pub async fn device_api(
     let request_ids = Arc::new(RequestIds::new(&secret, config.request_id_lifetime));
     let signer = Signer::start(backend, SignerConfig::from_config(config));
     let log = GroupCommit::start(Arc::new(store.clone()), LOG_BATCH_MAX, LOG_TIMEOUT);
-    let registration = Registration::new(
-        request_ids,
-        Arc::new(LiveCatalog::new(catalog)),
-        signer,
-        log,
-        instance_name(config),
-    );
+    let registration = Registration::new(request_ids, catalog, signer, log, instance_name(config));
     Ok(
         DeviceApi::new(Arc::new(registration), config.max_body_bytes)
             .with_body_timeout(config.body_read_timeout),
@@ -123,7 +117,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // One HSM for both planes; when it cannot be opened now, the device plane answers 503
     // and keeps trying in the background.
-    let hsm = HsmSlot::open_or_retry(
+    let hsm = LazyHsm::open_or_retry(
         HsmConfig::from(&config),
         HSM_RETRY,
         stopped(stop_rx.clone()),

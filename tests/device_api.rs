@@ -441,7 +441,7 @@ async fn hsm_down_means_503(pool: PgPool) {
     let hsm = serialmint::hsm::Hsm::open(cfg)
         .await
         .expect("token opens via p11-kit");
-    let backend = std::sync::Arc::new(serialmint::signer::backend::HsmSlot::open(hsm));
+    let backend = std::sync::Arc::new(serialmint::wiring::LazyHsm::open(hsm));
     let server = start(config(&token), store, backend).await;
     let dev = device_key("a", 4096);
 
@@ -493,7 +493,7 @@ async fn hsm_down_by_a_stalled_p11kit_server_means_503_until_a_fresh_one_serves(
     let hsm = serialmint::hsm::Hsm::open(cfg)
         .await
         .expect("token opens via p11-kit");
-    let backend = std::sync::Arc::new(serialmint::signer::backend::HsmSlot::open(hsm.clone()));
+    let backend = std::sync::Arc::new(serialmint::wiring::LazyHsm::open(hsm.clone()));
     let server = start(config(&token), store, backend).await;
     let dev = device_key("a", 4096);
     let rid = server.request_id().await;
@@ -565,14 +565,11 @@ async fn hsm_not_open_at_start_means_503(pool: PgPool) {
     let mut cfg = token.hsm_config();
     cfg.tokens[0].label = "no-such-token".into();
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let slot = serialmint::signer::backend::HsmSlot::open_or_retry(
-        cfg,
-        Duration::from_secs(3600),
-        async move {
+    let slot =
+        serialmint::wiring::LazyHsm::open_or_retry(cfg, Duration::from_secs(3600), async move {
             let _ = rx.await;
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(slot.get().is_none());
     let server = start(config(&token), store, slot).await;
     let dev = device_key("a", 4096);

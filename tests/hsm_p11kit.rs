@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serialmint::config::Secret;
 use serialmint::hsm::{Hsm, HsmConfig, HsmError, MAX_STUCK_CALLS, TokenSpec, stuck_calls};
-use serialmint::signer::backend::HsmSlot;
+use serialmint::wiring::LazyHsm;
 use softhsm::{
     P11KitServer, SoftHsm, block_on, digest_info_of, p11_kit_client_module, runtime, softhsm_module,
 };
@@ -424,7 +424,7 @@ async fn all_sign(hsm: &Hsm, key_id: &str) -> bool {
 }
 
 /// Serving without an HSM at start-up, the server retries opening it in the background
-/// (`HsmSlot::open_or_retry`). Against a stalled p11-kit server every attempt hangs and is
+/// (`LazyHsm::open_or_retry`). Against a stalled p11-kit server every attempt hangs and is
 /// abandoned, leaving its thread behind: at most `MAX_STUCK_CALLS` of them, however long the
 /// stall lasts. When the server answers again they return, and the HSM opens by itself.
 #[test]
@@ -441,7 +441,7 @@ fn retried_opens_into_a_stalled_server_leave_a_bounded_number_of_threads_behind(
         c.sessions = 1;
         c.call_timeout = Duration::from_millis(300);
         let slot =
-            HsmSlot::open_or_retry(c, Duration::from_millis(20), std::future::pending()).await;
+            LazyHsm::open_or_retry(c, Duration::from_millis(20), std::future::pending()).await;
         assert!(slot.get().is_none(), "opened on a stopped server");
         wait_until(Duration::from_secs(30), "the cap on stuck calls", || {
             stuck_calls() >= MAX_STUCK_CALLS

@@ -56,9 +56,9 @@ use serialmint::device_api::DeviceApi;
 use serialmint::registration::catalog::ct_eq;
 use serialmint::registration::log::BoxFuture;
 use serialmint::registration::{
-    ASSERTION_MEDIA_TYPE, DeviceCatalog, DeviceModel, DuplicatePolicy, GroupCommit, HeldKind,
+    ASSERTION_MEDIA_TYPE, AssertionKind, DeviceCatalog, DeviceModel, DuplicatePolicy, GroupCommit,
     IssuanceRecord, KeyRefusal, LogError, PriorIssuance, RecordOutcome, Registration, RequestIds,
-    SerialGeneration, SerialKey, SigningLog, proposed_serial,
+    SerialKey, SerialScheme, SigningLog, proposed_serial,
 };
 use serialmint::signer::{Signer, SignerConfig};
 use serialmint::trust::TrustDb;
@@ -101,10 +101,10 @@ fn models() -> Vec<DeviceModel> {
         enabled,
         rate_limit: None,
         duplicate_policy: dup,
-        serial_generation: generation,
+        serial_scheme: generation,
     };
     use DuplicatePolicy::*;
-    use SerialGeneration::*;
+    use SerialScheme::*;
     vec![
         m(1, "pc", "pc-api-key", true, Refuse, Uuid),
         m(
@@ -144,8 +144,8 @@ fn trust() -> TrustDb {
 // --- catalog ------------------------------------------------------------------------------
 
 struct MemoryCatalog {
-    models: Vec<DeviceModel>,
-    key: SerialKey,
+    models: Vec<Arc<DeviceModel>>,
+    key: Arc<SerialKey>,
     trust: Arc<TrustDb>,
 }
 
@@ -156,14 +156,14 @@ impl DeviceCatalog for MemoryCatalog {
             .fold(false, |found, m| found | ct_eq(&m.api_key, api_key))
     }
 
-    fn model(&self, brand_id: &str, name: &str) -> Option<DeviceModel> {
+    fn model(&self, brand_id: &str, name: &str) -> Option<Arc<DeviceModel>> {
         self.models
             .iter()
             .find(|m| m.brand_id == brand_id && m.name == name)
             .cloned()
     }
 
-    fn serial_key(&self, model: &DeviceModel) -> Result<SerialKey, KeyRefusal> {
+    fn serial_key(&self, model: &DeviceModel) -> Result<Arc<SerialKey>, KeyRefusal> {
         match model.name.as_str() {
             "pc-nopolicy" => Err(KeyRefusal::NotAllowed(format!(
                 "model {:?} has no serial policy",
@@ -185,10 +185,12 @@ impl DeviceCatalog for MemoryCatalog {
         }
     }
 
-    fn held_assertion(&self, kind: HeldKind, primary_key: &str) -> Option<String> {
+    fn held_assertion(&self, kind: AssertionKind, primary_key: &str) -> Option<String> {
         match kind {
-            HeldKind::Account if primary_key == BRAND => Some(ACCOUNT.to_owned()),
-            HeldKind::AccountKey if primary_key == self.key.key_id => Some(ACCOUNT_KEY.to_owned()),
+            AssertionKind::Account if primary_key == BRAND => Some(ACCOUNT.to_owned()),
+            AssertionKind::AccountKey if primary_key == self.key.key_id => {
+                Some(ACCOUNT_KEY.to_owned())
+            }
             _ => None,
         }
     }
@@ -426,12 +428,12 @@ impl SerialRoute {
         let log = Arc::new(MemoryLog::default());
         let request_ids = Arc::new(RequestIds::new(&SECRET, LIFETIME));
         let catalog = Arc::new(MemoryCatalog {
-            models: models(),
-            key: SerialKey {
+            models: models().into_iter().map(Arc::new).collect(),
+            key: Arc::new(SerialKey {
                 key_id: key_id.clone(),
                 authority_id: BRAND.into(),
                 public: brand_key.clone(),
-            },
+            }),
             trust: trust.clone(),
         });
         let api = rt.block_on(async {

@@ -9,8 +9,8 @@ use futures_util::future::BoxFuture;
 
 use std::sync::Arc;
 
-use crate::signer::backend::HsmSlot;
 use crate::store::{NewAccountAssertion, SigningKey};
+use crate::wiring::LazyHsm;
 
 /// A key the HSM generated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,19 +83,19 @@ impl Backend for Unavailable {
 /// The real backend: keys on the PKCS#11 token, assertions through the project's codec,
 /// pushed assertions checked against the trust database.
 ///
-/// It holds the same [`HsmSlot`] as the device plane, so an HSM that could not be opened at
+/// It holds the same [`LazyHsm`] as the device plane, so an HSM that could not be opened at
 /// start-up serves key generation as soon as the slot's background retry opens it (no
 /// restart); until then HSM operations fail with the reason, and pushes, which need only
 /// the trust database, still work.
 #[derive(Clone, Debug)]
 pub struct HsmBackend {
-    slot: Arc<HsmSlot>,
+    slot: Arc<LazyHsm>,
     trust: crate::trust::TrustDb,
 }
 
 impl HsmBackend {
     /// A backend over the server's HSM slot and the configured trusted roots.
-    pub fn new(slot: Arc<HsmSlot>, trust: crate::trust::TrustDb) -> Self {
+    pub fn new(slot: Arc<LazyHsm>, trust: crate::trust::TrustDb) -> Self {
         HsmBackend { slot, trust }
     }
 

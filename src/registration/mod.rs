@@ -15,8 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use catalog::{
-    DeviceCatalog, DeviceModel, DuplicatePolicy, HeldKind, KeyRefusal, LiveCatalog,
-    SerialGeneration, SerialKey,
+    AssertionKind, DeviceCatalog, DeviceModel, DuplicatePolicy, KeyRefusal, SerialKey, SerialScheme,
 };
 pub use log::{GroupCommit, IssuanceRecord, LogError, PriorIssuance, RecordOutcome, SigningLog};
 pub use request_id::{RequestIdError, RequestIds};
@@ -145,14 +144,7 @@ impl RegError {
             InvalidSerial(_) => "invalid-serial",
             RequestIdUsed => "request-id-used",
             SerialTaken(_) => "duplicate-serial",
-            Signing(e) => match e {
-                SignError::Overloaded { .. } => "overloaded",
-                SignError::RateLimited { .. } => "rate-limited",
-                SignError::DeadlineExceeded => "signing-timeout",
-                SignError::Unavailable(_) | SignError::Stopped => "hsm-unavailable",
-                SignError::KeyNotFound(_) => "signing-key-unavailable",
-                SignError::Failed(_) => "signing-failed",
-            },
+            Signing(e) => e.code(),
             LogUnavailable(_) => "database-unavailable",
             SignatureCheck(_) => "signature-check-failed",
         }
@@ -391,14 +383,14 @@ impl Registration {
 
         // The serial number and its revision.
         let proposed = proposed_serial(&req);
-        let (serial, mut revision) = match (&proposed, &model.serial_generation) {
+        let (serial, mut revision) = match (&proposed, &model.serial_scheme) {
             (Some(s), _) => (s.clone(), 0),
-            (None, SerialGeneration::Uuid) => (uuid::Uuid::new_v4().to_string(), 0),
-            (None, SerialGeneration::PrefixCounter(prefix)) => {
+            (None, SerialScheme::Uuid) => (uuid::Uuid::new_v4().to_string(), 0),
+            (None, SerialScheme::PrefixCounter(prefix)) => {
                 let n = self.log.next_counter(model.id).await?;
                 (format!("{prefix}{n}"), 0)
             }
-            (None, SerialGeneration::RequireProposed) => {
+            (None, SerialScheme::RequireProposed) => {
                 return Err(RegError::SerialRequired(model.name.clone()));
             }
         };
@@ -468,7 +460,7 @@ impl Registration {
             RecordOutcome::Inserted => Ok(Issued {
                 serial: serial_text,
                 chain: self.catalog.key_chain(&key.key_id),
-                model: model.name,
+                model: model.name.clone(),
                 replay: false,
             }),
             RecordOutcome::Replay(prior) => {
@@ -477,8 +469,8 @@ impl Registration {
             RecordOutcome::RequestIdUsed(_) => Err(RegError::RequestIdUsed),
             RecordOutcome::SerialTaken(_) => Err(RegError::SerialTaken(serial)),
             RecordOutcome::ModelGone => Err(RegError::UnknownModel {
-                brand: model.brand_id,
-                model: model.name,
+                brand: model.brand_id.clone(),
+                model: model.name.clone(),
             }),
         }
     }
@@ -516,7 +508,7 @@ impl Registration {
     }
 
     /// A held account or account-key assertion, for `GET /v2/assertions`.
-    pub fn held_assertion(&self, kind: HeldKind, primary_key: &str) -> Option<String> {
+    pub fn held_assertion(&self, kind: AssertionKind, primary_key: &str) -> Option<String> {
         self.catalog.held_assertion(kind, primary_key)
     }
 }

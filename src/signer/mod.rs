@@ -104,16 +104,16 @@ pub enum SignError {
 }
 
 impl SignError {
-    /// The short reason used in metrics labels and error codes.
-    pub fn reason(&self) -> &'static str {
+    /// The machine-readable code of this refusal: `error_list[0].code` of the device's 503
+    /// answer and the `reason` label of the signer's metrics (one vocabulary for both).
+    pub fn code(&self) -> &'static str {
         match self {
             SignError::Overloaded { .. } => "overloaded",
             SignError::RateLimited { .. } => "rate-limited",
-            SignError::DeadlineExceeded => "deadline",
-            SignError::Unavailable(_) => "hsm-unavailable",
-            SignError::KeyNotFound(_) => "key-not-found",
-            SignError::Failed(_) => "sign-failed",
-            SignError::Stopped => "stopped",
+            SignError::DeadlineExceeded => "signing-timeout",
+            SignError::Unavailable(_) | SignError::Stopped => "hsm-unavailable",
+            SignError::KeyNotFound(_) => "signing-key-unavailable",
+            SignError::Failed(_) => "signing-failed",
         }
     }
 
@@ -296,8 +296,9 @@ impl Signer {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(SignError::Stopped),
             Err(_) => {
-                metrics::counter!("signer_refused_total", "reason" => "deadline").increment(1);
-                Err(SignError::DeadlineExceeded)
+                let e = SignError::DeadlineExceeded;
+                metrics::counter!("signer_refused_total", "reason" => e.code()).increment(1);
+                Err(e)
             }
         }
     }
@@ -464,7 +465,7 @@ async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>, since: Instant)
         }
         Err(e) => {
             let e = SignError::from(e);
-            metrics::counter!("signer_errors_total", "reason" => e.reason()).increment(1);
+            metrics::counter!("signer_errors_total", "reason" => e.code()).increment(1);
             tracing::warn!(key, batch = n, error = %e, "signing batch failed");
             answer_all(batch, &e);
         }

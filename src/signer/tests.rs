@@ -254,7 +254,7 @@ async fn backend_errors_reach_every_waiter_typed() {
         e,
         SignError::Unavailable("HSM unavailable: token gone".into())
     );
-    assert_eq!(e.reason(), "hsm-unavailable");
+    assert_eq!(e.code(), "hsm-unavailable");
     assert!(e.retry_after().is_some());
     *backend.fail.lock() = Some(BackendError::KeyNotFound("abc".into()));
     let e = signer.sign("k", digest(1)).await.unwrap_err();

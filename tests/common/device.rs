@@ -25,10 +25,10 @@ use serialmint::config::{Config, Secret};
 use serialmint::hsm::{Hsm, HsmConfig};
 use serialmint::http::{self, Limits};
 use serialmint::signer::SignBackend;
-use serialmint::signer::backend::HsmSlot;
 use serialmint::store::{
     Actor, AssertionKind, DuplicatePolicy, NewAccountAssertion, NewModel, SerialGeneration, Store,
 };
+use serialmint::wiring::LazyHsm;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -441,7 +441,7 @@ impl Token {
 
     /// The token opened directly with the SoftHSM module.
     pub async fn backend(&self) -> Arc<dyn SignBackend> {
-        Arc::new(HsmSlot::open(
+        Arc::new(LazyHsm::open(
             Hsm::open(self.hsm_config()).await.expect("token opens"),
         ))
     }

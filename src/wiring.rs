@@ -1,0 +1,170 @@
+//! Where the parts are joined: the adapters that let registration (which knows neither the
+//! store nor the HSM) use the in-memory catalog, the Postgres signing log and the PKCS#11
+//! token, and the HSM that both planes share while it may still be opening.
+//!
+//! Each adapter is a thin pass-through: the catalog's snapshot already holds registration's
+//! views, the store already speaks registration's issuance types, the HSM already verifies
+//! what it signs.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::registration::{
+    AssertionKind, DeviceCatalog, DeviceModel, KeyRefusal, SerialKey, catalog::ct_eq,
+};
+use crate::signer::backend::{BackendError, DigestInfo, SignBackend, SignFuture};
+use crate::trust::TrustDb;
+
+/// Registration reads the current snapshot of the catalog.
+impl DeviceCatalog for Catalog {
+    fn api_key_known(&self, api_key: &str) -> bool {
+        self.snapshot()
+            .device_models()
+            .fold(false, |found, m| found | ct_eq(&m.api_key, api_key))
+    }
+
+    fn model(&self, brand_id: &str, name: &str) -> Option<Arc<DeviceModel>> {
+        self.snapshot().device_model(brand_id, name).cloned()
+    }
+
+    fn serial_key(&self, model: &DeviceModel) -> Result<Arc<SerialKey>, KeyRefusal> {
+        self.snapshot().serial_key(model.id)
+    }
+
+    fn key_chain(&self, key_id: &str) -> Vec<String> {
+        let snap = self.snapshot();
+        match snap.account_assertions_for_key(key_id) {
+            (Some(key), account) => std::iter::once(key)
+                .chain(account)
+                .map(|a| a.text.clone())
+                .collect(),
+            (None, _) => Vec::new(),
+        }
+    }
+
+    fn held_assertion(&self, kind: AssertionKind, primary_key: &str) -> Option<String> {
+        self.snapshot()
+            .account_assertion(kind, primary_key)
+            .map(|a| a.text.clone())
+    }
+
+    fn trust(&self) -> Arc<TrustDb> {
+        self.snapshot().trust().clone()
+    }
+}
+
+impl SignBackend for crate::hsm::Hsm {
+    fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a> {
+        Box::pin(async move {
+            crate::hsm::Hsm::sign(self, key_id, digest_infos)
+                .await
+                .map_err(|e| {
+                    use crate::hsm::HsmError;
+                    match e {
+                        HsmError::Unavailable(m) => BackendError::Unavailable(m),
+                        HsmError::Timeout(m) => {
+                            BackendError::Unavailable(format!("timed out: {m}"))
+                        }
+                        HsmError::KeyNotFound(k) => BackendError::KeyNotFound(k),
+                        e => BackendError::Failed(e.to_string()),
+                    }
+                })
+        })
+    }
+}
+
+/// The HSM both planes share, which may not be open yet: `serve` starts even when the token
+/// cannot be opened (module missing, token absent, PIN refused), answers 503 for every
+/// signature meanwhile, and keeps trying to open it in the background; once opened it stays
+/// (the HSM layer recovers sessions and tokens by itself).
+pub struct LazyHsm {
+    hsm: std::sync::OnceLock<crate::hsm::Hsm>,
+    why: parking_lot::Mutex<String>,
+}
+
+impl std::fmt::Debug for LazyHsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyHsm")
+            .field("open", &self.hsm.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyHsm {
+    /// An empty slot (every signature: "HSM not open").
+    pub fn empty(why: impl Into<String>) -> Self {
+        Self {
+            hsm: std::sync::OnceLock::new(),
+            why: parking_lot::Mutex::new(why.into()),
+        }
+    }
+
+    /// A slot holding an open HSM.
+    pub fn open(hsm: crate::hsm::Hsm) -> Self {
+        let slot = Self::empty("");
+        let _ = slot.hsm.set(hsm);
+        slot
+    }
+
+    /// The HSM, when open.
+    pub fn get(&self) -> Option<&crate::hsm::Hsm> {
+        self.hsm.get()
+    }
+
+    /// Why the HSM is not open (the last error opening it); empty once open.
+    pub fn why(&self) -> String {
+        self.why.lock().clone()
+    }
+
+    /// Opens the HSM now; when that fails, logs why and retries every `retry` in the
+    /// background until it opens or `shutdown` resolves. (An attempt into a module that hangs
+    /// leaves a thread behind; [`crate::hsm::Hsm::open`] refuses to start another while
+    /// [`crate::hsm::MAX_STUCK_CALLS`] are stuck.)
+    pub async fn open_or_retry(
+        cfg: crate::hsm::HsmConfig,
+        retry: std::time::Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::sync::Arc<Self> {
+        match crate::hsm::Hsm::open(cfg.clone()).await {
+            Ok(hsm) => std::sync::Arc::new(Self::open(hsm)),
+            Err(e) => {
+                tracing::warn!(error = %e, "HSM not available; device requests get 503 until it opens");
+                let slot = std::sync::Arc::new(Self::empty(e.to_string()));
+                let bg = slot.clone();
+                tokio::spawn(async move {
+                    tokio::pin!(shutdown);
+                    loop {
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep(retry) => {}
+                        }
+                        match crate::hsm::Hsm::open(cfg.clone()).await {
+                            Ok(hsm) => {
+                                tracing::info!("HSM opened");
+                                let _ = bg.hsm.set(hsm);
+                                return;
+                            }
+                            Err(e) => *bg.why.lock() = e.to_string(),
+                        }
+                    }
+                });
+                slot
+            }
+        }
+    }
+}
+
+impl SignBackend for LazyHsm {
+    fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a> {
+        match self.hsm.get() {
+            Some(hsm) => SignBackend::sign(hsm, key_id, digest_infos),
+            None => {
+                let why = self.why();
+                Box::pin(
+                    async move { Err(BackendError::Unavailable(format!("HSM not open: {why}"))) },
+                )
+            }
+        }
+    }
+}
