@@ -3,52 +3,16 @@
 //! Every setting is declared once in [`SETTINGS`], with its file key, its environment name,
 //! its default and its parser, so the three layers cannot drift apart and an unknown key in
 //! the file is an error (the file equivalent of serde's `deny_unknown_fields`). Secrets (the
-//! token PIN, the database URL with its password) are wrapped in [`Secret`], which never
-//! prints its contents.
+//! token PIN, the database URL with its password) are [`SecretString`]s (the `secrecy` crate):
+//! zeroed on drop, and never printed (the configuration's `Debug` shows `"[redacted]"`, or
+//! `""` when unset).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use zeroize::Zeroizing;
-
-/// A secret string: redacted in `Debug` and `Display`, zeroed on drop.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Zeroizing::new(value.into()))
-    }
-
-    /// The secret itself; call only where it is handed to the party that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is empty (unset).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"[redacted]\""
-        })
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+use secrecy::{ExposeSecret, SecretString};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +24,7 @@ pub enum LogFormat {
 }
 
 /// The whole configuration of a serialmint process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Device listener address (`device.listen`).
     pub device_listen: SocketAddr,
@@ -90,7 +54,7 @@ pub struct Config {
     /// Most client addresses the bad-token table remembers (`admin.auth_table_max`).
     pub admin_auth_table_max: usize,
     /// Postgres URL, with its password (`database.url`).
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// Postgres pool size (`database.max_connections`).
     pub database_max_connections: u32,
     /// Path of the PKCS#11 module (`hsm.module`).
@@ -98,13 +62,13 @@ pub struct Config {
     /// Label of the token holding the signing keys (`hsm.token_label`).
     pub token_label: String,
     /// User PIN of that token (`hsm.pin`).
-    pub token_pin: Secret,
+    pub token_pin: SecretString,
     /// More tokens holding the same signing keys (`hsm.more_tokens`): each signs too, and a
     /// failed one leaves rotation while the others go on.
     pub more_tokens: Vec<MoreToken>,
     /// Their user PINs, in the same order (`hsm.more_pins`); empty: each uses `hsm.pin`; one:
     /// all use it.
-    pub more_token_pins: Vec<Secret>,
+    pub more_token_pins: Vec<SecretString>,
     /// Number of pooled, logged-in sessions per token (`hsm.sessions`).
     pub hsm_sessions: usize,
     /// Longest a key generation on the token may take (`hsm.keygen_timeout_secs`).
@@ -127,6 +91,88 @@ pub struct Config {
     pub log_filter: String,
 }
 
+/// Shows a secret as `"[redacted]"`, or `""` when it is unset, so `serialmint config` tells
+/// whether a secret is set without showing it.
+struct Redacted<'a>(&'a SecretString);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.expose_secret().is_empty() {
+            "\"\""
+        } else {
+            "\"[redacted]\""
+        })
+    }
+}
+
+/// Every field, secrets through [`Redacted`]. The destructuring fails to compile when a field
+/// is added and not listed here.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            device_listen,
+            max_body_bytes,
+            request_id_lifetime,
+            max_connections,
+            header_read_timeout,
+            body_read_timeout,
+            drain_timeout,
+            admin_listen,
+            admin_auth_failures_allowed,
+            admin_auth_delay,
+            admin_auth_table_max,
+            database_url,
+            database_max_connections,
+            pkcs11_module,
+            token_label,
+            token_pin,
+            more_tokens,
+            more_token_pins,
+            hsm_sessions,
+            keygen_timeout,
+            hsm_call_timeout,
+            sign_batch_max,
+            sign_deadline,
+            sign_queue_max,
+            trusted_assertions,
+            log_format,
+            log_filter,
+        } = self;
+        f.debug_struct("Config")
+            .field("device_listen", device_listen)
+            .field("max_body_bytes", max_body_bytes)
+            .field("request_id_lifetime", request_id_lifetime)
+            .field("max_connections", max_connections)
+            .field("header_read_timeout", header_read_timeout)
+            .field("body_read_timeout", body_read_timeout)
+            .field("drain_timeout", drain_timeout)
+            .field("admin_listen", admin_listen)
+            .field("admin_auth_failures_allowed", admin_auth_failures_allowed)
+            .field("admin_auth_delay", admin_auth_delay)
+            .field("admin_auth_table_max", admin_auth_table_max)
+            .field("database_url", &Redacted(database_url))
+            .field("database_max_connections", database_max_connections)
+            .field("pkcs11_module", pkcs11_module)
+            .field("token_label", token_label)
+            .field("token_pin", &Redacted(token_pin))
+            .field("more_tokens", more_tokens)
+            .field(
+                "more_token_pins",
+                &more_token_pins.iter().map(Redacted).collect::<Vec<_>>(),
+            )
+            .field("hsm_sessions", hsm_sessions)
+            .field("keygen_timeout", keygen_timeout)
+            .field("hsm_call_timeout", hsm_call_timeout)
+            .field("sign_batch_max", sign_batch_max)
+            .field("sign_deadline", sign_deadline)
+            .field("sign_queue_max", sign_queue_max)
+            .field("trusted_assertions", trusted_assertions)
+            .field("log_format", log_format)
+            .field("log_filter", log_filter)
+            .finish()
+    }
+}
+
 /// A token beyond the first (`hsm.more_tokens`): its label, and its module when it is not
 /// `hsm.module`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,7 +185,7 @@ pub struct MoreToken {
 
 impl Config {
     /// The user PIN of `more_tokens[i]`.
-    pub fn more_token_pin(&self, i: usize) -> Secret {
+    pub fn more_token_pin(&self, i: usize) -> SecretString {
         match self.more_token_pins.as_slice() {
             [] => self.token_pin.clone(),
             [one] => one.clone(),
@@ -307,7 +353,7 @@ pub const SETTINGS: &[Setting] = &[
         true,
         "Postgres URL, e.g. postgres://user:password@127.0.0.1/serialmint",
         |c, v| {
-            c.database_url = Secret::new(v);
+            c.database_url = SecretString::from(v);
             Ok(())
         }
     ),
@@ -348,7 +394,7 @@ pub const SETTINGS: &[Setting] = &[
         true,
         "user PIN of the token",
         |c, v| {
-            c.token_pin = Secret::new(v);
+            c.token_pin = SecretString::from(v);
             Ok(())
         }
     ),
@@ -369,7 +415,7 @@ pub const SETTINGS: &[Setting] = &[
         true,
         "user PINs of hsm.more_tokens, comma-separated in the same order (one PIN: all use it)",
         |c, v| {
-            c.more_token_pins = v.split(',').map(|p| Secret::new(p.trim())).collect();
+            c.more_token_pins = v.split(',').map(|p| SecretString::from(p.trim())).collect();
             Ok(())
         }
     ),
@@ -512,11 +558,11 @@ impl Default for Config {
             admin_auth_failures_allowed: 5,
             admin_auth_delay: Duration::from_secs(1),
             admin_auth_table_max: 10_000,
-            database_url: Secret::default(),
+            database_url: SecretString::default(),
             database_max_connections: 16,
             pkcs11_module: PathBuf::from(DEFAULT_PKCS11_MODULE),
             token_label: "serialmint".into(),
-            token_pin: Secret::default(),
+            token_pin: SecretString::default(),
             more_tokens: Vec::new(),
             more_token_pins: Vec::new(),
             hsm_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -610,13 +656,13 @@ impl Config {
 
     /// Checks what `serve` needs before anything starts; one clear line on failure.
     pub fn validate_for_serve(&self) -> Result<(), ConfigError> {
-        if self.database_url.is_empty() {
+        if self.database_url.expose_secret().is_empty() {
             return Err(ConfigError(
                 "database.url (SERIALMINT_DATABASE_URL) is required; scripts/setup writes one"
                     .into(),
             ));
         }
-        if self.token_pin.is_empty() {
+        if self.token_pin.expose_secret().is_empty() {
             return Err(ConfigError(
                 "hsm.pin (SERIALMINT_TOKEN_PIN) is required; scripts/setup writes one".into(),
             ));
@@ -760,14 +806,14 @@ mod tests {
             ]
         );
         // No hsm.more_pins: every token uses hsm.pin.
-        assert_eq!(c.more_token_pin(1).expose(), "main-pin");
+        assert_eq!(c.more_token_pin(1).expose_secret(), "main-pin");
         let e = env(&[("SERIALMINT_HSM_MORE_PINS", "pin-2, pin-3")]);
         let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
         let hsm = crate::hsm::HsmConfig::from(&c);
         let got: Vec<_> = hsm
             .tokens
             .iter()
-            .map(|t| (t.label.as_str(), t.pin.expose(), t.module.clone()))
+            .map(|t| (t.label.as_str(), t.pin.expose_secret(), t.module.clone()))
             .collect();
         assert_eq!(
             got,
@@ -789,8 +835,8 @@ mod tests {
         // without the PINs in the message.
         let e = env(&[("SERIALMINT_HSM_MORE_PINS", "only-one")]);
         let c = Config::load_from(Some(f.path()), &e, &[]).unwrap();
-        assert_eq!(c.more_token_pin(0).expose(), "only-one");
-        assert_eq!(c.more_token_pin(1).expose(), "only-one");
+        assert_eq!(c.more_token_pin(0).expose_secret(), "only-one");
+        assert_eq!(c.more_token_pin(1).expose_secret(), "only-one");
         let e = env(&[
             ("SERIALMINT_HSM_MORE_PINS", "a-pin,b-pin,c-pin"),
             ("SERIALMINT_DATABASE_URL", "postgres://x"),
@@ -833,7 +879,7 @@ mod tests {
             !debug.contains("s3cr3t-pin") && !debug.contains("hunter2"),
             "{debug}"
         );
-        assert_eq!(c.token_pin.expose(), "s3cr3t-pin");
+        assert_eq!(c.token_pin.expose_secret(), "s3cr3t-pin");
     }
 
     #[test]

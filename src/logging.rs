@@ -1,7 +1,7 @@
 //! Process-wide logging with `tracing`: text or JSON lines on stderr, filtered by config.
 //!
 //! Secrets never reach this layer: configuration values are wrapped in
-//! [`crate::config::Secret`], which prints as `[redacted]`.
+//! [`secrecy::SecretString`], which never prints its contents.
 
 use tracing_subscriber::EnvFilter;
 

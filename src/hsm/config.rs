@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, Secret};
+use secrecy::SecretString;
+
+use crate::config::Config;
 
 use super::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CALL_TIMEOUT};
 
@@ -34,14 +36,14 @@ pub struct TokenSpec {
     /// The token label (CKA_LABEL of the token, trailing blanks ignored).
     pub label: String,
     /// The user PIN; never logged.
-    pub pin: Secret,
+    pub pin: SecretString,
     /// The module holding this token, when it is not [`HsmConfig::module`].
     pub module: Option<PathBuf>,
 }
 
 impl TokenSpec {
     /// A token on the default module.
-    pub fn new(label: impl Into<String>, pin: Secret) -> Self {
+    pub fn new(label: impl Into<String>, pin: SecretString) -> Self {
         TokenSpec {
             label: label.into(),
             pin,
@@ -52,7 +54,7 @@ impl TokenSpec {
 
 impl HsmConfig {
     /// One token on one module, with default sizes.
-    pub fn new(module: impl Into<PathBuf>, label: impl Into<String>, pin: Secret) -> Self {
+    pub fn new(module: impl Into<PathBuf>, label: impl Into<String>, pin: SecretString) -> Self {
         HsmConfig {
             module: module.into(),
             tokens: vec![TokenSpec::new(label, pin)],

@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use super::call::{self, Calls};
 use super::error::{ErrorClass, HsmError};
 use super::session::{LoggedInSession, Module, OpError, Sharing};
-use crate::config::Secret;
+use secrecy::SecretString;
 
 /// First and longest pause between two recovery attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -44,7 +44,7 @@ pub(crate) const MAX_STUCK: usize = 8;
 /// recovery task.
 pub(crate) struct TokenShared {
     pub(crate) label: String,
-    pin: Secret,
+    pin: SecretString,
     pub(crate) module: Arc<Module>,
     /// Every blocking call on this token goes through here, under the call timeout.
     pub(crate) calls: Calls,
@@ -139,7 +139,7 @@ impl TokenShared {
         self.state.lock().generation
     }
 
-    pub(crate) fn pin(&self) -> Secret {
+    pub(crate) fn pin(&self) -> SecretString {
         self.pin.clone()
     }
 
@@ -168,7 +168,7 @@ impl Token {
     /// through `calls`.
     pub(crate) fn new(
         label: String,
-        pin: Secret,
+        pin: SecretString,
         module: Arc<Module>,
         calls: Calls,
         anchor: Option<LoggedInSession>,
@@ -444,7 +444,7 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
 pub(crate) fn open_anchor(
     module: &Module,
     label: &str,
-    pin: &Secret,
+    pin: &SecretString,
 ) -> Result<Option<LoggedInSession>, (OpError, bool)> {
     match LoggedInSession::open(module, label, pin, false) {
         Ok(l) => Ok(Some(l)),

@@ -25,7 +25,7 @@ use cryptoki::types::AuthPin;
 use super::error::{ErrorClass, HsmError, classify, error_name};
 use super::{KEY_ID_LEN, KeyInfo};
 use crate::assertion::openpgp::RsaPublicKey;
-use crate::config::Secret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// A failure inside one blocking operation, before it is turned into an [`HsmError`].
 #[derive(Debug)]
@@ -259,8 +259,8 @@ pub(crate) fn session_limit(session: &LoggedInSession) -> Option<usize> {
 }
 
 /// Logs the user in; an existing login of this application on the token counts as success.
-fn login(session: &Session, pin: &Secret) -> Result<(), OpError> {
-    let auth = AuthPin::new(pin.expose().into());
+fn login(session: &Session, pin: &SecretString) -> Result<(), OpError> {
+    let auth = AuthPin::new(pin.expose_secret().into());
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
         Err(CkError::Pkcs11(
@@ -287,7 +287,7 @@ pub(crate) struct LoggedInSession {
     session: Session,
     instance: Instance,
     slot: Slot,
-    pin: Secret,
+    pin: SecretString,
     keys: HashMap<[u8; KEY_ID_LEN], ObjectHandle>,
 }
 
@@ -306,7 +306,7 @@ impl LoggedInSession {
     pub(crate) fn open(
         module: &Module,
         label: &str,
-        pin: &Secret,
+        pin: &SecretString,
         rw: bool,
     ) -> Result<LoggedInSession, OpError> {
         let instance = module.instance()?;
