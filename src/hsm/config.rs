@@ -22,7 +22,8 @@ pub struct HsmConfig {
     pub sessions: usize,
     /// Longest a key generation may take.
     pub keygen_timeout: Duration,
-    /// Longest a request waits for a free session before failing with [`HsmError::Timeout`].
+    /// Longest a request waits for a free session before failing with
+    /// [`HsmError::Timeout`](super::HsmError::Timeout).
     pub acquire_timeout: Duration,
     /// Longest one blocking PKCS#11 call may take (module initialization, slot lookup,
     /// opening a session, login, key look-ups, one batch of signatures). Past it the call is
