@@ -23,7 +23,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use serialmint::config::Secret;
+use secrecy::SecretString;
 use serialmint::hsm::{Hsm, HsmConfig};
 use softhsm::{P11KitServer, SoftHsm, digest_info_of, p11_kit_client_module, softhsm_module};
 
@@ -129,7 +129,7 @@ async fn pool_run(hsm: &Hsm, key_id: &str, total: u64, tasks: u64, batch: u64) -
 }
 
 async fn open_pool(module: &Path, sessions: usize) -> Hsm {
-    let mut c = HsmConfig::new(module, LABEL, Secret::new(PIN));
+    let mut c = HsmConfig::new(module, LABEL, SecretString::from(PIN));
     c.sessions = sessions;
     Hsm::open(c).await.unwrap()
 }

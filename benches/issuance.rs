@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::rsa::KeyPair;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA512};
 use criterion::{Criterion, Throughput};
+use secrecy::SecretString;
 use serialmint::assertion::openpgp::hash_suffix;
 use serialmint::assertion::{
     AssertionType, HeaderValue, Headers, Model, RsaPublicKey, SerialBuilder, SerialRequest,
     assemble_encoded, build_content, decode, decode_stream, encode_stream, signing_input,
 };
-use serialmint::config::Secret;
 use serialmint::hsm::{Hsm, HsmConfig};
 use softhsm::{SoftHsm, softhsm_module};
 use time::OffsetDateTime;
@@ -131,7 +131,7 @@ fn main() {
     let mut g = c.benchmark_group("issuance");
     g.throughput(Throughput::Elements(1));
     for n in [1usize, 2] {
-        let mut cfg = HsmConfig::new(softhsm_module(), LABEL, Secret::new(PIN));
+        let mut cfg = HsmConfig::new(softhsm_module(), LABEL, SecretString::from(PIN));
         cfg.sessions = n;
         let hsm = rt.block_on(Hsm::open(cfg)).unwrap();
         g.bench_function(format!("in_process/{n}_sessions"), |b| {

@@ -1,7 +1,7 @@
 //! Process-wide logging with `tracing`: text or JSON lines on stderr, filtered by config.
 //!
-//! Secrets never reach this layer: configuration values are wrapped in
-//! [`crate::config::Secret`], which prints as `[redacted]`.
+//! Secrets never reach this layer: secret configuration values are
+//! [`secrecy::SecretString`]s, which never print their contents.
 
 use tracing_subscriber::EnvFilter;
 

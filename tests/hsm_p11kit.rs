@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serialmint::config::Secret;
+use secrecy::SecretString;
 use serialmint::hsm::{Hsm, HsmConfig, HsmError, MAX_STUCK_CALLS, TokenSpec, stuck_calls};
 use serialmint::wiring::LazyHsm;
 use softhsm::{
@@ -44,7 +44,7 @@ fn each_pool_slot_gets_its_own_p11kit_connection() {
     let s = SoftHsm::new();
     let (server, key_id) = served_token(&s, &["tok"], "tok");
     block_on(async {
-        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        let mut c = HsmConfig::new(client, "tok", SecretString::from(PIN));
         c.sessions = 3;
         let hsm = Hsm::open(c).await.unwrap();
         let h = hsm.health();
@@ -66,7 +66,7 @@ fn pool_recovers_by_itself_after_p11kit_server_restart() {
     let s = SoftHsm::new();
     let (mut server, key_id) = served_token(&s, &["tok"], "tok");
     block_on(async {
-        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        let mut c = HsmConfig::new(client, "tok", SecretString::from(PIN));
         c.sessions = 2;
         // p11-kit 0.24's client can spin inside a call on a freshly restarted server (see
         // src/hsm/mod.rs); such a call is abandoned after the call timeout, and the request
@@ -191,10 +191,10 @@ fn two_tokens_with_the_same_key_one_fails_the_other_keeps_signing() {
         let cfg = HsmConfig {
             module: softhsm_module(),
             tokens: vec![
-                TokenSpec::new("direct", Secret::new(PIN)),
+                TokenSpec::new("direct", SecretString::from(PIN)),
                 TokenSpec {
                     label: "remote".into(),
-                    pin: Secret::new(PIN),
+                    pin: SecretString::from(PIN),
                     module: Some(client),
                 },
             ],
@@ -290,7 +290,7 @@ fn calls_into_a_stalled_p11kit_server_are_abandoned_and_the_pool_recovers_on_fre
     let call_timeout = Duration::from_secs(2);
     let rt = runtime();
     let fresh = rt.block_on(async {
-        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        let mut c = HsmConfig::new(client, "tok", SecretString::from(PIN));
         c.sessions = 2;
         c.call_timeout = call_timeout;
         let hsm = Hsm::open(c).await.unwrap();
@@ -437,7 +437,7 @@ fn retried_opens_into_a_stalled_server_leave_a_bounded_number_of_threads_behind(
     let (stalled, key_id) = served_token(&s, &["tok"], "tok");
     stalled.stop();
     block_on(async {
-        let mut c = HsmConfig::new(client, "tok", Secret::new(PIN));
+        let mut c = HsmConfig::new(client, "tok", SecretString::from(PIN));
         c.sessions = 1;
         c.call_timeout = Duration::from_millis(300);
         let slot =

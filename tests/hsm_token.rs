@@ -11,7 +11,7 @@ use aws_lc_rs::digest::{Digest, SHA512};
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA512, RsaPublicKeyComponents};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
-use serialmint::config::Secret;
+use secrecy::SecretString;
 use serialmint::hsm::{Hsm, HsmConfig, HsmError, KeyInfo};
 use softhsm::{SoftHsm, digest_info_of, runtime, softhsm_module, with_user_session};
 
@@ -25,7 +25,7 @@ fn setup() -> SoftHsm {
 }
 
 fn config(sessions: usize) -> HsmConfig {
-    let mut c = HsmConfig::new(softhsm_module(), LABEL, Secret::new(PIN));
+    let mut c = HsmConfig::new(softhsm_module(), LABEL, SecretString::from(PIN));
     c.sessions = sessions;
     c
 }
@@ -54,7 +54,7 @@ fn open_reports_missing_label_and_refused_pin_without_the_pin() {
         assert!(e.to_string().contains(LABEL), "lists the labels found: {e}");
 
         let mut c = config(1);
-        c.tokens[0].pin = Secret::new("99999999");
+        c.tokens[0].pin = SecretString::from("99999999");
         let e = Hsm::open(c).await.unwrap_err();
         assert!(matches!(e, HsmError::Fatal(_)), "{e}");
         assert!(e.to_string().contains("PinIncorrect"), "{e}");
@@ -372,9 +372,11 @@ fn a_wrong_signature_from_a_token_is_caught_before_it_is_returned() {
     let id = serialmint::hsm::decode_key_id(&key_id).unwrap().to_vec();
     s.import_key_as("evil", PIN, &other, "k", Some(id));
     runtime().block_on(async {
-        let mut c = HsmConfig::new(softhsm_module(), "good", Secret::new(PIN));
-        c.tokens
-            .push(serialmint::hsm::TokenSpec::new("evil", Secret::new(PIN)));
+        let mut c = HsmConfig::new(softhsm_module(), "good", SecretString::from(PIN));
+        c.tokens.push(serialmint::hsm::TokenSpec::new(
+            "evil",
+            SecretString::from(PIN),
+        ));
         c.sessions = 1;
         let hsm = Hsm::open(c).await.unwrap();
         let key = hsm

@@ -1,6 +1,7 @@
 //! `serialmint migrate` and `serialmint init`: the verbs that work directly on the database
 //! (from the configuration), before any admin token exists.
 
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::config::Config;
@@ -9,7 +10,7 @@ use crate::store::{Actor, Role, Store};
 use super::output::print_json;
 
 async fn connect(config: &Config) -> Result<Store, String> {
-    let store = Store::connect_url(config.database_url.expose(), 2)
+    let store = Store::connect_url(config.database_url.expose_secret(), 2)
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;

@@ -145,28 +145,37 @@ mod tests {
         classify(&CkError::Pkcs11(rv, Function::Sign))
     }
 
-    #[test]
-    fn session_level_errors_reopen() {
-        for e in [
-            RvError::SessionHandleInvalid,
-            RvError::SessionClosed,
-            RvError::UserNotLoggedIn,
-            RvError::ObjectHandleInvalid,
-        ] {
-            assert_eq!(rv(e), ErrorClass::Reopen, "{e:?}");
+    #[track_caller]
+    fn all_classed(errors: &[RvError], class: ErrorClass) {
+        for e in errors {
+            assert_eq!(rv(*e), class, "{e:?}");
         }
     }
 
     #[test]
+    fn session_level_errors_reopen() {
+        all_classed(
+            &[
+                RvError::SessionHandleInvalid,
+                RvError::SessionClosed,
+                RvError::UserNotLoggedIn,
+                RvError::ObjectHandleInvalid,
+            ],
+            ErrorClass::Reopen,
+        );
+    }
+
+    #[test]
     fn device_level_errors_take_the_token_out() {
-        for e in [
-            RvError::DeviceRemoved,
-            RvError::TokenNotPresent,
-            RvError::DeviceError,
-            RvError::CryptokiNotInitialized,
-        ] {
-            assert_eq!(rv(e), ErrorClass::TokenGone, "{e:?}");
-        }
+        all_classed(
+            &[
+                RvError::DeviceRemoved,
+                RvError::TokenNotPresent,
+                RvError::DeviceError,
+                RvError::CryptokiNotInitialized,
+            ],
+            ErrorClass::TokenGone,
+        );
     }
 
     #[test]

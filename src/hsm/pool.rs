@@ -2,8 +2,8 @@
 //! health, and its background recovery.
 //!
 //! Rules the pool keeps:
-//! - A pooled [`Live`] session is used by one task at a time: it is moved into the blocking
-//!   closure that uses it and handed back to the pool when that closure ends. No Mutex around
+//! - A pooled [`LoggedInSession`] is used by one task at a time: it is moved into the
+//!   blocking closure that uses it and handed back to the pool when that closure ends. No Mutex around
 //!   sessions, and no PKCS#11 call on an async worker (creation, recycling of stale sessions
 //!   and their drop all run on blocking threads).
 //! - Waiting is FIFO: deadpool's waiters queue on a fair tokio semaphore, and idle sessions
@@ -29,8 +29,8 @@ use parking_lot::Mutex;
 
 use super::call::{self, Calls};
 use super::error::{ErrorClass, HsmError};
-use super::session::{Live, Module, OpError, Sharing};
-use crate::config::Secret;
+use super::session::{LoggedInSession, Module, OpError, Sharing};
+use secrecy::SecretString;
 
 /// First and longest pause between two recovery attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -44,7 +44,7 @@ pub(crate) const MAX_STUCK: usize = 8;
 /// recovery task.
 pub(crate) struct TokenShared {
     pub(crate) label: String,
-    pin: Secret,
+    pin: SecretString,
     pub(crate) module: Arc<Module>,
     /// Every blocking call on this token goes through here, under the call timeout.
     pub(crate) calls: Calls,
@@ -64,28 +64,28 @@ struct TokenState {
     recoveries: u64,
     /// Keeps the token's login alive (login state is per application and token; closing the
     /// last session logs out). Never used for operations.
-    anchor: Option<Live>,
+    anchor: Option<LoggedInSession>,
 }
 
 /// A pooled session tagged with the token generation it was opened in.
 #[derive(Debug)]
 pub(crate) struct Pooled {
-    live: Option<Live>,
+    session: Option<LoggedInSession>,
     generation: u64,
 }
 
 impl Pooled {
-    /// Takes the session out, to use it on a call thread; [`Self::put_live`] puts it back.
+    /// Takes the session out, to use it on a call thread; [`Self::put_session`] puts it back.
     /// A pooled object without its session is never handed out again: it is either given its
     /// session back or detached from the pool.
-    pub(crate) fn take_live(&mut self) -> Live {
-        self.live
+    pub(crate) fn take_session(&mut self) -> LoggedInSession {
+        self.session
             .take()
-            .expect("a pooled session always holds a live session")
+            .expect("a pooled session always holds a logged-in session")
     }
 
-    pub(crate) fn put_live(&mut self, live: Live) {
-        self.live = Some(live);
+    pub(crate) fn put_session(&mut self, session: LoggedInSession) {
+        self.session = Some(session);
     }
 }
 
@@ -107,26 +107,26 @@ impl managed::Manager for SessionManager {
             st.generation
         };
         let token = self.token.clone();
-        let live = self
+        let session = self
             .token
             .calls
             .run("open session", move || {
-                Live::open(&token.module, &token.label, &token.pin, false)
+                LoggedInSession::open(&token.module, &token.label, &token.pin, false)
             })
             .await??;
         Ok(Pooled {
-            live: Some(live),
+            session: Some(session),
             generation,
         })
     }
 
     async fn recycle(&self, obj: &mut Pooled, _: &Metrics) -> RecycleResult<OpError> {
-        if obj.live.is_some() && obj.generation == self.token.generation() {
+        if obj.session.is_some() && obj.generation == self.token.generation() {
             return Ok(());
         }
         // Stale: close it (FFI) on a call thread, and let the pool open a new one.
-        if let Some(live) = obj.live.take() {
-            call::detach(move || drop(live));
+        if let Some(session) = obj.session.take() {
+            call::detach(move || drop(session));
         }
         Err(RecycleError::message(
             "session opened before the token's last outage",
@@ -139,7 +139,7 @@ impl TokenShared {
         self.state.lock().generation
     }
 
-    pub(crate) fn pin(&self) -> Secret {
+    pub(crate) fn pin(&self) -> SecretString {
         self.pin.clone()
     }
 
@@ -168,10 +168,10 @@ impl Token {
     /// through `calls`.
     pub(crate) fn new(
         label: String,
-        pin: Secret,
+        pin: SecretString,
         module: Arc<Module>,
         calls: Calls,
-        anchor: Option<Live>,
+        anchor: Option<LoggedInSession>,
         sessions: usize,
     ) -> Token {
         let up = anchor.is_some();
@@ -380,7 +380,7 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
         paused = false;
         let s = shared.clone();
         let attempt = shared.calls.run("re-open token", move || {
-            let r = Live::open(&s.module, &s.label, &s.pin, false);
+            let r = LoggedInSession::open(&s.module, &s.label, &s.pin, false);
             if let Err(OpError::Ck(e, _)) = &r
                 && matches!(
                     e,
@@ -414,7 +414,7 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
                 let _ = shared
                     .calls
                     .run("close stale sessions", move || {
-                        p.retain(|o, _| o.live.is_some() && o.generation == generation);
+                        p.retain(|o, _| o.session.is_some() && o.generation == generation);
                     })
                     .await;
                 let token = Token {
@@ -444,9 +444,9 @@ async fn recover(shared: Arc<TokenShared>, pool: Pool<SessionManager>, size: usi
 pub(crate) fn open_anchor(
     module: &Module,
     label: &str,
-    pin: &Secret,
-) -> Result<Option<Live>, (OpError, bool)> {
-    match Live::open(module, label, pin, false) {
+    pin: &SecretString,
+) -> Result<Option<LoggedInSession>, (OpError, bool)> {
+    match LoggedInSession::open(module, label, pin, false) {
         Ok(l) => Ok(Some(l)),
         Err(e) => {
             let heals = matches!(e.class(), Some(ErrorClass::TokenGone | ErrorClass::Reopen));

@@ -1,5 +1,6 @@
-//! PKCS#11 module instances, token lookup by label, login, and [`Live`] sessions with their
-//! key-handle cache. Everything here is blocking FFI: call it on blocking threads only.
+//! PKCS#11 module instances, token lookup by label, login, and [`LoggedInSession`] (a session
+//! logged in on one module instance, with its key-handle cache) and its operations.
+//! Everything here is blocking FFI: call it on blocking threads only.
 //!
 //! Module instances: most modules (SoftHSMv2, vendor libraries) keep one process-wide state,
 //! so a second `C_Initialize` answers `CKR_CRYPTOKI_ALREADY_INITIALIZED` and all sessions share
@@ -24,7 +25,7 @@ use cryptoki::types::AuthPin;
 use super::error::{ErrorClass, HsmError, classify, error_name};
 use super::{KEY_ID_LEN, KeyInfo};
 use crate::assertion::openpgp::RsaPublicKey;
-use crate::config::Secret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// A failure inside one blocking operation, before it is turned into an [`HsmError`].
 #[derive(Debug)]
@@ -242,8 +243,8 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, OpError> {
 }
 
 /// The most sessions the token allows, when it says.
-pub(crate) fn session_limit(live: &Live) -> Option<usize> {
-    let info = live.instance.ctx.get_token_info(live.slot).ok()?;
+pub(crate) fn session_limit(session: &LoggedInSession) -> Option<usize> {
+    let info = session.instance.ctx.get_token_info(session.slot).ok()?;
     let lim = |l: Limit| match l {
         Limit::Max(n) => Some(n as usize),
         _ => None,
@@ -258,8 +259,8 @@ pub(crate) fn session_limit(live: &Live) -> Option<usize> {
 }
 
 /// Logs the user in; an existing login of this application on the token counts as success.
-fn login(session: &Session, pin: &Secret) -> Result<(), OpError> {
-    let auth = AuthPin::new(pin.expose().into());
+fn login(session: &Session, pin: &SecretString) -> Result<(), OpError> {
+    let auth = AuthPin::new(pin.expose_secret().into());
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
         Err(CkError::Pkcs11(
@@ -278,34 +279,36 @@ fn login(session: &Session, pin: &Secret) -> Result<(), OpError> {
     Ok(())
 }
 
-/// A logged-in session with its context and its cache of private-key handles by CKA_ID.
-pub(crate) struct Live {
+/// A session logged in on one module instance (shared or its own, see [`Sharing`]), with that
+/// instance and its cache of private-key handles by CKA_ID. Pooled by `pool.rs`; the anchor
+/// that keeps a token's login alive is one too.
+pub(crate) struct LoggedInSession {
     // Declared before `instance`: the session closes before the instance is finalized.
     session: Session,
     instance: Instance,
     slot: Slot,
-    pin: Secret,
+    pin: SecretString,
     keys: HashMap<[u8; KEY_ID_LEN], ObjectHandle>,
 }
 
-impl std::fmt::Debug for Live {
+impl std::fmt::Debug for LoggedInSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live")
+        f.debug_struct("LoggedInSession")
             .field("slot", &self.slot.id())
             .field("owned_instance", &self.instance.owned)
             .finish()
     }
 }
 
-impl Live {
+impl LoggedInSession {
     /// Opens a session on the token with this label and logs in (an existing login of this
     /// application on the token counts as success).
     pub(crate) fn open(
         module: &Module,
         label: &str,
-        pin: &Secret,
+        pin: &SecretString,
         rw: bool,
-    ) -> Result<Live, OpError> {
+    ) -> Result<LoggedInSession, OpError> {
         let instance = module.instance()?;
         let slot = find_slot(&instance.ctx, label)?;
         let session = if rw {
@@ -315,7 +318,7 @@ impl Live {
         }
         .map_err(ck("open session"))?;
         login(&session, pin)?;
-        Ok(Live {
+        Ok(LoggedInSession {
             session,
             instance,
             slot,
@@ -376,6 +379,30 @@ impl Live {
         Ok(out)
     }
 
+    /// An RSA key object's modulus and public exponent (empty when the token hides them).
+    fn modulus_and_exponent(
+        &self,
+        handle: ObjectHandle,
+        what: &'static str,
+    ) -> Result<(Vec<u8>, Vec<u8>), OpError> {
+        let (mut n, mut e) = (Vec::new(), Vec::new());
+        for a in self
+            .session
+            .get_attributes(
+                handle,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(ck(what))?
+        {
+            match a {
+                Attribute::Modulus(v) => n = v,
+                Attribute::PublicExponent(v) => e = v,
+                _ => {}
+            }
+        }
+        Ok((n, e))
+    }
+
     /// Reads a private key's name, id and public key; `None` when it is not one of ours (its
     /// CKA_ID is not the SHA3-384 id of its public key).
     fn read_key(&self, handle: ObjectHandle) -> Result<Option<KeyInfo>, OpError> {
@@ -416,17 +443,7 @@ impl Live {
             let Some(p) = pubs.first() else {
                 return Ok(None);
             };
-            for a in self
-                .session
-                .get_attributes(*p, &[AttributeType::Modulus, AttributeType::PublicExponent])
-                .map_err(ck("read public key"))?
-            {
-                match a {
-                    Attribute::Modulus(v) => n = v,
-                    Attribute::PublicExponent(v) => e = v,
-                    _ => {}
-                }
-            }
+            (n, e) = self.modulus_and_exponent(*p, "read public key")?;
         }
         let public = RsaPublicKey::new(&n, &e);
         if public.key_id_bytes()[..] != id[..] {
@@ -522,22 +539,7 @@ impl Live {
             )
             .map_err(ck("generate key pair"))?;
         let result = (|| {
-            let mut n = Vec::new();
-            let mut e = Vec::new();
-            for a in self
-                .session
-                .get_attributes(
-                    pub_h,
-                    &[AttributeType::Modulus, AttributeType::PublicExponent],
-                )
-                .map_err(ck("read new public key"))?
-            {
-                match a {
-                    Attribute::Modulus(v) => n = v,
-                    Attribute::PublicExponent(v) => e = v,
-                    _ => {}
-                }
-            }
+            let (n, e) = self.modulus_and_exponent(pub_h, "read new public key")?;
             let public = RsaPublicKey::new(&n, &e);
             if public.bits() != 4096 {
                 return Err(OpError::Fatal(format!(

@@ -145,7 +145,7 @@ impl Store {
     /// Connects with the configured URL and pool size.
     pub async fn connect(config: &crate::config::Config) -> Result<Self> {
         Self::connect_url(
-            config.database_url.expose(),
+            secrecy::ExposeSecret::expose_secret(&config.database_url),
             config.database_max_connections,
         )
         .await

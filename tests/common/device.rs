@@ -16,12 +16,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::RsaKeyPair;
+use secrecy::SecretString;
 use serialmint::assertion::{
     self, Assertion, AssertionType, HeaderValue, Headers, Model, Serial, build_content,
     decode_stream,
 };
 use serialmint::catalog::Catalog;
-use serialmint::config::{Config, Secret};
+use serialmint::config::Config;
 use serialmint::hsm::{Hsm, HsmConfig};
 use serialmint::http::{self, Limits};
 use serialmint::signer::SignBackend;
@@ -434,7 +435,7 @@ impl Token {
     }
 
     pub fn hsm_config(&self) -> HsmConfig {
-        let mut cfg = HsmConfig::new(softhsm_module(), TOKEN, Secret::new(PIN));
+        let mut cfg = HsmConfig::new(softhsm_module(), TOKEN, SecretString::from(PIN));
         cfg.sessions = 2;
         cfg
     }
