@@ -4,14 +4,14 @@
 //! `asserts/` package. Nothing here talks to an HSM, a database or a socket: callers hand in
 //! bytes and get typed values (or a precise error) back.
 //!
-//! Files, from the bottom up (each imports only files above it, so the graph has no cycle):
+//! Files, from the bottom up (each imports only files named before it, so no cycle):
 //! `error` (the error types), `types` (the type table), `time` (RFC 3339), `headers` (grammar,
 //! scalar checks, header values shared by several types), `openpgp` (packets, key ids,
 //! digest, verification), `checks` (the per-type decode checks and the values they compute),
 //! `decoded` (the [`Assertion`] value), `codec` (decode, stream, content building), and one
 //! file of typed views per type: `serial` (serial-request, serial, builder), `model`,
 //! `account`, `account_key` (account-key, account-key-request, builder). This file only
-//! declares and re-exports.
+//! declares and re-exports; `tests` holds the tests that go through several files.
 
 pub mod account;
 pub mod account_key;
@@ -25,6 +25,9 @@ pub mod openpgp;
 pub mod serial;
 pub mod time;
 pub mod types;
+
+#[cfg(test)]
+mod tests;
 
 pub use account::Account;
 pub use account_key::{AccountKey, AccountKeyRequest, AccountKeyRequestBuilder};
