@@ -2,13 +2,13 @@
 //! views (the per-type checks' values and snapd's messages).
 
 use super::openpgp::RsaPublicKey;
-use super::{Account, AccountKey, Assertion, Model, decode};
+use super::{Account, AccountKey, Assertion, DecodeError, Model, decode};
 
 const SIGN_KEY: &str =
     "sign-key-sha3-384: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// Decodes `headers` (and `body`) with a placeholder signature: the checks do not verify it.
-fn decode_text(headers: &str, body: &str) -> Result<Assertion, String> {
+fn decode_text(headers: &str, body: &str) -> Result<Assertion, DecodeError> {
     let text = if body.is_empty() {
         format!("{headers}\n{SIGN_KEY}\n\nSIG")
     } else {
@@ -17,7 +17,7 @@ fn decode_text(headers: &str, body: &str) -> Result<Assertion, String> {
             body.len()
         )
     };
-    decode(text.as_bytes()).map_err(|e| e.to_string())
+    decode(text.as_bytes())
 }
 
 const MODEL: &str = "type: model\nauthority-id: brand\nseries: 16\nbrand-id: brand\nmodel: pc\narchitecture: amd64\ngadget: pc\nkernel: pc-kernel\ntimestamp: 2024-01-01T00:00:00Z";
@@ -33,18 +33,18 @@ fn model_values_and_messages() {
 
     let other = MODEL.replace("authority-id: brand", "authority-id: other");
     assert_eq!(
-        decode_text(&other, "").unwrap_err(),
+        decode_text(&other, "").unwrap_err().to_string(),
         "assertion model: authority-id and brand-id must match, model assertions are \
          expected to be signed by the brand: \"other\" != \"brand\""
     );
     let upper = MODEL.replace("model: pc", "model: PC");
     assert_eq!(
-        decode_text(&upper, "").unwrap_err(),
+        decode_text(&upper, "").unwrap_err().to_string(),
         "assertion model: \"model\" header cannot contain uppercase letters"
     );
     let bad_time = MODEL.replace("2024-01-01T00:00:00Z", "2024-01-01");
     assert_eq!(
-        decode_text(&bad_time, "").unwrap_err(),
+        decode_text(&bad_time, "").unwrap_err().to_string(),
         "assertion model: \"timestamp\" header is not a RFC3339 date: parsing time \
          \"2024-01-01\" as \"2006-01-02T15:04:05Z07:00\""
     );
@@ -73,11 +73,13 @@ fn account_key_values_and_messages() {
 
     let reversed = text.replace("until: 2025", "until: 2023");
     assert_eq!(
-        decode_text(&reversed, &key.encode()).unwrap_err(),
+        decode_text(&reversed, &key.encode())
+            .unwrap_err()
+            .to_string(),
         "assertion account-key: 'until' time cannot be before 'since' time"
     );
     assert_eq!(
-        decode_text(&text, "AQ==").unwrap_err(),
+        decode_text(&text, "AQ==").unwrap_err().to_string(),
         "assertion account-key: cannot decode public key: openpgp: EOF"
     );
 }
