@@ -2,10 +2,11 @@
 //! size limits, stream encoding, canonical content building and final assembly
 //! (snapd `asserts/asserts.go`: `Decode`, `Decoder`, `Encoder`, `assemble`, `assembleAndSign`).
 
-use super::Assertion;
+use super::checks::check_type;
+use super::decoded::Assertion;
 use super::error::{CheckError, DecodeError};
 use super::headers::{self, HeaderValue, Headers, parse_headers, write_header};
-use super::types::{AssertionType, Parsed, assemble_type};
+use super::types::AssertionType;
 
 /// `MaxHeadersSize`: 128 KiB.
 pub const MAX_HEADERS_SIZE: usize = 128 * 1024;
@@ -90,8 +91,13 @@ pub(crate) fn assemble(
     if signature.is_empty() {
         return Err(DecodeError::EmptySignature);
     }
+    let parsed =
+        check_type(kind, &headers, format, body, &sign_key).map_err(|err| DecodeError::Type {
+            kind: kind.name(),
+            err,
+        })?;
     let body_start = if body.is_empty() { None } else { body_start };
-    let mut a = Assertion {
+    Ok(Assertion {
         kind,
         headers,
         content,
@@ -100,13 +106,8 @@ pub(crate) fn assemble(
         format,
         revision,
         sign_key,
-        parsed: Parsed::None,
-    };
-    a.parsed = assemble_type(&a).map_err(|err| DecodeError::Type {
-        kind: kind.name(),
-        err,
-    })?;
-    Ok(a)
+        parsed,
+    })
 }
 
 /// A stream decoder over an in-memory buffer with exactly snapd's framing (`Decoder`):
@@ -262,11 +263,22 @@ pub enum BuildError {
         /// The assertion type.
         kind: &'static str,
         /// What failed.
+        #[source]
         err: CheckError,
     },
     /// A header that the builder sets itself was given.
     #[error("cannot build assertion: header {0:?} is set by the builder")]
     Reserved(String),
+}
+
+impl BuildError {
+    /// Wraps a failed check of a `kind` assertion being built (for `map_err`).
+    pub fn check(kind: AssertionType) -> impl Fn(CheckError) -> Self + Copy {
+        move |err| Self::Check {
+            kind: kind.name(),
+            err,
+        }
+    }
 }
 
 /// Builds the signed CONTENT in snapd's canonical order (`assembleAndSign`, PROTOCOL.md 1.3):
@@ -280,10 +292,7 @@ pub fn build_content(
     body: &str,
     sign_key_id: &str,
 ) -> Result<Vec<u8>, BuildError> {
-    let err = |err| BuildError::Check {
-        kind: kind.name(),
-        err,
-    };
+    let err = BuildError::check(kind);
     for reserved in ["type", "body-length", "sign-key-sha3-384", "signatory-id"] {
         if headers.contains_key(reserved) {
             return Err(BuildError::Reserved(reserved.to_owned()));
@@ -301,7 +310,7 @@ pub fn build_content(
         let v = headers::not_empty_string(headers, "authority-id").map_err(err)?;
         write_header(&mut out, "authority-id", &HeaderValue::from(v));
     } else if headers.contains_key("authority-id") {
-        return Err(err(CheckError::Invalid(format!(
+        return Err(err(CheckError::invalid(format!(
             "{:?} assertion cannot have authority-id set",
             kind.name()
         ))));

@@ -83,16 +83,43 @@ pub enum CheckError {
     DigestLength(String, usize),
     /// A date not in RFC 3339 form.
     #[error("{0:?} header is not a RFC3339 date: {1}")]
-    NotRfc3339(String, String),
+    NotRfc3339(String, #[source] TimeError),
     /// Not `true`/`false`.
     #[error("{0:?} header must be 'true' or 'false'")]
     NotBool(String),
     /// Not a list of strings.
     #[error("{0:?} header must be a list of strings")]
     NotStringList(String),
+    /// A header or body that should carry an encoded public key does not.
+    #[error(transparent)]
+    Key(#[from] PacketError),
     /// A type-specific rule, with snapd's message.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl CheckError {
+    /// A type-specific rule broken, with snapd's message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+}
+
+/// A timestamp that Go's `time.Parse(time.RFC3339, s)` would refuse, with Go's message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TimeError {
+    /// The text does not follow the layout.
+    #[error("parsing time {0:?} as \"2006-01-02T15:04:05Z07:00\"")]
+    Layout(String),
+    /// A month outside 1..=12.
+    #[error("parsing time {0:?}: month out of range")]
+    Month(String),
+    /// A day the month does not have.
+    #[error("parsing time {0:?}: day out of range")]
+    Day(String),
+    /// An hour, minute or second out of range.
+    #[error("parsing time {0:?}: hour, minute or second out of range")]
+    Clock(String),
 }
 
 /// Why an assertion could not be decoded (`asserts.Decode`, `Decoder.Decode`, `assemble`).
@@ -141,7 +168,7 @@ pub enum DecodeError {
     BodyNotUtf8,
     /// A generic header check failed.
     #[error("assertion: {0}")]
-    Check(CheckError),
+    Check(#[source] CheckError),
     /// The type is not one snapd 2.57 knows.
     #[error("unknown assertion type: {0:?}")]
     UnknownType(String),
@@ -160,6 +187,7 @@ pub enum DecodeError {
         /// The assertion type name.
         kind: &'static str,
         /// What failed.
+        #[source]
         err: CheckError,
     },
 }

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
 use super::error::{CheckError, HeaderError};
+use super::time::parse_rfc3339;
 
 /// A header value: snapd's only scalars are strings; lists and maps nest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,13 +267,18 @@ pub fn not_empty_string<'a>(h: &'a Headers, name: &str) -> Result<&'a str, Check
     Ok(s)
 }
 
+/// An optional string header: absent gives `None`; present must be a string (maybe empty).
+fn optional<'a>(h: &'a Headers, name: &str) -> Result<Option<&'a str>, CheckError> {
+    if h.contains_key(name) {
+        exists_string(h, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// `checkOptionalString`: absent gives `""`; present must be a string.
 pub fn optional_string<'a>(h: &'a Headers, name: &str) -> Result<&'a str, CheckError> {
-    match h.get(name) {
-        None => Ok(""),
-        Some(HeaderValue::String(s)) => Ok(s),
-        Some(_) => Err(CheckError::NotString(name.to_owned())),
-    }
+    optional(h, name).map(Option::unwrap_or_default)
 }
 
 /// `checkStringMatches`: non-empty and matching `pred`.
@@ -340,21 +346,19 @@ pub fn digest384(h: &Headers, name: &str) -> Result<[u8; 48], CheckError> {
         .map_err(|_| CheckError::DigestLength(name.to_owned(), b.len() * 8))
 }
 
+/// The value of header `name` parsed as Go's `time.Parse(time.RFC3339, ...)` does.
+fn parse_time(name: &str, s: &str) -> Result<OffsetDateTime, CheckError> {
+    parse_rfc3339(s).map_err(|why| CheckError::NotRfc3339(name.to_owned(), why))
+}
+
 /// `checkRFC3339Date`: mandatory, non-empty, Go `time.Parse(time.RFC3339, ...)`.
 pub fn rfc3339(h: &Headers, name: &str) -> Result<OffsetDateTime, CheckError> {
-    let s = not_empty_string(h, name)?;
-    super::time::parse_rfc3339(s).map_err(|why| CheckError::NotRfc3339(name.to_owned(), why))
+    parse_time(name, not_empty_string(h, name)?)
 }
 
 /// `checkRFC3339DateWithDefault`: absent gives `None`.
 pub fn optional_rfc3339(h: &Headers, name: &str) -> Result<Option<OffsetDateTime>, CheckError> {
-    match h.get(name) {
-        None => Ok(None),
-        Some(HeaderValue::String(s)) => super::time::parse_rfc3339(s)
-            .map(Some)
-            .map_err(|why| CheckError::NotRfc3339(name.to_owned(), why)),
-        Some(_) => Err(CheckError::NotString(name.to_owned())),
-    }
+    optional(h, name)?.map(|s| parse_time(name, s)).transpose()
 }
 
 /// `checkOptionalBool`: absent is false; otherwise exactly `true` or `false`.
@@ -381,6 +385,62 @@ pub fn string_list(h: &Headers, name: &str) -> Result<Vec<String>, CheckError> {
             .collect(),
         Some(_) => Err(CheckError::NotStringList(name.to_owned())),
     }
+}
+
+// ---- header values shared by several assertion types ----
+
+/// `^(?:[a-z0-9A-Z]{32}|[-a-z0-9]{2,28})$` (`validAccountID`, `asserts/account.go`).
+pub fn valid_account_id(s: &str) -> bool {
+    (s.len() == 32 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        || ((2..=28).contains(&s.len())
+            && s.bytes()
+                .all(|b| b == b'-' || b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// `^[a-zA-Z0-9](?:-?[a-zA-Z0-9])*$` (`validModel`, `asserts/model.go`).
+pub fn valid_model_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && !b.ends_with(b"-")
+        && !s.contains("--")
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// `^(?:[a-z0-9]+-?)*[a-z](?:-?[a-z0-9])*$` (`validAccountKeyName`, `asserts/account_key.go`).
+pub fn valid_account_key_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && !b.starts_with(b"-")
+        && !b.ends_with(b"-")
+        && !s.contains("--")
+        && b.iter().any(u8::is_ascii_lowercase)
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// `checkModel`: the `model` header matches the model regex and is all lowercase.
+pub fn model_header(h: &Headers) -> Result<&str, CheckError> {
+    let s = string_matches(h, "model", valid_model_chars)?;
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(CheckError::invalid(
+            "\"model\" header cannot contain uppercase letters",
+        ));
+    }
+    Ok(s)
+}
+
+/// A list of strings (as [`string_list`]) where every element must satisfy `pred`.
+pub fn string_list_matching(
+    h: &Headers,
+    name: &str,
+    pred: fn(&str) -> bool,
+) -> Result<Vec<String>, CheckError> {
+    let l = string_list(h, name)?;
+    if let Some(bad) = l.iter().find(|s| !pred(s)) {
+        return Err(CheckError::InvalidChars(name.to_owned(), bad.clone()));
+    }
+    Ok(l)
 }
 
 #[cfg(test)]

@@ -2,148 +2,72 @@
 //! the device plane uses: a serial is built from a validated `SerialRequest` plus the brand's
 //! choices, with headers in snapd's canonical order (PROTOCOL.md 3.1, 3.2).
 
-use std::ops::Deref;
-
 use time::OffsetDateTime;
 
+use super::checks::{Parsed, SerialData, SerialRequestData};
 use super::codec::{BuildError, build_content};
+use super::decoded::typed_view;
 use super::error::{CheckError, VerifyError};
-use super::headers::{HeaderValue, Headers};
+use super::headers::{HeaderValue, Headers, valid_account_id, valid_model_chars};
 use super::openpgp::RsaPublicKey;
 use super::time::format_utc;
-use super::types::{AssertionType, Parsed, valid_account_id, valid_model_chars};
-use super::{Assertion, WrongType};
+use super::types::AssertionType;
 
-/// A decoded, checked `serial-request`. Decoding does not verify its signature: call
-/// [`SerialRequest::verify_self_signature`].
-#[derive(Debug, Clone)]
-pub struct SerialRequest(Assertion);
-
-impl TryFrom<Assertion> for SerialRequest {
-    type Error = WrongType;
-    fn try_from(a: Assertion) -> Result<Self, WrongType> {
-        match a.parsed {
-            Parsed::SerialRequest { .. } => Ok(Self(a)),
-            _ => Err(WrongType {
-                expected: AssertionType::SerialRequest,
-                found: a.kind(),
-            }),
-        }
-    }
-}
-
-impl Deref for SerialRequest {
-    type Target = Assertion;
-    fn deref(&self) -> &Assertion {
-        &self.0
-    }
+typed_view! {
+    /// A decoded, checked `serial-request`. Decoding does not verify its signature: call
+    /// [`SerialRequest::verify_self_signature`].
+    pub struct SerialRequest(
+        AssertionType::SerialRequest,
+        Parsed::SerialRequest => SerialRequestData
+    );
+    /// `brand-id`.
+    fn brand_id = "brand-id";
+    /// `model`.
+    fn model = "model";
+    /// `request-id`.
+    fn request_id = "request-id";
+    /// The `device-key` header text, exactly as sent (copied into the serial).
+    fn device_key_text = "device-key";
 }
 
 impl SerialRequest {
-    /// The whole assertion.
-    pub fn into_inner(self) -> Assertion {
-        self.0
-    }
-
-    /// `brand-id`.
-    pub fn brand_id(&self) -> &str {
-        self.header_str("brand-id").unwrap_or_default()
-    }
-
-    /// `model`.
-    pub fn model(&self) -> &str {
-        self.header_str("model").unwrap_or_default()
-    }
-
-    /// `request-id`.
-    pub fn request_id(&self) -> &str {
-        self.header_str("request-id").unwrap_or_default()
-    }
-
     /// The proposed `serial`, if any and non-empty.
     pub fn serial(&self) -> Option<&str> {
         self.header_str("serial").filter(|s| !s.is_empty())
     }
 
-    /// The `device-key` header text, exactly as sent (copied into the serial).
-    pub fn device_key_text(&self) -> &str {
-        self.header_str("device-key").unwrap_or_default()
-    }
-
     /// The decoded device key.
     pub fn device_key(&self) -> &RsaPublicKey {
-        match &self.0.parsed {
-            Parsed::SerialRequest { device_key } => device_key,
-            _ => unreachable!("built only from a parsed serial-request"),
-        }
+        &self.data().device_key
     }
 
     /// Verifies the self-signature with the device key (`asserts.SignatureCheck(req,
     /// req.DeviceKey())`, as snapd's device services do).
     pub fn verify_self_signature(&self) -> Result<(), VerifyError> {
-        self.0.verify_with(self.device_key())
+        self.verify_with(self.device_key())
     }
 }
 
-/// A decoded, checked `serial`.
-#[derive(Debug, Clone)]
-pub struct Serial(Assertion);
-
-impl TryFrom<Assertion> for Serial {
-    type Error = WrongType;
-    fn try_from(a: Assertion) -> Result<Self, WrongType> {
-        match a.parsed {
-            Parsed::Serial { .. } => Ok(Self(a)),
-            _ => Err(WrongType {
-                expected: AssertionType::Serial,
-                found: a.kind(),
-            }),
-        }
-    }
-}
-
-impl Deref for Serial {
-    type Target = Assertion;
-    fn deref(&self) -> &Assertion {
-        &self.0
-    }
+typed_view! {
+    /// A decoded, checked `serial`.
+    pub struct Serial(AssertionType::Serial, Parsed::Serial => SerialData);
+    /// `brand-id`.
+    fn brand_id = "brand-id";
+    /// `model`.
+    fn model = "model";
+    /// `serial`.
+    fn serial = "serial";
 }
 
 impl Serial {
-    /// The whole assertion.
-    pub fn into_inner(self) -> Assertion {
-        self.0
-    }
-
-    /// `brand-id`.
-    pub fn brand_id(&self) -> &str {
-        self.header_str("brand-id").unwrap_or_default()
-    }
-
-    /// `model`.
-    pub fn model(&self) -> &str {
-        self.header_str("model").unwrap_or_default()
-    }
-
-    /// `serial`.
-    pub fn serial(&self) -> &str {
-        self.header_str("serial").unwrap_or_default()
-    }
-
     /// The decoded device key.
     pub fn device_key(&self) -> &RsaPublicKey {
-        match &self.0.parsed {
-            Parsed::Serial { device_key, .. } => device_key,
-            _ => unreachable!("built only from a parsed serial"),
-        }
+        &self.data().device_key
     }
 
     /// `timestamp`.
     pub fn timestamp(&self) -> OffsetDateTime {
-        match &self.0.parsed {
-            Parsed::Serial { timestamp, .. } => *timestamp,
-            _ => unreachable!("built only from a parsed serial"),
-        }
+        self.data().timestamp
     }
 }
 
@@ -207,10 +131,7 @@ impl SerialBuilder {
     /// snapd's `assembleSerial` would apply on the device.
     pub fn content(&self, sign_key_id: &str) -> Result<Vec<u8>, BuildError> {
         let kind = AssertionType::Serial;
-        let err = |err| BuildError::Check {
-            kind: kind.name(),
-            err,
-        };
+        let err = BuildError::check(kind);
         if !valid_account_id(&self.brand_id) {
             return Err(err(CheckError::InvalidChars(
                 "brand-id".into(),

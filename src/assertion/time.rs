@@ -3,12 +3,14 @@
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+use super::error::TimeError;
+
 /// Parses like Go's RFC 3339 layout: a zone (`Z` or `±hh:mm`) is mandatory, fractional seconds
 /// (`.` or `,` then digits) are accepted. Offsets beyond 23:59 are rejected (as Go >= 1.20 does).
-pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
-    let err = || format!("parsing time {s:?} as \"2006-01-02T15:04:05Z07:00\"");
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, TimeError> {
+    let err = || TimeError::Layout(s.to_owned());
     let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Result<u32, String> {
+    let num = |from: usize, len: usize| -> Result<u32, TimeError> {
         let part = b.get(from..from + len).ok_or_else(err)?;
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(err());
@@ -17,7 +19,7 @@ pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
             .iter()
             .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')))
     };
-    let lit = |at: usize, c: u8| -> Result<(), String> {
+    let lit = |at: usize, c: u8| -> Result<(), TimeError> {
         if b.get(at) == Some(&c) {
             Ok(())
         } else {
@@ -71,11 +73,11 @@ pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
     let month = u8::try_from(month)
         .ok()
         .and_then(|m| Month::try_from(m).ok())
-        .ok_or_else(|| format!("parsing time {s:?}: month out of range"))?;
+        .ok_or_else(|| TimeError::Month(s.to_owned()))?;
     let date = Date::from_calendar_date(year as i32, month, day as u8)
-        .map_err(|_| format!("parsing time {s:?}: day out of range"))?;
+        .map_err(|_| TimeError::Day(s.to_owned()))?;
     let time = Time::from_hms_nano(hour as u8, minute as u8, second as u8, nanos)
-        .map_err(|_| format!("parsing time {s:?}: hour, minute or second out of range"))?;
+        .map_err(|_| TimeError::Clock(s.to_owned()))?;
     Ok(PrimitiveDateTime::new(date, time).assume_offset(offset))
 }
 
@@ -133,5 +135,26 @@ mod tests {
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn messages_are_go_s() {
+        let e = |s: &str| parse_rfc3339(s).unwrap_err().to_string();
+        assert_eq!(
+            e("2024-01-02"),
+            r#"parsing time "2024-01-02" as "2006-01-02T15:04:05Z07:00""#
+        );
+        assert_eq!(
+            e("2024-13-02T03:04:05Z"),
+            r#"parsing time "2024-13-02T03:04:05Z": month out of range"#
+        );
+        assert_eq!(
+            e("2024-02-30T03:04:05Z"),
+            r#"parsing time "2024-02-30T03:04:05Z": day out of range"#
+        );
+        assert_eq!(
+            e("2024-01-02T24:04:05Z"),
+            r#"parsing time "2024-01-02T24:04:05Z": hour, minute or second out of range"#
+        );
     }
 }
