@@ -220,7 +220,9 @@ fn assert_json_error(
     assert!(v["error_list"][0]["message"].is_string(), "{what}: {v}");
 }
 
-fn status_of(err: &str) -> u16 {
+/// The status in a client error's one line ("... (HTTP 404)").
+fn status_of(err: &impl std::fmt::Display) -> u16 {
+    let err = err.to_string();
     let i = err.rfind("(HTTP ").expect("an HTTP status in the error");
     err[i + 6..i + 9].parse().unwrap()
 }
@@ -681,7 +683,8 @@ async fn account_key_pushes_are_verified_and_readiness_reports_each_part(pool: P
             Bytes::from_static(b"type: account-key\nforged\n"),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("KEYX") && e.contains("(HTTP 400)"), "{e}");
     assert!(s.store.account_assertions().await.unwrap().is_empty());
     admin

@@ -1,10 +1,52 @@
 //! `create serial-policy` and `list serial-policies`.
 
-use hyper::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::client::{Client, enc};
-use super::output::{choose, print_json, print_table, s, short_time, table};
+use super::Error;
+use super::client::{Client, path_segment};
+use super::output::{choose, outln, print_json, print_rows, short_time};
+use crate::admin_api::wire::{CreatePolicy, KeyView, List, ModelView, PolicyView};
+use crate::domain::KeyStatus;
+
+/// `create serial-policy --json`.
+#[derive(Serialize)]
+struct Created<'a> {
+    model: &'a str,
+    key: &'a str,
+    revision: i32,
+}
+
+/// The model, asked for at a terminal (from the server's models) when not given.
+async fn pick_model(client: &Client, model: Option<String>) -> Result<String, Error> {
+    if let Some(m) = model {
+        return Ok(m);
+    }
+    let models: List<ModelView> = client.get("/v1/models").await?;
+    let choices: Vec<(String, String)> = models
+        .items
+        .into_iter()
+        .map(|m| (m.name.clone(), m.name))
+        .collect();
+    choose(None, "--model", "model", &choices)
+}
+
+/// The key, asked for at a terminal (from the ready, active keys) when not given.
+async fn pick_key(client: &Client, key: Option<String>) -> Result<String, Error> {
+    if let Some(k) = key {
+        return Ok(k);
+    }
+    let keys: List<KeyView> = client.get("/v1/keys").await?;
+    let choices: Vec<(String, String)> = keys
+        .items
+        .into_iter()
+        .filter(|k| k.status == KeyStatus::Ready && k.active)
+        .map(|k| {
+            let id = k.sha3_384.unwrap_or_default();
+            (id.clone(), format!("{}  {id}", k.name))
+        })
+        .collect();
+    choose(None, "--key", "key", &choices)
+}
 
 /// Appends a serial-policy revision (model -> key); asks for the model and key at a terminal
 /// when missing.
@@ -13,95 +55,60 @@ pub async fn create(
     model: Option<String>,
     key: Option<String>,
     as_json: bool,
-) -> Result<(), String> {
-    let model = match model {
-        Some(m) => m,
-        None => {
-            let models = client.get_json("/v1/models").await?;
-            let choices: Vec<(String, String)> = models["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| (s(m, "name").to_string(), s(m, "name").to_string()))
-                .collect();
-            choose(None, "--model", "model", &choices)?
-        }
+) -> Result<(), Error> {
+    let model = pick_model(client, model).await?;
+    let key = pick_key(client, key).await?;
+    let path = format!("/v1/models/{}/serial-policies", path_segment(&model));
+    let request = CreatePolicy {
+        key,
+        brand_id: None,
     };
-    let key = match key {
-        Some(k) => k,
-        None => {
-            let keys = client.get_json("/v1/keys").await?;
-            let choices: Vec<(String, String)> = keys["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|k| s(k, "status") == "ready" && k["active"].as_bool() == Some(true))
-                .map(|k| {
-                    (
-                        s(k, "sha3-384").to_string(),
-                        format!("{}  {}", s(k, "name"), s(k, "sha3-384")),
-                    )
-                })
-                .collect();
-            choose(None, "--key", "key", &choices)?
-        }
-    };
-    let p = client
-        .send_json(
-            Method::POST,
-            &format!("/v1/models/{}/serial-policies", enc(&model)),
-            &json!({ "key": key }),
-        )
-        .await?;
+    let p: PolicyView = client.post(&path, &request).await?;
     if as_json {
-        print_json(&json!({"model": p["model"], "key": p["key"], "revision": p["revision"]}));
+        print_json(&Created {
+            model: &p.model,
+            key: &p.key,
+            revision: p.revision,
+        })
     } else {
-        println!(
+        outln!(
             "Model {} now signs serials with key {} (serial policy revision {}).",
-            s(&p, "model"),
-            s(&p, "key"),
-            p["revision"]
-        );
+            p.model,
+            p.key,
+            p.revision
+        )
     }
-    Ok(())
 }
 
 /// Lists serial-policy revisions, newest first per model.
-pub async fn list(client: &Client, model: Option<String>, as_json: bool) -> Result<(), String> {
+pub async fn list(client: &Client, model: Option<String>, as_json: bool) -> Result<(), Error> {
     let path = match &model {
-        Some(m) => format!("/v1/models/{}/serial-policies", enc(m)),
+        Some(m) => format!("/v1/models/{}/serial-policies", path_segment(m)),
         None => "/v1/serial-policies".to_string(),
     };
-    let v = client.get_json(&path).await?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    if as_json {
-        print_json(&Value::Array(items));
-        return Ok(());
-    }
-    let mut t = table(&[
-        "Model",
-        "Revision",
-        "Key",
-        "Created",
-        "Created by",
-        "Active",
-    ]);
-    for p in &items {
-        let revision = p["revision"].to_string();
-        let active = if p["active"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            ""
-        };
-        t.add_row(vec![
-            s(p, "model"),
-            revision.as_str(),
-            s(p, "key"),
-            short_time(s(p, "created-at")).as_str(),
-            s(p, "created-by"),
-            active,
-        ]);
-    }
-    print_table(&t, "No serial policies.");
-    Ok(())
+    let policies: List<PolicyView> = client.get(&path).await?;
+    print_rows(
+        &policies.items,
+        as_json,
+        Clone::clone,
+        &[
+            "Model",
+            "Revision",
+            "Key",
+            "Created",
+            "Created by",
+            "Active",
+        ],
+        |p| {
+            vec![
+                p.model.clone(),
+                p.revision.to_string(),
+                p.key.clone(),
+                short_time(Some(p.created_at)),
+                p.created_by.clone(),
+                if p.active { "yes" } else { "" }.to_string(),
+            ]
+        },
+        "No serial policies.",
+    )
 }
