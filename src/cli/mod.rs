@@ -281,6 +281,7 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 pub fn run(cli: Cli) -> ExitCode {
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("serialmint: {e}");
             ExitCode::FAILURE
