@@ -4,25 +4,25 @@
 use bytes::Bytes;
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{AccountAssertionView, List, PushAnswer, PushedAssertion};
-use super::{Answer, Shared, ok};
-use crate::store::Actor;
+use super::wire::{AccountAssertionView, PushAnswer, PushedAssertion};
+use super::{Answer, Shared, list_of, ok};
+use crate::store::{AccountAssertion, Actor};
+
+impl From<AccountAssertion> for AccountAssertionView {
+    fn from(a: AccountAssertion) -> Self {
+        AccountAssertionView {
+            kind: a.kind,
+            primary_key: a.primary_key,
+            account_id: a.account_id,
+            revision: a.revision,
+            pushed_at: a.pushed_at,
+        }
+    }
+}
 
 /// `GET /v1/account-keys`.
 pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
-    let all = s.store.account_assertions().await?;
-    ok(&List {
-        items: all
-            .into_iter()
-            .map(|a| AccountAssertionView {
-                kind: a.kind,
-                primary_key: a.primary_key,
-                account_id: a.account_id,
-                revision: a.revision,
-                pushed_at: a.pushed_at,
-            })
-            .collect(),
-    })
+    list_of::<_, AccountAssertionView>(s.store.account_assertions().await?)
 }
 
 /// `POST /v1/account-keys`: an assertion stream; the first one that does not verify refuses

@@ -8,24 +8,24 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{ASSERTION_TYPE, CreateKey, KeyView, List};
-use super::{Answer, Shared, json, ok};
+use super::wire::{ASSERTION_TYPE, CreateKey, KeyView};
+use super::{Answer, Shared, json, list_of, ok};
 use crate::domain::KeyStatus;
 use crate::http;
 use crate::store::{Actor, SigningKey};
 
-impl From<&SigningKey> for KeyView {
-    fn from(k: &SigningKey) -> Self {
+impl From<SigningKey> for KeyView {
+    fn from(k: SigningKey) -> Self {
         KeyView {
-            name: k.name.clone(),
-            sha3_384: k.sha3_384.clone(),
-            brand_id: k.brand_id.clone(),
+            name: k.name,
+            sha3_384: k.sha3_384,
+            brand_id: k.brand_id,
             status: k.status,
-            error: k.error.clone(),
+            error: k.error,
             active: k.active,
-            allowed_types: k.allowed_types.clone(),
-            model_pattern: k.model_pattern.clone(),
-            public_key: k.public_key.clone(),
+            allowed_types: k.allowed_types,
+            model_pattern: k.model_pattern,
+            public_key: k.public_key,
             created_at: k.created_at,
         }
     }
@@ -33,20 +33,17 @@ impl From<&SigningKey> for KeyView {
 
 /// `GET /v1/keys`.
 pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
-    let keys = s.store.keys().await?;
-    ok(&List {
-        items: keys.iter().map(KeyView::from).collect(),
-    })
+    list_of::<_, KeyView>(s.store.keys().await?)
 }
 
 /// `GET /v1/keys/{name-or-id}`.
 pub(super) async fn show(s: &Shared, key: &str) -> ApiResult<Answer> {
-    ok(&KeyView::from(&s.store.key(key).await?))
+    ok(&KeyView::from(s.store.key(key).await?))
 }
 
 /// `POST /v1/keys/{name-or-id}/disable`.
 pub(super) async fn disable(s: &Shared, key: &str, actor: &Actor) -> ApiResult<Answer> {
-    ok(&KeyView::from(&s.store.disable_key(key, actor).await?))
+    ok(&KeyView::from(s.store.disable_key(key, actor).await?))
 }
 
 /// `POST /v1/keys`: records the key as pending and generates it in the background; 202 with
@@ -60,8 +57,9 @@ pub(super) async fn create(s: &Arc<Shared>, req: CreateKey, actor: &Actor) -> Ap
         .create_pending_key(&req.name, &brand, &types, pattern, actor)
         .await?;
     tokio::spawn(generate(s.clone(), req.name, actor.clone()));
-    let mut resp = json(StatusCode::ACCEPTED, &KeyView::from(&key))?;
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/keys/{}", key.name)) {
+    let location = HeaderValue::from_str(&format!("/v1/keys/{}", key.name));
+    let mut resp = json(StatusCode::ACCEPTED, &KeyView::from(key))?;
+    if let Ok(v) = location {
         resp.headers_mut().insert(LOCATION, v);
     }
     Ok(resp)

@@ -120,6 +120,13 @@ fn ok<T: Serialize>(view: &T) -> ApiResult<Answer> {
     json(StatusCode::OK, view)
 }
 
+/// 200 with `{"items": [...]}`, each row as its view.
+fn list_of<R, V: Serialize + From<R>>(rows: Vec<R>) -> ApiResult<Answer> {
+    ok(&wire::List {
+        items: rows.into_iter().map(V::from).collect::<Vec<V>>(),
+    })
+}
+
 /// A path segment, percent-decoded (`/v1/keys/a%2Fb` names `a/b`).
 fn path_segment(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
@@ -277,17 +284,17 @@ impl AdminApi {
             (&M::POST, ["v1", "models"]) => models::create(s, s.body(req).await?, a).await,
             (&M::GET, ["v1", "models", name]) => models::show(s, &q, name).await,
             (&M::PATCH, ["v1", "models", name]) => {
-                models::update(s, &q, name, s.body(req).await?, a).await
+                let change = models::patch(s.body(req).await?)?;
+                models::change(s, &q, name, change, a).await
             }
             (&M::DELETE, ["v1", "models", name]) => models::delete(s, &q, name, a).await,
             (&M::POST, ["v1", "models", name, "api-key"]) => {
-                models::new_api_key(s, &q, name, s.body(req).await?, a).await
+                let change = models::new_api_key(s.body(req).await?);
+                models::change(s, &q, name, change, a).await
             }
-            (&M::POST, ["v1", "models", name, "enable"]) => {
-                models::enable(s, &q, name, true, a).await
-            }
-            (&M::POST, ["v1", "models", name, "disable"]) => {
-                models::enable(s, &q, name, false, a).await
+            (&M::POST, ["v1", "models", name, action @ ("enable" | "disable")]) => {
+                let change = models::enable(*action == "enable");
+                models::change(s, &q, name, change, a).await
             }
             (&M::GET, ["v1", "models", name, "serial-policies"]) => {
                 policies::list(s, &q, Some(name)).await

@@ -83,71 +83,46 @@ pub(super) async fn create(s: &Shared, req: CreateModel, actor: &Actor) -> ApiRe
     json(StatusCode::CREATED, &ModelView::new(&m, None))
 }
 
-/// `PATCH /v1/models/{name}?brand-id=`.
-pub(super) async fn update(
-    s: &Shared,
-    q: &Query,
-    name: &str,
-    req: ModelPatch,
-    actor: &Actor,
-) -> ApiResult<Answer> {
-    let change = ModelChange {
+/// The change `PATCH /v1/models/{name}` asks for.
+pub(super) fn patch(req: ModelPatch) -> ApiResult<ModelChange> {
+    let limit = |name, v: Option<Option<u32>>| v.map(|v| positive(name, v)).transpose();
+    Ok(ModelChange {
         api_key: req.api_key,
         enabled: req.enabled,
-        rate_limit_per_sec: req
-            .rate_limit
-            .map(|v| positive("rate-limit", v))
-            .transpose()?,
-        rate_limit_burst: req
-            .rate_limit_burst
-            .map(|v| positive("rate-limit-burst", v))
-            .transpose()?,
+        rate_limit_per_sec: limit("rate-limit", req.rate_limit)?,
+        rate_limit_burst: limit("rate-limit-burst", req.rate_limit_burst)?,
         duplicate_policy: req.duplicate_policy,
         serial_generation: req.serial_generation,
         serial_prefix: req.serial_prefix,
-    };
-    change_model(s, q, name, &change, actor).await
+    })
 }
 
-/// `POST /v1/models/{name}/api-key`: the key given, or a generated one.
-pub(super) async fn new_api_key(
-    s: &Shared,
-    q: &Query,
-    name: &str,
-    req: NewApiKey,
-    actor: &Actor,
-) -> ApiResult<Answer> {
-    let change = ModelChange {
+/// The change `POST /v1/models/{name}/api-key` asks for: the key given, or a generated one.
+pub(super) fn new_api_key(req: NewApiKey) -> ModelChange {
+    ModelChange {
         api_key: Some(req.api_key.unwrap_or_else(generate_api_key)),
         ..ModelChange::default()
-    };
-    change_model(s, q, name, &change, actor).await
+    }
 }
 
-/// `POST /v1/models/{name}/enable` and `.../disable`.
-pub(super) async fn enable(
-    s: &Shared,
-    q: &Query,
-    name: &str,
-    enabled: bool,
-    actor: &Actor,
-) -> ApiResult<Answer> {
-    let change = ModelChange {
+/// The change `POST /v1/models/{name}/enable` (or `disable`) asks for.
+pub(super) fn enable(enabled: bool) -> ModelChange {
+    ModelChange {
         enabled: Some(enabled),
         ..ModelChange::default()
-    };
-    change_model(s, q, name, &change, actor).await
+    }
 }
 
-async fn change_model(
+/// Applies `change` to model `name` (of the `brand-id` query parameter, else the only brand).
+pub(super) async fn change(
     s: &Shared,
     q: &Query,
     name: &str,
-    change: &ModelChange,
+    change: ModelChange,
     actor: &Actor,
 ) -> ApiResult<Answer> {
     let brand = s.brand(q.get("brand-id")).await?;
-    let m = s.store.update_model(&brand, name, change, actor).await?;
+    let m = s.store.update_model(&brand, name, &change, actor).await?;
     let active = s.active_policies().await?;
     ok(&ModelView::new(&m, active.get(&m.id)))
 }

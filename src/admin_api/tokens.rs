@@ -4,28 +4,28 @@
 use hyper::StatusCode;
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{CreateToken, CreatedToken, List, Revoked, TokenView};
-use super::{Answer, Shared, json, ok};
+use super::wire::{CreateToken, CreatedToken, Revoked, TokenView};
+use super::{Answer, Shared, json, list_of, ok};
 use crate::domain::Role;
-use crate::store::Actor;
+use crate::store::{Actor, TokenRecord};
+
+impl From<TokenRecord> for TokenView {
+    fn from(t: TokenRecord) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked: t.revoked,
+        }
+    }
+}
 
 /// `GET /v1/tokens`.
 pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
-    let tokens = s.store.tokens().await?;
-    ok(&List {
-        items: tokens
-            .into_iter()
-            .map(|t| TokenView {
-                id: t.id,
-                name: t.name,
-                role: t.role,
-                created_at: t.created_at,
-                expires_at: t.expires_at,
-                last_used_at: t.last_used_at,
-                revoked: t.revoked,
-            })
-            .collect(),
-    })
+    list_of::<_, TokenView>(s.store.tokens().await?)
 }
 
 /// `POST /v1/tokens`: 201 with the secret, shown this once.

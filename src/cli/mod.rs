@@ -265,14 +265,20 @@ fn choice<T: Clone + Send + Sync + 'static>(
     PossibleValuesParser::new(names).try_map(move |s| parse(&s))
 }
 
-fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| format!("must be an RFC 3339 time, got {s:?}"))
+/// `--expires-at`: an RFC 3339 time.
+fn parse_time(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(s, &Rfc3339)
 }
 
-fn parse_set(s: &str) -> Result<(String, String), String> {
+/// A `--set` argument without `=`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected KEY=VALUE, got `{0}`")]
+struct NotKeyValue(String);
+
+fn parse_set(s: &str) -> Result<(String, String), NotKeyValue> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+        .ok_or_else(|| NotKeyValue(s.to_string()))?;
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 

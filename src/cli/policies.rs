@@ -1,6 +1,7 @@
 //! `create serial-policy` and `list serial-policies`.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::Error;
 use super::client::{Client, path_segment};
@@ -16,36 +17,20 @@ struct Created<'a> {
     revision: i32,
 }
 
-/// The model, asked for at a terminal (from the server's models) when not given.
-async fn pick_model(client: &Client, model: Option<String>) -> Result<String, Error> {
-    if let Some(m) = model {
-        return Ok(m);
+/// `value`, or one chosen at a terminal from what `path` lists (`choices` makes the
+/// (value, description) pairs).
+async fn pick<T: DeserializeOwned>(
+    client: &Client,
+    value: Option<String>,
+    (flag, what): (&'static str, &'static str),
+    path: &str,
+    choices: impl FnOnce(Vec<T>) -> Vec<(String, String)>,
+) -> Result<String, Error> {
+    if let Some(v) = value {
+        return Ok(v);
     }
-    let models: List<ModelView> = client.get("/v1/models").await?;
-    let choices: Vec<(String, String)> = models
-        .items
-        .into_iter()
-        .map(|m| (m.name.clone(), m.name))
-        .collect();
-    choose(None, "--model", "model", &choices)
-}
-
-/// The key, asked for at a terminal (from the ready, active keys) when not given.
-async fn pick_key(client: &Client, key: Option<String>) -> Result<String, Error> {
-    if let Some(k) = key {
-        return Ok(k);
-    }
-    let keys: List<KeyView> = client.get("/v1/keys").await?;
-    let choices: Vec<(String, String)> = keys
-        .items
-        .into_iter()
-        .filter(|k| k.status == KeyStatus::Ready && k.active)
-        .map(|k| {
-            let id = k.sha3_384.unwrap_or_default();
-            (id.clone(), format!("{}  {id}", k.name))
-        })
-        .collect();
-    choose(None, "--key", "key", &choices)
+    let listed: List<T> = client.get(path).await?;
+    choose(None, flag, what, &choices(listed.items))
 }
 
 /// Appends a serial-policy revision (model -> key); asks for the model and key at a terminal
@@ -56,8 +41,30 @@ pub async fn create(
     key: Option<String>,
     as_json: bool,
 ) -> Result<(), Error> {
-    let model = pick_model(client, model).await?;
-    let key = pick_key(client, key).await?;
+    let model = pick(
+        client,
+        model,
+        ("--model", "model"),
+        "/v1/models",
+        |models| {
+            let names = models.into_iter().map(|m: ModelView| m.name);
+            names.map(|n| (n.clone(), n)).collect()
+        },
+    )
+    .await?;
+    // Only keys that can sign are offered.
+    let key = pick(client, key, ("--key", "key"), "/v1/keys", |keys| {
+        let usable = keys
+            .into_iter()
+            .filter(|k: &KeyView| k.status == KeyStatus::Ready && k.active);
+        usable
+            .map(|k| {
+                let id = k.sha3_384.unwrap_or_default();
+                (id.clone(), format!("{}  {id}", k.name))
+            })
+            .collect()
+    })
+    .await?;
     let path = format!("/v1/models/{}/serial-policies", path_segment(&model));
     let request = CreatePolicy {
         key,
