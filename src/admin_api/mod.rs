@@ -4,7 +4,7 @@
 //! Owns: the route table and authentication. Each domain has a file of handlers (`keys`,
 //! `models`, `policies`, `accounts`, `tokens`, `signing_log`, `audit`, `probes`); each handler
 //! takes a typed request from [`wire`], calls the store or the [`Backend`], and answers a
-//! typed view from [`wire`]. Failures become [`error`]'s `ApiError`, answered as
+//! typed view from [`wire`]. Failures become `error::ApiError`, answered as
 //! `{"message", "error_list": [{"code", "message"}]}`. Business rules live in the store
 //! (constraints) and the backend (HSM, codec).
 //!
