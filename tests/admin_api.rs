@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use serialmint::admin_api::{
-    AdminApi, AdminLimits, Backend, GeneratedKey, Refusal, ThrottleConfig, Unavailable,
+    AdminApi, AdminLimits, Backend, BackendError, GeneratedKey, Refusal, ThrottleConfig,
+    Unavailable,
 };
 use serialmint::catalog::Catalog;
 use serialmint::cli::client::Client;
@@ -26,11 +27,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct FakeBackend;
 
 impl Backend for FakeBackend {
-    fn generate_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>> {
+    fn generate_key<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             if name == "doomed" {
-                return Err("token full".into());
+                return Err(BackendError::Unavailable("token full".into()));
             }
             Ok(GeneratedKey {
                 sha3_384: format!("id-of-{name}"),
@@ -42,7 +46,7 @@ impl Backend for FakeBackend {
     fn account_key_request<'a>(
         &'a self,
         key: &'a SigningKey,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
         Box::pin(async move {
             Ok(format!(
                 "type: account-key-request\npublic-key-sha3-384: {}\n",
@@ -216,7 +220,9 @@ fn assert_json_error(
     assert!(v["error_list"][0]["message"].is_string(), "{what}: {v}");
 }
 
-fn status_of(err: &str) -> u16 {
+/// The status in a client error's one line ("... (HTTP 404)").
+fn status_of(err: &impl std::fmt::Display) -> u16 {
+    let err = err.to_string();
     let i = err.rfind("(HTTP ").expect("an HTTP status in the error");
     err[i + 6..i + 9].parse().unwrap()
 }
@@ -579,6 +585,93 @@ async fn the_signing_log_pages_and_exports_without_a_cap(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn unknown_fields_are_refused_by_name(pool: PgPool) {
+    let s = start(pool, Arc::new(FakeBackend)).await;
+    let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/v1/models",
+            json!({"name": "widget", "rate_limit": 5}),
+            "rate_limit",
+        ),
+        (
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "k", "types": ["serial"]}),
+            "types",
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            json!({"name": "t", "admin": true}),
+            "admin",
+        ),
+    ] {
+        let e = admin
+            .send_json(method, path, &body)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(status_of(&e), 400, "{path}: {e}");
+        assert!(
+            e.contains(&format!("unknown field `{field}`")),
+            "{path}: {e}"
+        );
+    }
+    let e = admin
+        .send_json(
+            Method::PATCH,
+            "/v1/models/widget",
+            &json!({"enabled": true, "colour": "red"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown field `colour`") && e.contains("(HTTP 400)"),
+        "{e}"
+    );
+    // Nothing was made by the refused requests.
+    assert!(s.store.models().await.unwrap().is_empty());
+    assert!(s.store.keys().await.unwrap().is_empty());
+}
+
+#[sqlx::test]
+async fn a_patch_clears_a_rate_limit_with_null_and_keeps_it_when_absent(pool: PgPool) {
+    let s = start(pool, Arc::new(FakeBackend)).await;
+    let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    admin
+        .send_json(
+            Method::POST,
+            "/v1/models",
+            &json!({"name": "widget", "rate-limit": 5, "rate-limit-burst": 9}),
+        )
+        .await
+        .unwrap();
+    let m = admin
+        .send_json(
+            Method::PATCH,
+            "/v1/models/widget",
+            &json!({"rate-limit-burst": null}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m["rate-limit"]["per-second"], 5);
+    assert!(m["rate-limit"]["burst"].is_null(), "{m}");
+    let e = admin
+        .send_json(
+            Method::PATCH,
+            "/v1/models/widget",
+            &json!({"rate-limit": 0}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(status_of(&e), 400, "{e}");
+}
+
+#[sqlx::test]
 async fn account_key_pushes_are_verified_and_readiness_reports_each_part(pool: PgPool) {
     let s = start(pool.clone(), Arc::new(FakeBackend)).await;
     let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
@@ -590,7 +683,8 @@ async fn account_key_pushes_are_verified_and_readiness_reports_each_part(pool: P
             Bytes::from_static(b"type: account-key\nforged\n"),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("KEYX") && e.contains("(HTTP 400)"), "{e}");
     assert!(s.store.account_assertions().await.unwrap().is_empty());
     admin

@@ -391,3 +391,62 @@ async fn serve_opens_every_configured_token(pool: PgPool) {
     }
     assert!(!m.contains("8765-second") && !s.logs().contains("8765-second"));
 }
+
+/// `serialmint export signing-log | head -1`: the reader goes away after one line. The CLI
+/// stops quietly with status 0 (no "Broken pipe" line, no panic), for the streamed export in
+/// both formats and for an ordinary listing too.
+#[sqlx::test]
+async fn output_into_a_pipe_closed_early_ends_quietly(pool: PgPool) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let hsm = SoftHsm::new();
+    hsm.init_token(LABEL, PIN);
+    let trusted = trusted_roots(&hsm);
+    let s = start(&pool, &hsm, &trusted);
+    let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    let token = init["admin-token"].as_str().unwrap().to_string();
+    s.json(
+        Some(&token),
+        &["create", "model", "widget", "--generate-api-key", "--json"],
+    );
+    // About 8 MiB of signing log: far more than a pipe holds.
+    sqlx::query(
+        "INSERT INTO signing_log (brand_id, model_id, model_name, serial, device_key_id, \
+         request_id, signing_key_id, instance, serial_assertion) \
+         SELECT 'acme', m.id, 'widget', 'SN' || n, 'dev' || n, 'req' || n, 'key', 't', \
+         repeat('x', 2048) FROM models m, generate_series(1, 4000) n WHERE m.name = 'widget'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    for args in [
+        &["export", "signing-log"][..],
+        &["export", "signing-log", "--format", "json"],
+        &["list", "serials", "--limit", "4000", "--json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_serialmint"))
+            .args(args)
+            .env_clear()
+            .envs(s.env.iter().cloned())
+            .env("SERIALMINT_ADMIN_URL", &s.admin_url)
+            .env("SERIALMINT_ADMIN_TOKEN", &token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        {
+            // Read one line, then close the pipe (as `head -1` does).
+            let mut reader = BufReader::new(child.stdout.take().unwrap());
+            reader.read_line(&mut first).unwrap();
+        }
+        assert!(!first.is_empty(), "{args:?}: no first line");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}: {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

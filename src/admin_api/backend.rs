@@ -21,6 +21,39 @@ pub struct GeneratedKey {
     pub public_key: String,
 }
 
+/// Why an HSM operation of the admin plane failed. Messages name keys and reasons, never a
+/// PIN.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No HSM to ask: the reason it is not there (the stand-in backend, or a test double).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server's HSM has not opened (yet); its background retry may still open it.
+    #[error("HSM not open: {0}")]
+    NotOpen(String),
+    /// The HSM refused or failed.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// The key has no id yet (still pending or failed).
+    #[error("key {0:?} has no id yet")]
+    NoKeyId(String),
+    /// The key is in the store but not on the token.
+    #[error("key {0} is not on the token")]
+    NotOnToken(String),
+    /// The `account-key-request` cannot be built.
+    #[error(transparent)]
+    Build(#[from] crate::assertion::codec::BuildError),
+    /// The clock is past what an OpenPGP signature can say.
+    #[error("the clock is outside the OpenPGP time range")]
+    ClockOutOfRange,
+    /// The HSM answered a signing call with no signature.
+    #[error("the HSM returned no signature")]
+    NoSignature,
+    /// The assembled assertion is not UTF-8.
+    #[error("the assembled assertion is not text")]
+    NotText(#[source] std::string::FromUtf8Error),
+}
+
 /// A refused assertion in a pushed stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -29,14 +62,17 @@ pub struct Refusal(pub String);
 /// The HSM and codec operations of the admin plane.
 pub trait Backend: Send + Sync + 'static {
     /// Generates an RSA-4096 key named `name` on the token.
-    fn generate_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>>;
+    fn generate_key<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>>;
 
     /// The `account-key-request` for `key` (of brand `key.brand_id`), signed by the key
     /// itself, as assertion text.
     fn account_key_request<'a>(
         &'a self,
         key: &'a SigningKey,
-    ) -> BoxFuture<'a, Result<String, String>>;
+    ) -> BoxFuture<'a, Result<String, BackendError>>;
 
     /// Decodes a stream of `account` / `account-key` assertions and checks each against the
     /// trust database, the assertions `known` from earlier pushes, and the others in the
@@ -55,16 +91,25 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct Unavailable(pub String);
 
+impl Unavailable {
+    fn error(&self) -> BackendError {
+        BackendError::Unavailable(self.0.clone())
+    }
+}
+
 impl Backend for Unavailable {
-    fn generate_key<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>> {
-        Box::pin(async move { Err(self.0.clone()) })
+    fn generate_key<'a>(
+        &'a self,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
+        Box::pin(async move { Err(self.error()) })
     }
 
     fn account_key_request<'a>(
         &'a self,
         _key: &'a SigningKey,
-    ) -> BoxFuture<'a, Result<String, String>> {
-        Box::pin(async move { Err(self.0.clone()) })
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(async move { Err(self.error()) })
     }
 
     fn verify_account_assertions(
@@ -99,10 +144,10 @@ impl HsmBackend {
         HsmBackend { slot, trust }
     }
 
-    fn hsm(&self) -> Result<&crate::hsm::Hsm, String> {
+    fn hsm(&self) -> Result<&crate::hsm::Hsm, BackendError> {
         self.slot
             .get()
-            .ok_or_else(|| format!("HSM not open: {}", self.slot.why()))
+            .ok_or_else(|| BackendError::NotOpen(self.slot.why()))
     }
 }
 
@@ -193,13 +238,12 @@ pub fn verify_pushed(
 }
 
 impl Backend for HsmBackend {
-    fn generate_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<GeneratedKey, String>> {
+    fn generate_key<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
         Box::pin(async move {
-            let info = self
-                .hsm()?
-                .generate_key(name)
-                .await
-                .map_err(|e| e.to_string())?;
+            let info = self.hsm()?.generate_key(name).await?;
             Ok(GeneratedKey {
                 sha3_384: info.key_id,
                 public_key: info.public.encode(),
@@ -210,19 +254,18 @@ impl Backend for HsmBackend {
     fn account_key_request<'a>(
         &'a self,
         key: &'a SigningKey,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
         Box::pin(async move {
             use crate::assertion::{AccountKeyRequestBuilder, assemble_encoded, signing_input};
             let id = key
                 .sha3_384
                 .as_deref()
-                .ok_or_else(|| format!("key {:?} has no id yet", key.name))?;
+                .ok_or_else(|| BackendError::NoKeyId(key.name.clone()))?;
             let hsm = self.hsm()?;
             let info = hsm
                 .find_key(id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("key {id} is not on the token"))?;
+                .await?
+                .ok_or_else(|| BackendError::NotOnToken(id.to_string()))?;
             let now = time::OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .expect("0 is a valid nanosecond");
@@ -233,20 +276,14 @@ impl Backend for HsmBackend {
                 until: None,
                 public_key: info.public,
             }
-            .content()
-            .map_err(|e| e.to_string())?;
-            let created = u32::try_from(now.unix_timestamp())
-                .map_err(|_| "the clock is outside the OpenPGP time range".to_string())?;
+            .content()?;
+            let created =
+                u32::try_from(now.unix_timestamp()).map_err(|_| BackendError::ClockOutOfRange)?;
             let input = signing_input(&content, created);
-            let sigs = hsm
-                .sign(id, &[*input.digest_info()])
-                .await
-                .map_err(|e| e.to_string())?;
-            let sig = sigs
-                .first()
-                .ok_or_else(|| "the HSM returned no signature".to_string())?;
+            let sigs = hsm.sign(id, &[*input.digest_info()]).await?;
+            let sig = sigs.first().ok_or(BackendError::NoSignature)?;
             let encoded = assemble_encoded(&content, &input.encode_signature(sig));
-            String::from_utf8(encoded).map_err(|e| e.to_string())
+            String::from_utf8(encoded).map_err(BackendError::NotText)
         })
     }
 

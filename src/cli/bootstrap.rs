@@ -2,30 +2,44 @@
 //! (from the configuration), before any admin token exists.
 
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde::Serialize;
 
+use super::Error;
+use super::output::{outln, print_json};
 use crate::config::Config;
-use crate::store::{Actor, Role, Store};
+use crate::domain::Role;
+use crate::store::{Actor, Store};
 
-use super::output::print_json;
+/// `migrate --json`.
+#[derive(Serialize)]
+struct Migrated {
+    migrated: bool,
+}
 
-async fn connect(config: &Config) -> Result<Store, String> {
-    let store = Store::connect_url(config.database_url.expose_secret(), 2)
-        .await
-        .map_err(|e| e.to_string())?;
-    store.migrate().await.map_err(|e| e.to_string())?;
+/// `init --json`: the new admin token, or none and how many work already.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Initialized<'a> {
+    brand_id: &'a str,
+    admin_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_admin_tokens: Option<i64>,
+}
+
+async fn connect(config: &Config) -> Result<Store, Error> {
+    let store = Store::connect_url(config.database_url.expose_secret(), 2).await?;
+    store.migrate().await?;
     Ok(store)
 }
 
 /// Applies the migrations.
-pub async fn migrate(config: &Config, as_json: bool) -> Result<(), String> {
+pub async fn migrate(config: &Config, as_json: bool) -> Result<(), Error> {
     connect(config).await?;
     if as_json {
-        print_json(&json!({"migrated": true}));
+        print_json(&Migrated { migrated: true })
     } else {
-        println!("Database schema is up to date.");
+        outln!("Database schema is up to date.")
     }
-    Ok(())
 }
 
 /// Creates the brand (if new) and the first admin token, printed once. When an admin token
@@ -37,45 +51,46 @@ pub async fn init(
     brand_id: &str,
     new_token: bool,
     as_json: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let store = connect(config).await?;
     let actor = Actor::bootstrap();
     store
         .ensure_brand(brand_id, &actor)
         .await
-        .map_err(|e| format!("cannot create brand {brand_id:?}: {e}"))?;
-    let active = store
-        .working_tokens(Role::Admin)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| Error::Brand {
+            brand: brand_id.to_string(),
+            source,
+        })?;
+    let active = store.working_tokens(Role::Admin).await?;
     if active > 0 && !new_token {
         if as_json {
-            print_json(&json!({
-                "brand-id": brand_id,
-                "admin-token": null,
-                "active-admin-tokens": active,
-            }));
-        } else {
-            println!("Brand {brand_id} is ready.");
-            println!(
-                "An admin token exists already ({active} active), so none was created: make more \
-                 with `serialmint create token`, or run `serialmint init --new-token` if every \
-                 admin token is lost."
-            );
+            return print_json(&Initialized {
+                brand_id,
+                admin_token: None,
+                active_admin_tokens: Some(active),
+            });
         }
-        return Ok(());
+        outln!("Brand {brand_id} is ready.")?;
+        return outln!(
+            "An admin token exists already ({active} active), so none was created: make more \
+             with `serialmint create token`, or run `serialmint init --new-token` if every \
+             admin token is lost."
+        );
     }
     let token = store
         .create_token("admin", Role::Admin, None, &actor)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if as_json {
-        print_json(&json!({"brand-id": brand_id, "admin-token": token.secret}));
+        print_json(&Initialized {
+            brand_id,
+            admin_token: Some(&token.secret),
+            active_admin_tokens: None,
+        })
     } else {
-        println!("Brand {brand_id} is ready.");
-        println!("Admin token (shown only now; keep it secret):");
-        println!();
-        println!("    export SERIALMINT_ADMIN_TOKEN={}", token.secret);
+        outln!(
+            "Brand {brand_id} is ready.\nAdmin token (shown only now; keep it secret):\n\n    \
+             export SERIALMINT_ADMIN_TOKEN={}",
+            token.secret
+        )
     }
-    Ok(())
 }

@@ -1,6 +1,9 @@
 //! The admin CLI's HTTP client: talks to the admin listener at `SERIALMINT_ADMIN_URL`
-//! (default `http://127.0.0.1:8081`) with `SERIALMINT_ADMIN_TOKEN` as a bearer token, and
-//! turns the server's JSON errors into one line.
+//! (default `http://127.0.0.1:8081`) with `SERIALMINT_ADMIN_TOKEN` as a bearer token, sends
+//! and reads the typed bodies of [`crate::admin_api::wire`], and turns the server's error
+//! answers into [`Error::Refused`].
+
+use std::fmt;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -9,10 +12,28 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::Error;
+use crate::admin_api::wire::ErrorBody;
 
 /// Default admin URL.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
+
+/// Everything but RFC 3986's unreserved characters is escaped in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `s` percent-encoded for use as one path segment (a `/` in a name stays inside it).
+pub fn path_segment(s: &str) -> impl fmt::Display + '_ {
+    utf8_percent_encode(s, SEGMENT)
+}
 
 /// A client of the admin API.
 pub struct Client {
@@ -23,7 +44,7 @@ pub struct Client {
 
 impl Client {
     /// A client from `SERIALMINT_ADMIN_URL` and `SERIALMINT_ADMIN_TOKEN`.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, Error> {
         let base = std::env::var("SERIALMINT_ADMIN_URL")
             .ok()
             .filter(|s| !s.is_empty())
@@ -35,11 +56,9 @@ impl Client {
     }
 
     /// A client of `base` (http only) with an optional token.
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, String> {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, Error> {
         if !base.starts_with("http://") {
-            return Err(format!(
-                "SERIALMINT_ADMIN_URL must be an http:// URL (got {base:?}); put TLS in front with a proxy"
-            ));
+            return Err(Error::NotHttp(base.to_string()));
         }
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
@@ -54,18 +73,16 @@ impl Client {
         path: &str,
         content_type: &str,
         body: Bytes,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-        let token = self.token.as_deref().ok_or_else(|| {
-            "SERIALMINT_ADMIN_TOKEN is not set (the token `serialmint init` printed)".to_string()
-        })?;
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        let token = self.token.as_deref().ok_or(Error::NoToken)?;
         let uri = format!("{}{}", self.base, path);
         let mut req = Request::builder()
             .method(method)
             .uri(&uri)
             .body(Full::new(body))
-            .map_err(|e| format!("bad request URL {uri}: {e}"))?;
+            .map_err(|source| Error::BadUrl { uri, source })?;
         let auth = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "SERIALMINT_ADMIN_TOKEN contains invalid characters".to_string())?;
+            .map_err(|_| Error::TokenNotAHeader)?;
         req.headers_mut().insert(AUTHORIZATION, auth);
         if !content_type.is_empty() {
             req.headers_mut().insert(
@@ -73,124 +90,123 @@ impl Client {
                 HeaderValue::from_str(content_type).expect("static content type"),
             );
         }
-        self.http.request(req).await.map_err(|e| {
-            format!(
-                "cannot reach the admin API at {}: {}",
-                self.base,
-                source_chain(&e)
-            )
-        })
+        self.http
+            .request(req)
+            .await
+            .map_err(|source| Error::Unreachable {
+                base: self.base.clone(),
+                source,
+            })
     }
 
     /// Sends a request and returns the whole body when the status is a success, else the
-    /// server's message as the error.
+    /// server's refusal.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         content_type: &str,
         body: Bytes,
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<(StatusCode, Bytes), Error> {
         let resp = self.send(method, path, content_type, body).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("reading the answer failed: {e}"))?
+            .map_err(Error::ReadAnswer)?
             .to_bytes();
         if !status.is_success() {
-            return Err(error_message(status, &bytes));
+            return Err(refusal(status, &bytes));
         }
         Ok((status, bytes))
     }
 
-    /// GET returning JSON.
-    pub async fn get_json(&self, path: &str) -> Result<Value, String> {
+    /// GET, answered with a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let (_, body) = self.call(Method::GET, path, "", Bytes::new()).await?;
-        parse(&body)
+        serde_json::from_slice(&body).map_err(Error::BadAnswer)
     }
 
-    /// A JSON request returning JSON.
+    /// A JSON request, answered with a `T`.
+    pub async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        let json = serde_json::to_vec(body).map_err(Error::BadAnswer)?;
+        let (_, body) = self
+            .call(method, path, "application/json", Bytes::from(json))
+            .await?;
+        serde_json::from_slice(&body).map_err(Error::BadAnswer)
+    }
+
+    /// POST of a JSON body, answered with a `T`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        self.request(Method::POST, path, body).await
+    }
+
+    /// GET of untyped JSON (for tests and scripts; the verbs use [`Client::get`]).
+    pub async fn get_json(&self, path: &str) -> Result<Value, Error> {
+        self.get(path).await
+    }
+
+    /// A request with an untyped JSON body and answer (for tests and scripts).
     pub async fn send_json(
         &self,
         method: Method,
         path: &str,
         body: &Value,
-    ) -> Result<Value, String> {
-        let (_, body) = self
-            .call(
-                method,
-                path,
-                "application/json",
-                Bytes::from(body.to_string()),
-            )
-            .await?;
-        parse(&body)
+    ) -> Result<Value, Error> {
+        self.request(method, path, body).await
     }
 
     /// GET that streams the body to `out` as it arrives.
-    pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> Result<(), String> {
+    pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> Result<(), Error> {
         let resp = self.send(Method::GET, path, "", Bytes::new()).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer failed: {e}"))?
-                .to_bytes();
-            return Err(error_message(status, &bytes));
+            let bytes = body.collect().await.map_err(Error::ReadAnswer)?.to_bytes();
+            return Err(refusal(status, &bytes));
         }
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("the download broke off: {e}"))?;
+            let frame = frame.map_err(Error::DownloadBroke)?;
             if let Some(data) = frame.data_ref() {
-                out.write_all(data)
-                    .map_err(|e| format!("cannot write the output: {e}"))?;
+                out.write_all(data).map_err(Error::Output)?;
             }
         }
-        out.flush()
-            .map_err(|e| format!("cannot write the output: {e}"))
+        out.flush().map_err(Error::Output)
     }
 }
 
-/// Percent-encodes a path segment or query value.
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn parse(body: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(body).map_err(|e| format!("the admin API answered invalid JSON: {e}"))
-}
-
-fn error_message(status: StatusCode, body: &[u8]) -> String {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+/// The server's refusal: its message (from the error body, else the body's text, else the
+/// status's reason) and status.
+fn refusal(status: StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string());
     let message = if message.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()
     } else {
         message
     };
-    format!("{message} (HTTP {})", status.as_u16())
+    Error::Refused { status, message }
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_escape_all_but_unreserved() {
+        assert_eq!(path_segment("a-b_c.d~e").to_string(), "a-b_c.d~e");
+        assert_eq!(path_segment("a/b c").to_string(), "a%2Fb%20c");
+        assert_eq!(path_segment("é").to_string(), "%C3%A9");
     }
-    s
 }

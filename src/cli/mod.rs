@@ -1,11 +1,14 @@
 //! The `serialmint` command line: `serve` and the store-admin-style admin verbs.
 //!
 //! Parsing lives here; each verb family has a file of its own. The admin verbs talk HTTP to
-//! the admin listener (`SERIALMINT_ADMIN_URL`, `SERIALMINT_ADMIN_TOKEN`); `migrate` and `init`
-//! work on the database directly, from the configuration.
+//! the admin listener (`SERIALMINT_ADMIN_URL`, `SERIALMINT_ADMIN_TOKEN`) through the typed
+//! bodies of [`crate::admin_api::wire`], the same ones the server reads and writes; `migrate`
+//! and `init` work on the database directly, from the configuration. Failures are
+//! [`Error`]s, printed as one line by [`run`]; stdout closing early (`| head`) is not one.
 
 mod bootstrap;
 pub mod client;
+mod error;
 mod keys;
 mod models;
 mod output;
@@ -16,9 +19,17 @@ mod tokens;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
+pub use error::Error;
+use output::outln;
+
+use crate::admin_api::wire::{ExportFormat, LogQuery};
 use crate::config::{Config, SETTINGS};
+use crate::domain::{DuplicatePolicy, Role, SerialGeneration, UnknownChoice};
 
 /// How long `serve` waits for the runtime's blocking threads after the graceful drain.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -110,11 +121,11 @@ pub enum Create {
         /// A name for it (shown in the audit log).
         name: String,
         /// admin or read-only.
-        #[arg(long, default_value = "read-only", value_parser = ["admin", "read-only"])]
-        role: String,
+        #[arg(long, default_value = "read-only", value_parser = choice(Role::names(), str::parse::<Role>))]
+        role: Role,
         /// When it stops working (RFC 3339), e.g. 2027-01-01T00:00:00Z.
-        #[arg(long)]
-        expires_at: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        expires_at: Option<OffsetDateTime>,
         /// Print {"name", "role", "token"}.
         #[arg(long)]
         json: bool,
@@ -168,11 +179,11 @@ pub struct ModelSettings {
     #[arg(long, requires = "rate_limit")]
     pub rate_limit_burst: Option<u32>,
     /// A serial already issued, asked for by another device key: refuse (409) or reissue.
-    #[arg(long, value_parser = ["refuse", "reissue"])]
-    pub duplicate_policy: Option<String>,
+    #[arg(long, value_parser = choice(DuplicatePolicy::names(), str::parse::<DuplicatePolicy>))]
+    pub duplicate_policy: Option<DuplicatePolicy>,
     /// When the device proposes no serial: uuid, prefix-counter or require-proposed.
-    #[arg(long, value_parser = ["uuid", "prefix-counter", "require-proposed"])]
-    pub serial_generation: Option<String>,
+    #[arg(long, value_parser = choice(SerialGeneration::names(), str::parse::<SerialGeneration>))]
+    pub serial_generation: Option<SerialGeneration>,
     /// The prefix of prefix-counter serials.
     #[arg(long)]
     pub serial_prefix: Option<String>,
@@ -231,8 +242,8 @@ pub enum Export {
     /// The whole signing log, streamed to stdout.
     SigningLog {
         /// csv or json.
-        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
-        format: String,
+        #[arg(long, default_value = "csv", value_parser = choice(ExportFormat::names(), str::parse::<ExportFormat>))]
+        format: ExportFormat,
         /// Only this model.
         #[arg(long)]
         model: Option<String>,
@@ -245,26 +256,48 @@ pub enum Export {
     },
 }
 
-fn parse_set(s: &str) -> Result<(String, String), String> {
+/// A clap value parser for one of a named choice's `names`, parsed by `parse` (the choice's
+/// `FromStr`): `--help` lists the names, and the value arrives typed.
+fn choice<T: Clone + Send + Sync + 'static>(
+    names: Vec<&'static str>,
+    parse: fn(&str) -> Result<T, UnknownChoice>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names).try_map(move |s| parse(&s))
+}
+
+/// `--expires-at`: an RFC 3339 time.
+fn parse_time(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(s, &Rfc3339)
+}
+
+/// A `--set` argument without `=`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected KEY=VALUE, got `{0}`")]
+struct NotKeyValue(String);
+
+fn parse_set(s: &str) -> Result<(String, String), NotKeyValue> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))?;
+        .ok_or_else(|| NotKeyValue(s.to_string()))?;
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
-/// Runs the parsed command line; errors are printed as one line.
+/// Runs the parsed command line; errors are printed as one line. Stdout closing early (a
+/// pipe into `head`) ends the command quietly, with success.
 pub fn run(cli: Cli) -> ExitCode {
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("serialmint: {message}");
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serialmint: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn execute(cli: Cli) -> Result<(), String> {
+fn execute(cli: Cli) -> Result<(), Error> {
     let mut overrides = cli.set.clone();
+    let load = |overrides: &[(String, String)]| Config::load(cli.config.as_deref(), overrides);
     match cli.command {
         Command::Serve {
             device_listen,
@@ -272,100 +305,43 @@ fn execute(cli: Cli) -> Result<(), String> {
         } => {
             overrides.extend(device_listen.map(|v| ("device.listen".to_string(), v)));
             overrides.extend(admin_listen.map(|v| ("admin.listen".to_string(), v)));
-            let config =
-                Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
-            config.validate_for_serve().map_err(|e| e.to_string())?;
+            let config = load(&overrides)?;
+            config.validate_for_serve()?;
             crate::logging::init(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+                .map_err(Error::Runtime)?;
             let result = runtime.block_on(crate::server::serve(config));
             // After the graceful drain: do not wait for blocking threads without end (a
             // database or other blocking task that hangs must not keep the process alive;
             // PKCS#11 calls run on detached threads that nothing waits for anyway).
             runtime.shutdown_timeout(SHUTDOWN_GRACE);
-            result.map_err(|e| e.to_string())
+            Ok(result?)
         }
-        Command::Config { list } => {
-            if list {
-                for s in SETTINGS {
-                    println!("{:<34} {:<38} {:<28} {}", s.key, s.env, s.default, s.help);
-                }
-            } else {
-                let config =
-                    Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
-                println!("{config:#?}");
+        Command::Config { list: true } => {
+            for s in SETTINGS {
+                outln!("{:<34} {:<38} {:<28} {}", s.key, s.env, s.default, s.help)?;
             }
             Ok(())
         }
-        Command::Migrate { json } => {
-            let config =
-                Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
-            block_on(bootstrap::migrate(&config, json))
-        }
+        Command::Config { list: false } => outln!("{:#?}", load(&overrides)?),
+        Command::Migrate { json } => block_on(bootstrap::migrate(&load(&overrides)?, json)),
         Command::Init {
             brand_id,
             new_token,
             json,
         } => {
-            let config =
-                Config::load(cli.config.as_deref(), &overrides).map_err(|e| e.to_string())?;
+            let config = load(&overrides)?;
             block_on(bootstrap::init(&config, &brand_id, new_token, json))
         }
-        Command::Create(c) => {
-            let client = client::Client::from_env()?;
-            block_on(async move {
-                match c {
-                    Create::Token {
-                        name,
-                        role,
-                        expires_at,
-                        json,
-                    } => tokens::create(&client, &name, &role, expires_at, json).await,
-                    Create::Key { name, json } => keys::create(&client, &name, json).await,
-                    Create::Model {
-                        name,
-                        api_key,
-                        generate_api_key,
-                        settings,
-                        json,
-                    } => {
-                        models::create(&client, name, api_key, generate_api_key, &settings, json)
-                            .await
-                    }
-                    Create::SerialPolicy { model, key, json } => {
-                        policies::create(&client, model, key, json).await
-                    }
-                }
-            })
-        }
-        Command::List(l) => {
-            let client = client::Client::from_env()?;
-            block_on(async move {
-                match l {
-                    List::Tokens { json } => tokens::list(&client, json).await,
-                    List::Keys { json } => keys::list(&client, json).await,
-                    List::Models { json } => models::list(&client, json).await,
-                    List::SerialPolicies { model, json } => {
-                        policies::list(&client, model, json).await
-                    }
-                    List::Serials {
-                        model,
-                        serial,
-                        limit,
-                        json,
-                    } => signing_log::list(&client, model, serial, limit, json).await,
-                }
-            })
-        }
+        Command::Create(c) => admin(|client| async move { create(&client, c).await }),
+        Command::List(l) => admin(|client| async move { list(&client, l).await }),
         Command::RegisterKey { key, json } => {
-            let client = client::Client::from_env()?;
-            block_on(keys::register(&client, &key, json))
+            admin(|client| async move { keys::register(&client, &key, json).await })
         }
         Command::PushAccountKeys { file, json } => {
-            let client = client::Client::from_env()?;
-            block_on(keys::push(&client, &file, json))
+            admin(|client| async move { keys::push(&client, &file, json).await })
         }
         Command::Export(Export::SigningLog {
             format,
@@ -373,18 +349,74 @@ fn execute(cli: Cli) -> Result<(), String> {
             serial,
             json,
         }) => {
-            let client = client::Client::from_env()?;
-            let format = if json { "json".to_string() } else { format };
-            block_on(signing_log::export(&client, &format, model, serial))
+            let format = if json { ExportFormat::Json } else { format };
+            let filter = log_filter(model, serial);
+            admin(|client| async move { signing_log::export(&client, format, filter).await })
         }
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result<(), String> {
+/// Runs an admin verb with a client from the environment.
+fn admin<F, Fut>(verb: F) -> Result<(), Error>
+where
+    F: FnOnce(client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let client = client::Client::from_env()?;
+    block_on(verb(client))
+}
+
+async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
+    match c {
+        Create::Token {
+            name,
+            role,
+            expires_at,
+            json,
+        } => tokens::create(client, &name, role, expires_at, json).await,
+        Create::Key { name, json } => keys::create(client, &name, json).await,
+        Create::Model {
+            name,
+            api_key,
+            generate_api_key,
+            settings,
+            json,
+        } => models::create(client, name, api_key, generate_api_key, &settings, json).await,
+        Create::SerialPolicy { model, key, json } => {
+            policies::create(client, model, key, json).await
+        }
+    }
+}
+
+async fn list(client: &client::Client, l: List) -> Result<(), Error> {
+    match l {
+        List::Tokens { json } => tokens::list(client, json).await,
+        List::Keys { json } => keys::list(client, json).await,
+        List::Models { json } => models::list(client, json).await,
+        List::SerialPolicies { model, json } => policies::list(client, model, json).await,
+        List::Serials {
+            model,
+            serial,
+            limit,
+            json,
+        } => signing_log::list(client, log_filter(model, serial), limit, json).await,
+    }
+}
+
+/// The signing-log filter of `--model` and `--serial`.
+fn log_filter(model: Option<String>, serial: Option<String>) -> LogQuery {
+    LogQuery {
+        model,
+        serial,
+        ..LogQuery::default()
+    }
+}
+
+fn block_on<F: std::future::Future<Output = Result<(), Error>>>(f: F) -> Result<(), Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .map_err(Error::Runtime)?
         .block_on(f)
 }
 

@@ -1,10 +1,30 @@
 //! `create model` and `list models`.
 
-use hyper::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::client::Client;
-use super::output::{ask, print_json, print_table, s, table};
+use super::output::{ask, outln, print_json, print_rows};
+use super::{Error, ModelSettings};
+use crate::admin_api::wire::{CreateModel, List, ModelView};
+
+/// `create model --json`.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Created<'a> {
+    name: &'a str,
+    api_key: &'a str,
+}
+
+/// A row of `list models --json`.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Listed<'a> {
+    name: &'a str,
+    api_key: &'a str,
+    key: Option<&'a str>,
+    revision: Option<i32>,
+    enabled: bool,
+}
 
 /// Creates a model; asks for the API key at a terminal when none is given (an empty answer
 /// generates a strong one).
@@ -13,9 +33,9 @@ pub async fn create(
     name: Option<String>,
     api_key: Option<String>,
     generate: bool,
-    settings: &super::ModelSettings,
+    settings: &ModelSettings,
     as_json: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let name = ask(name, "NAME", "Model name", None)?;
     let api_key = if generate {
         None
@@ -28,64 +48,50 @@ pub async fn create(
         )?;
         (!answer.is_empty()).then_some(answer)
     };
-    let mut body = json!({ "name": name });
-    if let Some(k) = api_key {
-        body["api-key"] = json!(k);
-    }
-    if let Some(r) = settings.rate_limit {
-        body["rate-limit"] = json!(r);
-    }
-    if let Some(b) = settings.rate_limit_burst {
-        body["rate-limit-burst"] = json!(b);
-    }
-    if let Some(d) = &settings.duplicate_policy {
-        body["duplicate-policy"] = json!(d);
-    }
-    if let Some(g) = &settings.serial_generation {
-        body["serial-generation"] = json!(g);
-    }
-    if let Some(p) = &settings.serial_prefix {
-        body["serial-prefix"] = json!(p);
-    }
-    let m = client.send_json(Method::POST, "/v1/models", &body).await?;
+    let request = CreateModel {
+        name,
+        api_key,
+        rate_limit: settings.rate_limit,
+        rate_limit_burst: settings.rate_limit_burst,
+        duplicate_policy: settings.duplicate_policy,
+        serial_generation: settings.serial_generation,
+        serial_prefix: settings.serial_prefix.clone(),
+        brand_id: None,
+    };
+    let m: ModelView = client.post("/v1/models", &request).await?;
     if as_json {
-        print_json(&json!({"name": m["name"], "api-key": m["api-key"]}));
+        print_json(&Created {
+            name: &m.name,
+            api_key: &m.api_key,
+        })
     } else {
-        println!(
-            "Created model {} with API key {}",
-            s(&m, "name"),
-            s(&m, "api-key")
-        );
+        outln!("Created model {} with API key {}", m.name, m.api_key)
     }
-    Ok(())
 }
 
 /// Lists models: Name, API key, Active serial signing key.
-pub async fn list(client: &Client, as_json: bool) -> Result<(), String> {
-    let v = client.get_json("/v1/models").await?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    if as_json {
-        let out: Vec<Value> = items
-            .iter()
-            .map(|m| {
-                json!({"name": m["name"], "api-key": m["api-key"],
-                       "key": m["active-policy"]["key"], "revision": m["active-policy"]["revision"],
-                       "enabled": m["enabled"]})
-            })
-            .collect();
-        print_json(&Value::Array(out));
-        return Ok(());
-    }
-    let mut t = table(&["Name", "API key", "Active serial signing key"]);
-    for m in &items {
-        let key = m["active-policy"]["key"].as_str().unwrap_or("-");
-        let name = if m["enabled"].as_bool() == Some(false) {
-            format!("{} (disabled)", s(m, "name"))
-        } else {
-            s(m, "name").to_string()
-        };
-        t.add_row(vec![name.as_str(), s(m, "api-key"), key]);
-    }
-    print_table(&t, "No models.");
-    Ok(())
+pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
+    let models: List<ModelView> = client.get("/v1/models").await?;
+    print_rows(
+        &models.items,
+        as_json,
+        |m| Listed {
+            name: &m.name,
+            api_key: &m.api_key,
+            key: m.active_policy.as_ref().map(|p| p.key.as_str()),
+            revision: m.active_policy.as_ref().map(|p| p.revision),
+            enabled: m.enabled,
+        },
+        &["Name", "API key", "Active serial signing key"],
+        |m| {
+            let name = if m.enabled {
+                m.name.clone()
+            } else {
+                format!("{} (disabled)", m.name)
+            };
+            let key = m.active_policy.as_ref().map_or("-", |p| p.key.as_str());
+            vec![name, m.api_key.clone(), key.to_string()]
+        },
+        "No models.",
+    )
 }

@@ -1,10 +1,37 @@
 //! `create serial-policy` and `list serial-policies`.
 
-use hyper::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::client::{Client, enc};
-use super::output::{choose, print_json, print_table, s, short_time, table};
+use super::Error;
+use super::client::{Client, path_segment};
+use super::output::{choose, outln, print_json, print_rows, short_time};
+use crate::admin_api::wire::{CreatePolicy, KeyView, List, ModelView, PolicyView};
+use crate::domain::KeyStatus;
+
+/// `create serial-policy --json`.
+#[derive(Serialize)]
+struct Created<'a> {
+    model: &'a str,
+    key: &'a str,
+    revision: i32,
+}
+
+/// `value`, or one chosen at a terminal from what `path` lists (`choices` makes the
+/// (value, description) pairs).
+async fn pick<T: DeserializeOwned>(
+    client: &Client,
+    value: Option<String>,
+    (flag, what): (&'static str, &'static str),
+    path: &str,
+    choices: impl FnOnce(Vec<T>) -> Vec<(String, String)>,
+) -> Result<String, Error> {
+    if let Some(v) = value {
+        return Ok(v);
+    }
+    let listed: List<T> = client.get(path).await?;
+    choose(None, flag, what, &choices(listed.items))
+}
 
 /// Appends a serial-policy revision (model -> key); asks for the model and key at a terminal
 /// when missing.
@@ -13,95 +40,82 @@ pub async fn create(
     model: Option<String>,
     key: Option<String>,
     as_json: bool,
-) -> Result<(), String> {
-    let model = match model {
-        Some(m) => m,
-        None => {
-            let models = client.get_json("/v1/models").await?;
-            let choices: Vec<(String, String)> = models["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| (s(m, "name").to_string(), s(m, "name").to_string()))
-                .collect();
-            choose(None, "--model", "model", &choices)?
-        }
+) -> Result<(), Error> {
+    let model = pick(
+        client,
+        model,
+        ("--model", "model"),
+        "/v1/models",
+        |models| {
+            let names = models.into_iter().map(|m: ModelView| m.name);
+            names.map(|n| (n.clone(), n)).collect()
+        },
+    )
+    .await?;
+    // Only keys that can sign are offered.
+    let key = pick(client, key, ("--key", "key"), "/v1/keys", |keys| {
+        let usable = keys
+            .into_iter()
+            .filter(|k: &KeyView| k.status == KeyStatus::Ready && k.active);
+        usable
+            .map(|k| {
+                let id = k.sha3_384.unwrap_or_default();
+                (id.clone(), format!("{}  {id}", k.name))
+            })
+            .collect()
+    })
+    .await?;
+    let path = format!("/v1/models/{}/serial-policies", path_segment(&model));
+    let request = CreatePolicy {
+        key,
+        brand_id: None,
     };
-    let key = match key {
-        Some(k) => k,
-        None => {
-            let keys = client.get_json("/v1/keys").await?;
-            let choices: Vec<(String, String)> = keys["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|k| s(k, "status") == "ready" && k["active"].as_bool() == Some(true))
-                .map(|k| {
-                    (
-                        s(k, "sha3-384").to_string(),
-                        format!("{}  {}", s(k, "name"), s(k, "sha3-384")),
-                    )
-                })
-                .collect();
-            choose(None, "--key", "key", &choices)?
-        }
-    };
-    let p = client
-        .send_json(
-            Method::POST,
-            &format!("/v1/models/{}/serial-policies", enc(&model)),
-            &json!({ "key": key }),
-        )
-        .await?;
+    let p: PolicyView = client.post(&path, &request).await?;
     if as_json {
-        print_json(&json!({"model": p["model"], "key": p["key"], "revision": p["revision"]}));
+        print_json(&Created {
+            model: &p.model,
+            key: &p.key,
+            revision: p.revision,
+        })
     } else {
-        println!(
+        outln!(
             "Model {} now signs serials with key {} (serial policy revision {}).",
-            s(&p, "model"),
-            s(&p, "key"),
-            p["revision"]
-        );
+            p.model,
+            p.key,
+            p.revision
+        )
     }
-    Ok(())
 }
 
 /// Lists serial-policy revisions, newest first per model.
-pub async fn list(client: &Client, model: Option<String>, as_json: bool) -> Result<(), String> {
+pub async fn list(client: &Client, model: Option<String>, as_json: bool) -> Result<(), Error> {
     let path = match &model {
-        Some(m) => format!("/v1/models/{}/serial-policies", enc(m)),
+        Some(m) => format!("/v1/models/{}/serial-policies", path_segment(m)),
         None => "/v1/serial-policies".to_string(),
     };
-    let v = client.get_json(&path).await?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    if as_json {
-        print_json(&Value::Array(items));
-        return Ok(());
-    }
-    let mut t = table(&[
-        "Model",
-        "Revision",
-        "Key",
-        "Created",
-        "Created by",
-        "Active",
-    ]);
-    for p in &items {
-        let revision = p["revision"].to_string();
-        let active = if p["active"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            ""
-        };
-        t.add_row(vec![
-            s(p, "model"),
-            revision.as_str(),
-            s(p, "key"),
-            short_time(s(p, "created-at")).as_str(),
-            s(p, "created-by"),
-            active,
-        ]);
-    }
-    print_table(&t, "No serial policies.");
-    Ok(())
+    let policies: List<PolicyView> = client.get(&path).await?;
+    print_rows(
+        &policies.items,
+        as_json,
+        Clone::clone,
+        &[
+            "Model",
+            "Revision",
+            "Key",
+            "Created",
+            "Created by",
+            "Active",
+        ],
+        |p| {
+            vec![
+                p.model.clone(),
+                p.revision.to_string(),
+                p.key.clone(),
+                short_time(Some(p.created_at)),
+                p.created_by.clone(),
+                if p.active { "yes" } else { "" }.to_string(),
+            ]
+        },
+        "No serial policies.",
+    )
 }

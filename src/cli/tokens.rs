@@ -1,62 +1,70 @@
 //! `create token` and `list tokens`: admin API tokens (a secret is shown once, at creation).
 
-use hyper::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
+use time::OffsetDateTime;
 
+use super::Error;
 use super::client::Client;
-use super::output::{print_json, print_table, s, short_time, table};
+use super::output::{outln, print_json, print_rows, short_time};
+use crate::admin_api::wire::{CreateToken, CreatedToken, List, TokenView};
+use crate::domain::Role;
 
-/// Creates a token with `role` (`admin` or `read-only`), printed once.
+/// `create token --json`.
+#[derive(Serialize)]
+struct Created<'a> {
+    name: &'a str,
+    role: Role,
+    token: &'a str,
+}
+
+/// Creates a token with `role`, printed once.
 pub async fn create(
     client: &Client,
     name: &str,
-    role: &str,
-    expires_at: Option<String>,
+    role: Role,
+    expires_at: Option<OffsetDateTime>,
     as_json: bool,
-) -> Result<(), String> {
-    let mut body = json!({ "name": name, "role": role });
-    if let Some(e) = expires_at {
-        body["expires-at"] = json!(e);
-    }
-    let t = client.send_json(Method::POST, "/v1/tokens", &body).await?;
+) -> Result<(), Error> {
+    let request = CreateToken {
+        name: name.to_string(),
+        role: Some(role),
+        expires_at,
+    };
+    let t: CreatedToken = client.post("/v1/tokens", &request).await?;
     if as_json {
-        print_json(&json!({"name": t["name"], "role": t["role"], "token": t["token"]}));
+        print_json(&Created {
+            name: &t.name,
+            role: t.role,
+            token: &t.token,
+        })
     } else {
-        println!(
+        outln!(
             "Created {} token {} (shown only now; keep it secret):\n\n    {}",
-            s(&t, "role"),
-            s(&t, "name"),
-            s(&t, "token")
-        );
+            t.role,
+            t.name,
+            t.token
+        )
     }
-    Ok(())
 }
 
 /// Lists tokens (never their secrets).
-pub async fn list(client: &Client, as_json: bool) -> Result<(), String> {
-    let v = client.get_json("/v1/tokens").await?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    if as_json {
-        print_json(&Value::Array(items));
-        return Ok(());
-    }
-    let mut t = table(&["Id", "Name", "Role", "Expires", "Last used", "State"]);
-    for k in &items {
-        let id = k["id"].to_string();
-        let state = if k["revoked"].as_bool() == Some(true) {
-            "revoked"
-        } else {
-            "active"
-        };
-        t.add_row(vec![
-            id.as_str(),
-            s(k, "name"),
-            s(k, "role"),
-            short_time(s(k, "expires-at")).as_str(),
-            short_time(s(k, "last-used-at")).as_str(),
-            state,
-        ]);
-    }
-    print_table(&t, "No tokens.");
-    Ok(())
+pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
+    let tokens: List<TokenView> = client.get("/v1/tokens").await?;
+    print_rows(
+        &tokens.items,
+        as_json,
+        Clone::clone,
+        &["Id", "Name", "Role", "Expires", "Last used", "State"],
+        |t| {
+            vec![
+                t.id.to_string(),
+                t.name.clone(),
+                t.role.to_string(),
+                short_time(t.expires_at),
+                short_time(t.last_used_at),
+                if t.revoked { "revoked" } else { "active" }.to_string(),
+            ]
+        },
+        "No tokens.",
+    )
 }

@@ -1,0 +1,54 @@
+//! `/v1/account-keys`: the `account` and `account-key` assertions pushed from the brand store
+//! (verified by the backend against the trust database; all or nothing), and their listing.
+
+use bytes::Bytes;
+
+use super::error::{ApiError, ApiResult};
+use super::wire::{AccountAssertionView, PushAnswer, PushedAssertion};
+use super::{Answer, Shared, list_of, ok};
+use crate::store::{AccountAssertion, Actor};
+
+impl From<AccountAssertion> for AccountAssertionView {
+    fn from(a: AccountAssertion) -> Self {
+        AccountAssertionView {
+            kind: a.kind,
+            primary_key: a.primary_key,
+            account_id: a.account_id,
+            revision: a.revision,
+            pushed_at: a.pushed_at,
+        }
+    }
+}
+
+/// `GET /v1/account-keys`.
+pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
+    list_of::<_, AccountAssertionView>(s.store.account_assertions().await?)
+}
+
+/// `POST /v1/account-keys`: an assertion stream; the first one that does not verify refuses
+/// the whole push.
+pub(super) async fn push(s: &Shared, body: Bytes, actor: &Actor) -> ApiResult<Answer> {
+    let known: Vec<String> = s
+        .store
+        .account_assertions()
+        .await?
+        .into_iter()
+        .map(|a| a.text)
+        .collect();
+    let items = s.backend.verify_account_assertions(&body, &known)?;
+    if items.is_empty() {
+        return Err(ApiError::bad_request("no assertions in the body"));
+    }
+    let stored = s.store.put_account_assertions(&items, actor).await?;
+    ok(&PushAnswer {
+        assertions: items
+            .into_iter()
+            .map(|a| PushedAssertion {
+                kind: a.kind,
+                primary_key: a.primary_key,
+                account_id: a.account_id,
+            })
+            .collect(),
+        stored,
+    })
+}

@@ -1,0 +1,24 @@
+//! `/v1/audit-log`: who changed what, when (newest first).
+
+use super::error::ApiResult;
+use super::wire::{AuditEntryView, AuditQuery, Query};
+use super::{Answer, Shared, list_of};
+use crate::store::AuditEntry;
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryView {
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+        }
+    }
+}
+
+/// `GET /v1/audit-log?limit=`.
+pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
+    let limit = AuditQuery::from_query(q).size();
+    list_of::<_, AuditEntryView>(s.store.audit_log(limit).await?)
+}

@@ -1,0 +1,145 @@
+//! The command line's errors: each is printed by [`super::run`] as one line,
+//! `serialmint: <message>`, so every message carries its cause's text inline. Messages name
+//! settings and things, never a token's or a PIN's value.
+
+use std::io;
+
+use hyper::StatusCode;
+
+use crate::config::ConfigError;
+use crate::server::ServeError;
+use crate::store::StoreError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot be loaded or does not allow `serve`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `serve` stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The tokio runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] io::Error),
+    /// The database (for `migrate` and `init`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The brand could not be created (`init`).
+    #[error("cannot create brand {brand:?}: {source}")]
+    Brand {
+        /// The brand's account-id.
+        brand: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// `SERIALMINT_ADMIN_URL` is not a plain http URL.
+    #[error(
+        "SERIALMINT_ADMIN_URL must be an http:// URL (got {0:?}); put TLS in front with a proxy"
+    )]
+    NotHttp(String),
+    /// `SERIALMINT_ADMIN_TOKEN` is missing.
+    #[error("SERIALMINT_ADMIN_TOKEN is not set (the token `serialmint init` printed)")]
+    NoToken,
+    /// `SERIALMINT_ADMIN_TOKEN` cannot be sent as a header.
+    #[error("SERIALMINT_ADMIN_TOKEN contains invalid characters")]
+    TokenNotAHeader,
+    /// A request URL that does not parse.
+    #[error("bad request URL {uri}: {source}")]
+    BadUrl {
+        /// The URL.
+        uri: String,
+        /// Why.
+        #[source]
+        source: hyper::http::Error,
+    },
+    /// The admin listener cannot be reached.
+    #[error("cannot reach the admin API at {base}: {}", chain(source))]
+    Unreachable {
+        /// The admin URL.
+        base: String,
+        /// Why.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The answer broke off while being read.
+    #[error("reading the answer failed: {0}")]
+    ReadAnswer(#[source] hyper::Error),
+    /// A streamed download broke off.
+    #[error("the download broke off: {0}")]
+    DownloadBroke(#[source] hyper::Error),
+    /// The server refused the request: its status and message.
+    #[error("{message} (HTTP {})", status.as_u16())]
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer is not the JSON the route answers.
+    #[error("the admin API answered invalid JSON: {0}")]
+    BadAnswer(#[source] serde_json::Error),
+    /// Key generation on the HSM failed.
+    #[error("generating key {name} failed: {reason}")]
+    KeyGeneration {
+        /// The key.
+        name: String,
+        /// The server's reason.
+        reason: String,
+    },
+    /// An input file or stdin cannot be read.
+    #[error("cannot read {what}: {source}")]
+    Input {
+        /// The file (or `stdin`).
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Stdout cannot be written ([`super::run`] treats a closed pipe as success).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] io::Error),
+    /// A value is missing and cannot be asked for: stdin is not a terminal.
+    #[error("{flag} is required (not asking: stdin is not a terminal)")]
+    NotATerminal {
+        /// The flag or argument.
+        flag: &'static str,
+    },
+    /// A value is missing (the terminal closed).
+    #[error("{flag} is required")]
+    Missing {
+        /// The flag or argument.
+        flag: &'static str,
+    },
+    /// A value is missing and there is nothing to choose from.
+    #[error("{flag} is required, and there is no {what} to choose from")]
+    NothingToChoose {
+        /// The flag.
+        flag: &'static str,
+        /// What would be chosen.
+        what: &'static str,
+    },
+    /// The answer to a prompt cannot be read.
+    #[error("cannot read the answer: {0}")]
+    Prompt(#[source] io::Error),
+}
+
+impl Error {
+    /// Whether this is stdout closing under us (`serialmint ... | head`): not a failure.
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// `e`'s message followed by its sources', `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
