@@ -41,6 +41,8 @@ const REQUEST_ID_PATHS: [&str; 2] = ["/v1/request-id", "/api/v1/snaps/auth/reque
 const SERIAL_PATHS: [&str; 2] = ["/v1/serial", "/api/v1/snaps/auth/devices"];
 
 impl Handler for DeviceApi {
+    type Body = http_body_util::Full<bytes::Bytes>;
+
     async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
         self.route(req).await
     }

@@ -29,18 +29,28 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-/// The response type of every handler.
+/// A whole-body answer.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A streamed response body (e.g. an export with no row cap): chunks arrive as produced.
+pub type StreamBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A request handler for one listener.
 pub trait Handler: Clone + Send + Sync + 'static {
+    /// The body of its answers: whole ([`HttpResponse`]'s `Full<Bytes>`) or streamed as
+    /// produced ([`StreamBody`], e.g. an export with no row cap).
+    type Body: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+
     /// Answers one request. Errors are responses too: a handler never fails.
     fn handle(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> impl Future<Output = HttpResponse> + Send;
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
+
+/// What a body's error must turn into for hyper.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Limits that protect a listener from slow or greedy clients.
 #[derive(Clone, Copy, Debug)]
@@ -75,38 +85,6 @@ impl Default for Limits {
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and drains
 /// in-flight requests (at most `limits.drain_timeout`).
 pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    handler: H,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
-    accept_loop(
-        listener,
-        move |req, peer| {
-            let handler = handler.clone();
-            async move { handler.handle(req, peer).await }
-        },
-        limits,
-        shutdown,
-    )
-    .await;
-}
-
-/// A streamed response body (e.g. an export with no row cap): chunks arrive as produced.
-pub type StreamBody = UnsyncBoxBody<Bytes, std::io::Error>;
-
-/// A handler whose answers may stream their body.
-pub trait StreamingHandler: Clone + Send + Sync + 'static {
-    /// Answers one request. Errors are responses too: a handler never fails.
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Response<StreamBody>> + Send;
-}
-
-/// [`serve`] for a [`StreamingHandler`].
-pub async fn serve_streaming<H: StreamingHandler>(
     listener: TcpListener,
     handler: H,
     limits: Limits,
@@ -162,8 +140,7 @@ async fn accept_loop<F, Fut, B>(
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let name = listener
         .local_addr()
@@ -255,8 +232,7 @@ async fn serve_connection<F, Fut, B>(
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     // Requests started on this connection, and those not answered yet.
     let (started_tx, mut started) = watch::channel(0u64);

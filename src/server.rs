@@ -144,12 +144,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         stopped(stop_rx.clone()),
     ));
     let refresher = catalog.spawn_refresher(DEFAULT_FULL_RELOAD, stopped(stop_rx.clone()));
-    let admin_task = tokio::spawn(http::serve_streaming(
-        admin,
-        admin_api,
-        limits,
-        stopped(stop_rx),
-    ));
+    let admin_task = tokio::spawn(http::serve(admin, admin_api, limits, stopped(stop_rx)));
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
     let _ = stop_tx.send(true);

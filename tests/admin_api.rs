@@ -119,14 +119,9 @@ async fn start_with(pool: PgPool, backend: Arc<dyn Backend>, limits: AdminLimits
         serialmint::server::metrics_handle(),
     )
     .with_limits(limits);
-    tokio::spawn(http::serve_streaming(
-        listener,
-        api,
-        Limits::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(http::serve(listener, api, Limits::default(), async move {
+        let _ = stopped.await;
+    }));
     Server {
         base,
         store,

@@ -48,7 +48,7 @@ pub use wire::ASSERTION_TYPE;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::Role;
-use crate::http::{self, StreamBody, StreamingHandler};
+use crate::http::{self, Handler, StreamBody};
 use crate::store::{Actor, SerialPolicy, Store, TokenInfo};
 use error::{ApiError, ApiResult};
 use wire::Query;
@@ -320,7 +320,9 @@ impl AdminApi {
     }
 }
 
-impl StreamingHandler for AdminApi {
+impl Handler for AdminApi {
+    type Body = StreamBody;
+
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<StreamBody> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
