@@ -1,7 +1,7 @@
 //! The small vocabulary every floor shares: the named choices of the admin plane (duplicate
 //! policy, serial generation, token roles, key status, held assertion kinds).
 //!
-//! Each is written once here, with its wire name, and parsed and printed only through
+//! Each choice is written once here, with its wire name, and parsed and printed only through
 //! [`std::str::FromStr`], [`std::fmt::Display`] and serde, so the store's text columns, the
 //! admin wire, the CLI's flags and registration read the same names. This module depends on
 //! nothing else in the crate.
@@ -68,6 +68,16 @@ macro_rules! named_choices {
                         got: s.to_string(),
                     }),
                 }
+            }
+        }
+
+        /// Reads a stored text column (`#[sqlx(try_from = "String")]`): an unknown name is
+        /// an error, never a default.
+        impl TryFrom<String> for $name {
+            type Error = UnknownChoice;
+
+            fn try_from(s: String) -> Result<Self, UnknownChoice> {
+                s.parse()
             }
         }
 

@@ -609,3 +609,116 @@ async fn only_abandoned_pending_keys_are_failed(pool: PgPool) {
         .unwrap();
     assert_eq!(again.status, KeyStatus::Pending);
 }
+
+/// Constraint violations are told apart by the constraint's name, reworded for the caller,
+/// and keep the database error as their source.
+#[sqlx::test]
+async fn violated_constraints_are_reworded_with_their_cause(pool: PgPool) {
+    use std::error::Error as _;
+    let (store, _) = setup(pool).await;
+    ready_key(&store, "key-one", "ID1").await;
+    let e = store
+        .create_pending_key("key-one", "acme", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("a key named \"key-one\" already exists")),
+        "{e}"
+    );
+    assert!(e.source().is_some(), "the database error is kept: {e:?}");
+    let e = store
+        .create_pending_key("key-two", "nobody", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound(ref m) if m.contains("no brand \"nobody\"")),
+        "{e}"
+    );
+    let e = store
+        .create_pending_key("Bad Name", "acme", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("invalid key name")),
+        "{e}"
+    );
+
+    let model = |brand: &str, name: &str, api_key: &str| NewModel {
+        brand_id: brand.into(),
+        name: name.into(),
+        api_key: api_key.into(),
+        rate_limit_per_sec: None,
+        rate_limit_burst: None,
+        duplicate_policy: DuplicatePolicy::Refuse,
+        serial_generation: SerialGeneration::Uuid,
+        serial_prefix: String::new(),
+    };
+    let long_key = "k".repeat(32);
+    let e = store
+        .create_model(&model("acme", "widget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("already exists")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("nobody", "gadget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound(ref m) if m.contains("no brand")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("acme", "gadget", "short"), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("16 characters")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("acme", "-gadget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("invalid model name")),
+        "{e}"
+    );
+    assert!(e.source().is_some(), "the database error is kept: {e:?}");
+}
+
+/// A text column holding a name the code does not know is a corrupt row, named by its
+/// column, never read as a default.
+#[sqlx::test]
+async fn an_unknown_choice_in_a_row_is_a_corrupt_row(pool: PgPool) {
+    let (store, _) = setup(pool.clone()).await;
+    ready_key(&store, "key-one", "ID1").await;
+    sqlx::query("ALTER TABLE signing_keys DROP CONSTRAINT signing_keys_status_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE signing_keys SET status = 'retired'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = store.keys().await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Database(ref m) if m.contains("corrupt row") && m.contains("status")),
+        "{e}"
+    );
+    sqlx::query("ALTER TABLE models DROP CONSTRAINT models_duplicate_policy_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE models SET duplicate_policy = 'sometimes'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = store.model("acme", "widget").await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Database(ref m) if m.contains("duplicate_policy")),
+        "{e}"
+    );
+}

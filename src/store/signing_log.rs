@@ -36,7 +36,7 @@ pub struct NewIssuance {
 }
 
 /// A recorded serial.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Issuance {
     /// Row id (increasing; the paging cursor).
     pub id: i64,
@@ -122,21 +122,6 @@ pub struct LogFilter {
     pub until: Option<OffsetDateTime>,
 }
 
-type Row = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    i32,
-    String,
-    String,
-    String,
-    String,
-    OffsetDateTime,
-    String,
-);
-
 const COLUMNS: &str = "id, brand_id, model_id, model_name, serial, revision, device_key_id, \
                        request_id, signing_key_id, instance, issued_at, serial_assertion";
 
@@ -146,21 +131,12 @@ const FILTER: &str = "($1::text IS NULL OR brand_id = $1) \
      AND ($4::timestamptz IS NULL OR issued_at >= $4) \
      AND ($5::timestamptz IS NULL OR issued_at < $5)";
 
-fn issuance(r: Row) -> Issuance {
-    Issuance {
-        id: r.0,
-        brand_id: r.1,
-        model_id: r.2,
-        model_name: r.3,
-        serial: r.4,
-        revision: r.5,
-        device_key_id: r.6,
-        request_id: r.7,
-        signing_key_id: r.8,
-        instance: r.9,
-        issued_at: r.10,
-        serial_assertion: r.11,
-    }
+/// Row id and time of a row the batch insert wrote, by request-id.
+#[derive(sqlx::FromRow)]
+struct Written {
+    id: i64,
+    request_id: String,
+    issued_at: OffsetDateTime,
 }
 
 impl Store {
@@ -176,10 +152,9 @@ impl Store {
     /// then classified one by one against the row that won (the rare path).
     pub async fn record_issuances(&self, rows: &[NewIssuance]) -> Result<Vec<IssuanceOutcome>> {
         if let Some(r) = rows.iter().find(|r| r.revision < 0) {
-            return Err(StoreError::Invalid(format!(
-                "negative revision for serial {:?}",
-                r.serial
-            )));
+            return Err(StoreError::Invalid(
+                format!("negative revision for serial {:?}", r.serial).into(),
+            ));
         }
         // The first row of each request-id and of each serial goes into the INSERT; a later
         // one in the same batch can only replay or conflict with it.
@@ -207,7 +182,7 @@ impl Store {
             |f: fn(&NewIssuance) -> &str| -> Vec<&str> { batch.iter().map(|r| f(r)).collect() };
 
         let mut tx = self.begin().await?;
-        let inserted: Vec<(i64, String, OffsetDateTime)> = sqlx::query_as(
+        let written: Vec<Written> = sqlx::query_as(
             "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
                device_key_id, request_id, signing_key_id, instance, serial_assertion) \
              SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
@@ -233,14 +208,14 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         // Request-ids are unique among the candidates, so they name the inserted rows.
-        let mut inserted: std::collections::HashMap<String, (i64, OffsetDateTime)> = inserted
+        let mut written: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
             .into_iter()
-            .map(|(id, request_id, at)| (request_id, (id, at)))
+            .map(|w| (w.request_id, (w.id, w.issued_at)))
             .collect();
         let mut outcomes = Vec::with_capacity(rows.len());
         for (r, c) in rows.iter().zip(&candidate) {
             let won = if *c {
-                inserted.remove(&r.request_id)
+                written.remove(&r.request_id)
             } else {
                 None
             };
@@ -268,13 +243,12 @@ impl Store {
 
     /// The issuance made with this request-id, if any.
     pub async fn find_issuance_by_request_id(&self, request_id: &str) -> Result<Option<Issuance>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
         )))
         .bind(request_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(issuance))
+        .await?)
     }
 
     /// The highest revision issued of this serial, if any (for the re-issue policy).
@@ -284,7 +258,7 @@ impl Store {
         model: &str,
         serial: &str,
     ) -> Result<Option<Issuance>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log \
              WHERE brand_id = $1 AND model_name = $2 AND serial = $3 \
              ORDER BY revision DESC LIMIT 1"
@@ -293,8 +267,7 @@ impl Store {
         .bind(model)
         .bind(serial)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(issuance))
+        .await?)
     }
 
     /// One page of the signing log, newest first: at most `limit` rows with an id below
@@ -305,7 +278,7 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Issuance>> {
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log WHERE {FILTER} \
              AND ($6::int8 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
         )))
@@ -317,8 +290,7 @@ impl Store {
         .bind(before_id)
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(issuance).collect())
+        .await?)
     }
 
     /// Streams every matching row, oldest first, into `sink` without a row cap or buffering
@@ -330,7 +302,7 @@ impl Store {
         sink: tokio::sync::mpsc::Sender<Result<Issuance>>,
     ) {
         let query = format!("SELECT {COLUMNS} FROM signing_log WHERE {FILTER} ORDER BY id");
-        let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(query))
+        let mut rows = sqlx::query_as::<_, Issuance>(sqlx::AssertSqlSafe(query))
             .bind(filter.brand_id.as_deref())
             .bind(filter.model.as_deref())
             .bind(filter.serial_prefix.as_deref())
@@ -339,7 +311,7 @@ impl Store {
             .fetch(&self.pool);
         loop {
             let item = match rows.try_next().await {
-                Ok(Some(row)) => Ok(issuance(row)),
+                Ok(Some(row)) => Ok(row),
                 Ok(None) => return,
                 Err(e) => Err(StoreError::from(e)),
             };
@@ -367,14 +339,13 @@ async fn classify(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     r: &NewIssuance,
 ) -> Result<IssuanceOutcome> {
-    let by_request: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let by_request: Option<Issuance> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
     )))
     .bind(&r.request_id)
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some(row) = by_request {
-        let existing = issuance(row);
+    if let Some(existing) = by_request {
         return Ok(if existing.device_key_id == r.device_key_id {
             IssuanceOutcome::Replay {
                 existing,
@@ -384,7 +355,7 @@ async fn classify(
             IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing })
         });
     }
-    let by_serial: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let by_serial: Option<Issuance> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM signing_log \
          WHERE brand_id = $1 AND model_name = $2 AND serial = $3 AND revision = $4"
     )))
@@ -395,8 +366,7 @@ async fn classify(
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match by_serial {
-        Some(row) => {
-            let existing = issuance(row);
+        Some(existing) => {
             if existing.device_key_id == r.device_key_id {
                 IssuanceOutcome::Replay {
                     existing,
