@@ -686,7 +686,7 @@ async fn postgres_down_is_503_not_401(pool: PgPool) {
     let s = start(pool, Arc::new(FakeBackend)).await;
     let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
     assert!(admin.get_json("/v1/models").await.is_ok());
-    s.store.pool().close().await;
+    s.store.close().await;
     let e = admin.get_json("/v1/models").await.unwrap_err();
     assert_eq!(status_of(&e), 503, "{e}");
     let (st, body) = raw(

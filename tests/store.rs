@@ -2,9 +2,9 @@
 //! applied), so constraints, triggers and NOTIFY are exercised for real.
 
 use serialmint::store::{
-    Actor, AssertionKind, CHANGES_CHANNEL, ConflictKind, DuplicatePolicy, IssuanceOutcome,
-    KeyStatus, LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role,
-    SerialGeneration, Store, StoreError,
+    Actor, AssertionKind, Change, ConflictKind, DuplicatePolicy, IssuanceOutcome, KeyStatus,
+    LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role, SerialGeneration,
+    Store, StoreError,
 };
 use sqlx::PgPool;
 
@@ -409,24 +409,24 @@ async fn counters_and_the_request_id_secret_are_atomic(pool: PgPool) {
 #[sqlx::test]
 async fn every_admin_change_is_notified_and_audited(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
-        .await
-        .unwrap();
-    listener.listen(CHANGES_CHANNEL).await.unwrap();
+    let mut listener = store.listen_changes().await.unwrap();
     store.ensure_brand("acme", &admin()).await.unwrap();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
         .await
         .expect("a notification within 5 s")
         .unwrap();
-    assert_eq!(n.payload(), "brand.create acme");
+    assert_eq!(n, Change::Changed("brand.create acme".into()));
     ready_key(&store, "k", "ID1").await;
     let mut payloads = Vec::new();
     for _ in 0..2 {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
             .await
             .unwrap()
             .unwrap();
-        payloads.push(n.payload().to_string());
+        let Change::Changed(payload) = n else {
+            panic!("expected a change, got {n:?}")
+        };
+        payloads.push(payload);
     }
     assert_eq!(payloads, ["key.create k", "key.ready k"]);
     let audit = store.audit_log(10).await.unwrap();
@@ -441,11 +441,11 @@ async fn every_admin_change_is_notified_and_audited(pool: PgPool) {
             .is_err()
     );
     store.ensure_brand("other", &admin()).await.unwrap();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(n.payload(), "brand.create other");
+    assert_eq!(n, Change::Changed("brand.create other".into()));
 }
 
 #[sqlx::test]

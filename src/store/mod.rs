@@ -1,6 +1,7 @@
 //! The Postgres store: the only code in serialmint that speaks SQL.
 //!
-//! [`Store`] wraps a [`PgPool`]; each table family has its own file with typed functions.
+//! [`Store`] wraps a [`PgPool`]; each table family has its own file with typed functions, and
+//! [`ChangeListener`] follows the changes other instances announce.
 //! Queries are checked at run time (`sqlx::query`, never the `query!` macros), so building needs
 //! no database. Every admin change runs in one transaction together with its audit-log row and
 //! a `NOTIFY serialmint_changes, '<what>'`, so every instance's catalog follows it. Errors are
@@ -9,6 +10,7 @@
 mod accounts;
 mod audit;
 mod brands;
+mod changes;
 mod keys;
 mod models;
 mod policies;
@@ -25,6 +27,7 @@ pub use crate::domain::{AssertionKind, DuplicatePolicy, KeyStatus, Role, SerialG
 pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;
 pub use brands::Brand;
+pub use changes::{Change, ChangeListener};
 pub use keys::SigningKey;
 pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
@@ -283,9 +286,10 @@ impl Store {
         Store { pool }
     }
 
-    /// The pool, for the LISTEN connection of the catalog.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Closes every connection and refuses new ones: every later call fails as
+    /// [`StoreError::Unavailable`] (shutdown; tests use it to simulate an outage).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Applies the embedded migrations that are not applied yet.

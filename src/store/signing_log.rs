@@ -322,6 +322,13 @@ impl Store {
         }
     }
 
+    /// How many serials the signing log holds, over every model.
+    pub async fn issued_total(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM signing_log")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// How many serials were issued for the model.
     pub async fn issued_count(&self, model_id: i64) -> Result<i64> {
         Ok(
