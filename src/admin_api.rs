@@ -34,7 +34,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{self, HttpResponse, StreamBody, StreamingHandler};
 use crate::store::{
-    Actor, DuplicatePolicy, Issuance, LogFilter, Model, ModelChange, NewModel, Role,
+    Actor, DuplicatePolicy, LogFilter, LoggedIssuance, Model, ModelChange, NewModel, Role,
     SerialGeneration, SerialPolicy, SigningKey, Store, StoreError, TokenInfo,
 };
 
@@ -236,9 +236,10 @@ fn model_json(m: &Model, active: Option<&SerialPolicy>) -> Value {
 }
 
 /// JSON view of a signing-log row; `full` adds the serial assertion text.
-pub fn issuance_json(i: &Issuance, full: bool) -> Value {
+pub fn issuance_json(row: &LoggedIssuance, full: bool) -> Value {
+    let i = &row.issuance;
     let mut v = json!({
-        "id": i.id,
+        "id": row.id,
         "brand-id": i.brand_id,
         "model": i.model_name,
         "serial": i.serial,
@@ -247,7 +248,7 @@ pub fn issuance_json(i: &Issuance, full: bool) -> Value {
         "request-id": i.request_id,
         "signing-key": i.signing_key_id,
         "instance": i.instance,
-        "issued-at": rfc3339(i.issued_at),
+        "issued-at": rfc3339(row.issued_at),
     });
     if full {
         v["serial-assertion"] = json!(i.serial_assertion);
@@ -268,10 +269,11 @@ fn csv_field(out: &mut String, v: &str) {
 }
 
 /// One signing-log row as a CSV record (RFC 4180 quoting), with its line end.
-pub fn issuance_csv(i: &Issuance) -> String {
+pub fn issuance_csv(row: &LoggedIssuance) -> String {
+    let i = &row.issuance;
     let mut out = String::with_capacity(i.serial_assertion.len() + 256);
     let fields = [
-        i.id.to_string(),
+        row.id.to_string(),
         i.brand_id.clone(),
         i.model_name.clone(),
         i.serial.clone(),
@@ -280,7 +282,7 @@ pub fn issuance_csv(i: &Issuance) -> String {
         i.request_id.clone(),
         i.signing_key_id.clone(),
         i.instance.clone(),
-        rfc3339(i.issued_at),
+        rfc3339(row.issued_at),
     ];
     for f in &fields {
         csv_field(&mut out, f);

@@ -2,9 +2,8 @@
 //! applied), so constraints, triggers and NOTIFY are exercised for real.
 
 use serialmint::store::{
-    Actor, AssertionKind, Change, ConflictKind, DuplicatePolicy, IssuanceOutcome, KeyStatus,
-    LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role, SerialGeneration,
-    Store, StoreError,
+    Actor, AssertionKind, Change, DuplicatePolicy, Issuance, KeyStatus, LogFilter,
+    NewAccountAssertion, NewModel, RecordOutcome, Role, SerialGeneration, Store, StoreError,
 };
 use sqlx::PgPool;
 
@@ -45,8 +44,8 @@ async fn ready_key(store: &Store, name: &str, id: &str) {
         .unwrap();
 }
 
-fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> NewIssuance {
-    NewIssuance {
+fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> Issuance {
+    Issuance {
         brand_id: "acme".into(),
         model_id,
         model_name: "widget".into(),
@@ -67,10 +66,10 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
         .record_issuances(&[issuance(model, "S1", "dev-a", "req-1")])
         .await
         .unwrap();
-    let IssuanceOutcome::Inserted(row) = &first[0] else {
+    let RecordOutcome::Inserted(row) = &first[0] else {
         panic!("first issuance must insert: {first:?}")
     };
-    assert_eq!(row.serial, "S1");
+    assert_eq!(row.issuance.serial, "S1");
 
     let batch = vec![
         // the same request again (lost answer): the earlier serial comes back
@@ -88,33 +87,30 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
     ];
     let out = store.record_issuances(&batch).await.unwrap();
     match &out[0] {
-        IssuanceOutcome::Replay { existing, by } => {
-            assert_eq!(*by, ReplayReason::RequestId);
-            assert_eq!(existing.serial, "S1");
-            assert!(existing.serial_assertion.contains("serial: S1\n"));
+        RecordOutcome::Replay(existing) => {
+            // matched by the request-id
+            assert_eq!(existing.issuance.request_id, "req-1");
+            assert_eq!(existing.issuance.serial, "S1");
+            assert!(existing.issuance.serial_assertion.contains("serial: S1\n"));
         }
         o => panic!("expected a replay, got {o:?}"),
     }
     assert!(matches!(
         &out[1],
-        IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) if existing.device_key_id == "dev-a"
+        RecordOutcome::RequestIdUsed(existing) if existing.issuance.device_key_id == "dev-a"
     ));
     assert!(matches!(
         &out[2],
-        IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) if existing.device_key_id == "dev-a"
+        RecordOutcome::SerialTaken(existing) if existing.issuance.device_key_id == "dev-a"
     ));
+    // matched by the serial, not by the request-id
     assert!(matches!(
         &out[3],
-        IssuanceOutcome::Replay {
-            by: ReplayReason::Serial,
-            ..
-        }
+        RecordOutcome::Replay(existing)
+            if existing.issuance.serial == "S1" && existing.issuance.request_id != "req-4"
     ));
-    assert!(matches!(&out[4], IssuanceOutcome::Inserted(r) if r.serial == "S5"));
-    assert!(matches!(
-        &out[5],
-        IssuanceOutcome::Conflict(ConflictKind::SerialTaken { .. })
-    ));
+    assert!(matches!(&out[4], RecordOutcome::Inserted(r) if r.issuance.serial == "S5"));
+    assert!(matches!(&out[5], RecordOutcome::SerialTaken(_)));
 
     // Exactly two rows exist, whatever was asked.
     let all = store
@@ -128,6 +124,7 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
             .await
             .unwrap()
             .unwrap()
+            .issuance
             .serial,
         "S5"
     );
@@ -154,18 +151,21 @@ async fn a_replay_inside_one_batch_gets_the_first_serial(pool: PgPool) {
         ])
         .await
         .unwrap();
-    assert!(matches!(&out[0], IssuanceOutcome::Inserted(r) if r.serial == "U1"));
+    assert!(matches!(&out[0], RecordOutcome::Inserted(r) if r.issuance.serial == "U1"));
+    // a replay by the request-id
     assert!(matches!(
         &out[1],
-        IssuanceOutcome::Replay { existing, by: ReplayReason::RequestId } if existing.serial == "U1"
+        RecordOutcome::Replay(existing)
+            if existing.issuance.serial == "U1" && existing.issuance.request_id == "req-7"
     ));
     assert!(matches!(
         &out[2],
-        IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) if existing.serial == "U1"
+        RecordOutcome::RequestIdUsed(existing) if existing.issuance.serial == "U1"
     ));
-    assert!(
-        matches!(&out[3], IssuanceOutcome::Inserted(r) if r.serial == "U4" && r.request_id == "req-8")
-    );
+    assert!(matches!(
+        &out[3],
+        RecordOutcome::Inserted(r) if r.issuance.serial == "U4" && r.issuance.request_id == "req-8"
+    ));
 }
 
 #[sqlx::test]
@@ -190,13 +190,14 @@ async fn the_database_itself_refuses_duplicates(pool: PgPool) {
     let mut again = issuance(model, "S1", "dev-z", "req-z");
     again.revision = 1;
     let out = store.record_issuances(&[again]).await.unwrap();
-    assert!(matches!(&out[0], IssuanceOutcome::Inserted(r) if r.revision == 1));
+    assert!(matches!(&out[0], RecordOutcome::Inserted(r) if r.issuance.revision == 1));
     assert_eq!(
         store
             .latest_issuance("acme", "widget", "S1")
             .await
             .unwrap()
             .unwrap()
+            .issuance
             .revision,
         1
     );
@@ -221,12 +222,12 @@ async fn concurrent_identical_requests_issue_once(pool: PgPool) {
     let mut serials = std::collections::HashSet::new();
     for t in tasks {
         match t.await.unwrap().remove(0) {
-            IssuanceOutcome::Inserted(r) => {
+            RecordOutcome::Inserted(r) => {
                 inserted += 1;
-                serials.insert(r.serial);
+                serials.insert(r.issuance.serial);
             }
-            IssuanceOutcome::Replay { existing, .. } => {
-                serials.insert(existing.serial);
+            RecordOutcome::Replay(existing) => {
+                serials.insert(existing.issuance.serial);
             }
             o => panic!("unexpected {o:?}"),
         }
@@ -535,7 +536,7 @@ async fn account_assertions_keep_the_highest_revision(pool: PgPool) {
 #[sqlx::test]
 async fn the_signing_log_pages_filters_and_streams(pool: PgPool) {
     let (store, model) = setup(pool).await;
-    let rows: Vec<NewIssuance> = (0..25)
+    let rows: Vec<Issuance> = (0..25)
         .map(|i| {
             issuance(
                 model,

@@ -13,70 +13,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{ConflictKind, Issuance, IssuanceOutcome, NewIssuance, Store, StoreError};
+use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
+use crate::store::{Store, StoreError};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A serial to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IssuanceRecord {
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model's row id.
-    pub model_id: i64,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// Its revision (0 for a first issue).
-    pub revision: u32,
-    /// The device key's SHA3-384 id.
-    pub device_key_id: String,
-    /// The request-id used.
-    pub request_id: String,
-    /// The signing key's id.
-    pub signing_key_id: String,
-    /// Which instance signed it.
-    pub instance: String,
-    /// The full serial assertion text.
-    pub serial_text: String,
-}
-
-/// An issuance already in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PriorIssuance {
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// Its revision.
-    pub revision: u32,
-    /// The device key it was issued to.
-    pub device_key_id: String,
-    /// The request-id that issued it.
-    pub request_id: String,
-    /// The serial assertion text that was answered.
-    pub serial_text: String,
-}
-
-/// What happened to one recorded row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordOutcome {
-    /// Committed now: answer the new serial.
-    Inserted,
-    /// The same device key already got a serial for this request-id or serial: answer that
-    /// one again, never the new one.
-    Replay(PriorIssuance),
-    /// The request-id already issued to another device key.
-    RequestIdUsed(PriorIssuance),
-    /// The serial (at this revision) was already issued to another device key.
-    SerialTaken(PriorIssuance),
-    /// The model is gone.
-    ModelGone,
-}
 
 /// The log could not be used (Postgres down, timeout): answer 503, issue nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +30,7 @@ pub trait SigningLog: Send + Sync + 'static {
     /// error nothing is committed.
     fn record<'a>(
         &'a self,
-        rows: &'a [IssuanceRecord],
+        rows: &'a [Issuance],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>>;
     /// The highest revision issued of this serial, if any.
     fn latest<'a>(
@@ -97,7 +38,7 @@ pub trait SigningLog: Send + Sync + 'static {
         brand_id: &'a str,
         model: &'a str,
         serial: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>>;
+    ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>>;
     /// The next value of the model's serial counter (prefix+counter generation).
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>>;
 }
@@ -108,59 +49,14 @@ impl From<StoreError> for LogError {
     }
 }
 
-fn prior(e: Issuance) -> PriorIssuance {
-    PriorIssuance {
-        brand_id: e.brand_id,
-        model_name: e.model_name,
-        serial: e.serial,
-        revision: u32::try_from(e.revision).unwrap_or(0),
-        device_key_id: e.device_key_id,
-        request_id: e.request_id,
-        serial_text: e.serial_assertion,
-    }
-}
-
 /// The signing log in Postgres: [`Store::record_issuances`] commits each group in one
 /// transaction, and its unique constraints decide replays and conflicts.
 impl SigningLog for Store {
     fn record<'a>(
         &'a self,
-        rows: &'a [IssuanceRecord],
+        rows: &'a [Issuance],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
-        Box::pin(async move {
-            let new: Vec<NewIssuance> = rows
-                .iter()
-                .map(|r| NewIssuance {
-                    brand_id: r.brand_id.clone(),
-                    model_id: r.model_id,
-                    model_name: r.model_name.clone(),
-                    serial: r.serial.clone(),
-                    revision: i32::try_from(r.revision).unwrap_or(i32::MAX),
-                    device_key_id: r.device_key_id.clone(),
-                    request_id: r.request_id.clone(),
-                    signing_key_id: r.signing_key_id.clone(),
-                    instance: r.instance.clone(),
-                    serial_assertion: r.serial_text.clone(),
-                })
-                .collect();
-            let outcomes = self.record_issuances(&new).await?;
-            Ok(outcomes
-                .into_iter()
-                .map(|o| match o {
-                    IssuanceOutcome::Inserted(_) => RecordOutcome::Inserted,
-                    IssuanceOutcome::Replay { existing, .. } => {
-                        RecordOutcome::Replay(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) => {
-                        RecordOutcome::RequestIdUsed(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) => {
-                        RecordOutcome::SerialTaken(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::ModelGone) => RecordOutcome::ModelGone,
-                })
-                .collect())
-        })
+        Box::pin(async move { Ok(self.record_issuances(rows).await?) })
     }
 
     fn latest<'a>(
@@ -168,13 +64,8 @@ impl SigningLog for Store {
         brand_id: &'a str,
         model: &'a str,
         serial: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
-        Box::pin(async move {
-            Ok(self
-                .latest_issuance(brand_id, model, serial)
-                .await?
-                .map(prior))
-        })
+    ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
+        Box::pin(async move { Ok(self.latest_issuance(brand_id, model, serial).await?) })
     }
 
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
@@ -183,7 +74,7 @@ impl SigningLog for Store {
 }
 
 struct Pending {
-    row: IssuanceRecord,
+    row: Issuance,
     reply: oneshot::Sender<Result<RecordOutcome, LogError>>,
 }
 
@@ -220,7 +111,7 @@ impl GroupCommit {
     }
 
     /// Records one row, committed together with whatever other rows are waiting.
-    pub async fn record(&self, row: IssuanceRecord) -> Result<RecordOutcome, LogError> {
+    pub async fn record(&self, row: Issuance) -> Result<RecordOutcome, LogError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { row, reply })
@@ -236,7 +127,7 @@ impl GroupCommit {
         brand_id: &str,
         model: &str,
         serial: &str,
-    ) -> Result<Option<PriorIssuance>, LogError> {
+    ) -> Result<Option<LoggedIssuance>, LogError> {
         bounded(self.timeout, self.log.latest(brand_id, model, serial)).await
     }
 
@@ -263,7 +154,7 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let rows: Vec<IssuanceRecord> = batch.iter().map(|p| p.row.clone()).collect();
+        let rows: Vec<Issuance> = batch.iter().map(|p| p.row.clone()).collect();
         metrics::histogram!("signing_log_batch_size").record(rows.len() as f64);
         let started = std::time::Instant::now();
         let result = bounded(timeout, log.record(&rows)).await;
@@ -320,13 +211,22 @@ mod tests {
     impl SigningLog for CountingLog {
         fn record<'a>(
             &'a self,
-            rows: &'a [IssuanceRecord],
+            rows: &'a [Issuance],
         ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
             Box::pin(async move {
                 self.check()?;
-                self.rows.fetch_add(rows.len(), Ordering::SeqCst);
+                let first = self.rows.fetch_add(rows.len(), Ordering::SeqCst);
                 self.commits.fetch_add(1, Ordering::SeqCst);
-                Ok(vec![RecordOutcome::Inserted; rows.len()])
+                Ok((first..)
+                    .zip(rows)
+                    .map(|(id, r)| {
+                        RecordOutcome::Inserted(LoggedIssuance {
+                            id: id as i64 + 1,
+                            issued_at: time::OffsetDateTime::UNIX_EPOCH,
+                            issuance: r.clone(),
+                        })
+                    })
+                    .collect())
             })
         }
 
@@ -335,7 +235,7 @@ mod tests {
             _brand_id: &'a str,
             _model: &'a str,
             _serial: &'a str,
-        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+        ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
             Box::pin(async move { self.check().map(|()| None) })
         }
 
@@ -344,8 +244,8 @@ mod tests {
         }
     }
 
-    fn row(i: usize) -> IssuanceRecord {
-        IssuanceRecord {
+    fn row(i: usize) -> Issuance {
+        Issuance {
             brand_id: "b".into(),
             model_id: 1,
             model_name: "m".into(),
@@ -355,7 +255,7 @@ mod tests {
             request_id: format!("r{i}"),
             signing_key_id: "k".into(),
             instance: "i".into(),
-            serial_text: format!("serial s{i}"),
+            serial_assertion: format!("serial s{i}"),
         }
     }
 
@@ -369,8 +269,11 @@ mod tests {
                 tokio::spawn(async move { gc.record(row(i)).await })
             })
             .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap(), Ok(RecordOutcome::Inserted));
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(RecordOutcome::Inserted(logged)) => assert_eq!(logged.issuance, row(i)),
+                other => panic!("expected an insert, got {other:?}"),
+            }
         }
         assert_eq!(log.rows.load(Ordering::SeqCst), 200);
         let commits = log.commits.load(Ordering::SeqCst);
@@ -385,7 +288,10 @@ mod tests {
         assert!(gc.record(row(1)).await.is_err());
         assert!(gc.latest("b", "m", "s").await.is_err());
         log.down.store(false, Ordering::SeqCst);
-        assert_eq!(gc.record(row(1)).await, Ok(RecordOutcome::Inserted));
+        assert!(matches!(
+            gc.record(row(1)).await,
+            Ok(RecordOutcome::Inserted(logged)) if logged.issuance == row(1)
+        ));
         assert_eq!(log.rows.load(Ordering::SeqCst), 1);
     }
 }

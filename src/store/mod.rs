@@ -23,7 +23,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-pub use crate::domain::{AssertionKind, DuplicatePolicy, KeyStatus, Role, SerialGeneration};
+pub use crate::domain::{
+    AssertionKind, DuplicatePolicy, Issuance, KeyStatus, LoggedIssuance, RecordOutcome, Role,
+    SerialGeneration,
+};
 pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;
 pub use brands::Brand;
@@ -31,9 +34,7 @@ pub use changes::{Change, ChangeListener};
 pub use keys::SigningKey;
 pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
-pub use signing_log::{
-    ConflictKind, Issuance, IssuanceOutcome, LogFilter, NewIssuance, ReplayReason,
-};
+pub use signing_log::LogFilter;
 pub use tokens::{NewToken, TokenInfo, TokenRecord};
 
 /// The channel every admin change is announced on (`LISTEN serialmint_changes`).
