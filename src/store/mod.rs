@@ -109,7 +109,7 @@ pub struct Reason {
 
 impl Reason {
     /// A message with the error that caused it.
-    pub fn caused_by(
+    fn caused_by(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
@@ -165,7 +165,7 @@ impl From<sqlx::Error> for StoreError {
     /// key, 23001 restrict) or invalid input (23514 check, 22001 too long, 22P02 bad text);
     /// connection classes (08, 57P) and pool failures are unavailability; a column that does
     /// not decode is a corrupt row. Callers that know a constraint reword it first
-    /// ([`violated`]).
+    /// (by its name).
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound(Reason::caused_by("not found", e)),
@@ -202,7 +202,7 @@ impl From<sqlx::Error> for StoreError {
 
 /// The constraint `e` violated, by its name in the migrations (Postgres' generated names:
 /// `<table>_<column>_key`, `_fkey`, `_check`), when `e` is a constraint violation.
-pub(crate) fn violated(e: &sqlx::Error) -> Option<&str> {
+fn violated(e: &sqlx::Error) -> Option<&str> {
     match e {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
             db.constraint()
