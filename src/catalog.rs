@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 
 use crate::assertion::{AssertionType, RsaPublicKey, decode_stream};
@@ -25,8 +24,8 @@ use crate::domain::SerialGeneration;
 use crate::registration::{DeviceModel, KeyRefusal, SerialKey, SerialScheme};
 use crate::signer::RateLimit;
 use crate::store::{
-    AccountAssertion, AssertionKind, CHANGES_CHANNEL, KeyStatus, Model, SerialPolicy, SigningKey,
-    Store, StoreError,
+    AccountAssertion, AssertionKind, Change, KeyStatus, Model, SerialPolicy, SigningKey, Store,
+    StoreError,
 };
 use crate::trust::TrustDb;
 
@@ -475,7 +474,7 @@ impl Catalog {
     async fn forward_notifications(store: Store, tx: tokio::sync::mpsc::Sender<&'static str>) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match Self::listen(&store).await {
+            match store.listen_changes().await {
                 Ok(mut listener) => {
                     backoff = Duration::from_millis(200);
                     // Listening before loading: no change can slip between the two.
@@ -483,9 +482,9 @@ impl Catalog {
                         return;
                     }
                     loop {
-                        let why = match listener.try_recv().await {
-                            Ok(Some(_)) => "notify",
-                            Ok(None) => {
+                        let why = match listener.next().await {
+                            Ok(Change::Changed(_)) => "notify",
+                            Ok(Change::Reconnected) => {
                                 tracing::info!("catalog: LISTEN connection lost; reconnected");
                                 "reconnect"
                             }
@@ -506,13 +505,6 @@ impl Catalog {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-    }
-
-    async fn listen(store: &Store) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(store.pool()).await?;
-        listener.eager_reconnect(true);
-        listener.listen(CHANGES_CHANNEL).await?;
-        Ok(listener)
     }
 
     async fn reload_logged(&self, why: &'static str) {

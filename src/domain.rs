@@ -1,7 +1,9 @@
 //! The small vocabulary every floor shares: the named choices of the admin plane (duplicate
-//! policy, serial generation, token roles, key status, held assertion kinds).
+//! policy, serial generation, token roles, key status, held assertion kinds), and the one
+//! shape of a signing-log row ([`Issuance`], [`LoggedIssuance`], [`RecordOutcome`]) that
+//! registration builds and the store records and reads back.
 //!
-//! Each is written once here, with its wire name, and parsed and printed only through
+//! Each choice is written once here, with its wire name, and parsed and printed only through
 //! [`std::str::FromStr`], [`std::fmt::Display`] and serde, so the store's text columns, the
 //! admin wire, the CLI's flags and registration read the same names. This module depends on
 //! nothing else in the crate.
@@ -68,6 +70,16 @@ macro_rules! named_choices {
                         got: s.to_string(),
                     }),
                 }
+            }
+        }
+
+        /// Reads a stored text column (`#[sqlx(try_from = "String")]`): an unknown name is
+        /// an error, never a default.
+        impl TryFrom<String> for $name {
+            type Error = UnknownChoice;
+
+            fn try_from(s: String) -> Result<Self, UnknownChoice> {
+                s.parse()
             }
         }
 
@@ -161,6 +173,61 @@ named_choices! {
         /// An `account-key` assertion (primary key: public-key-sha3-384).
         AccountKey = "account-key",
     }
+}
+
+/// A serial to record in the signing log: built by registration, inserted by the store.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Issuance {
+    /// The brand's account-id.
+    pub brand_id: String,
+    /// The model's row id (from the catalog).
+    pub model_id: i64,
+    /// The model name.
+    pub model_name: String,
+    /// The serial number.
+    pub serial: String,
+    /// The serial's revision (0 for a first issue; re-issues count up). Stored as `INTEGER`.
+    #[sqlx(try_from = "i32")]
+    pub revision: u32,
+    /// The device key's SHA3-384 id.
+    pub device_key_id: String,
+    /// The request-id the device used.
+    pub request_id: String,
+    /// The signing key's SHA3-384 id.
+    pub signing_key_id: String,
+    /// Which serialmint instance signed it.
+    pub instance: String,
+    /// The full serial assertion text (what the device is answered).
+    pub serial_assertion: String,
+}
+
+/// A row of the signing log: an issuance with its row id and the time it was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoggedIssuance {
+    /// Row id (increasing; the paging cursor).
+    pub id: i64,
+    /// When it was recorded.
+    pub issued_at: time::OffsetDateTime,
+    /// What was recorded.
+    #[sqlx(flatten)]
+    pub issuance: Issuance,
+}
+
+/// What recording one issuance did. The signing log's unique constraints decide it (one
+/// issuance per request-id; one per brand, model, serial and revision).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Recorded now: the new serial may be answered.
+    Inserted(LoggedIssuance),
+    /// Already recorded for the same device key, by the same request-id or the same serial:
+    /// answer the earlier serial (`serial_assertion`), never the new one.
+    Replay(LoggedIssuance),
+    /// Refused: the request-id already issued a serial to another device key.
+    RequestIdUsed(LoggedIssuance),
+    /// Refused: the serial (at this revision) was already issued to another device key.
+    SerialTaken(LoggedIssuance),
+    /// Refused: the model was deleted meanwhile.
+    ModelGone,
 }
 
 #[cfg(test)]

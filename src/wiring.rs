@@ -10,10 +10,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
+use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
+use crate::registration::log::BoxFuture;
 use crate::registration::{
-    AssertionKind, DeviceCatalog, DeviceModel, KeyRefusal, SerialKey, catalog::ct_eq,
+    AssertionKind, DeviceCatalog, DeviceModel, KeyRefusal, LogError, SerialKey, SigningLog,
+    catalog::ct_eq,
 };
 use crate::signer::backend::{BackendError, DigestInfo, SignBackend, SignFuture};
+use crate::store::Store;
 use crate::trust::TrustDb;
 
 /// Registration reads the current snapshot of the catalog.
@@ -51,6 +55,38 @@ impl DeviceCatalog for Catalog {
 
     fn trust(&self) -> Arc<TrustDb> {
         self.snapshot().trust().clone()
+    }
+}
+
+/// The signing log in Postgres: [`Store::record_issuances`] commits each group in one
+/// transaction, and its unique constraints decide replays and conflicts.
+impl SigningLog for Store {
+    fn record<'a>(
+        &'a self,
+        rows: &'a [Issuance],
+    ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
+        Box::pin(async move { self.record_issuances(rows).await.map_err(LogError::backend) })
+    }
+
+    fn latest<'a>(
+        &'a self,
+        brand_id: &'a str,
+        model: &'a str,
+        serial: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
+        Box::pin(async move {
+            self.latest_issuance(brand_id, model, serial)
+                .await
+                .map_err(LogError::backend)
+        })
+    }
+
+    fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
+        Box::pin(async move {
+            self.next_serial_counter(model_id)
+                .await
+                .map_err(LogError::backend)
+        })
     }
 }
 

@@ -17,8 +17,7 @@ use serialmint::catalog::Catalog;
 use serialmint::cli::client::Client;
 use serialmint::http::{self, Limits};
 use serialmint::store::{
-    Actor, AssertionKind, IssuanceOutcome, NewAccountAssertion, NewIssuance, Role, SigningKey,
-    Store,
+    Actor, AssertionKind, Issuance, NewAccountAssertion, RecordOutcome, Role, SigningKey, Store,
 };
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -472,7 +471,7 @@ async fn models_change_and_delete_only_before_issuing(pool: PgPool) {
     let model = s.store.model("acme", "widget").await.unwrap();
     let out = s
         .store
-        .record_issuances(&[NewIssuance {
+        .record_issuances(&[Issuance {
             brand_id: "acme".into(),
             model_id: model.id,
             model_name: "widget".into(),
@@ -486,7 +485,7 @@ async fn models_change_and_delete_only_before_issuing(pool: PgPool) {
         }])
         .await
         .unwrap();
-    assert!(matches!(out[0], IssuanceOutcome::Inserted(_)));
+    assert!(matches!(out[0], RecordOutcome::Inserted(_)));
     let e = admin
         .send_json(Method::DELETE, "/v1/models/widget", &json!({}))
         .await
@@ -513,8 +512,8 @@ async fn the_signing_log_pages_and_exports_without_a_cap(pool: PgPool) {
         .await
         .unwrap();
     let model = s.store.model("acme", "widget").await.unwrap();
-    let rows: Vec<NewIssuance> = (0..1500)
-        .map(|i| NewIssuance {
+    let rows: Vec<Issuance> = (0..1500)
+        .map(|i| Issuance {
             brand_id: "acme".into(),
             model_id: model.id,
             model_name: "widget".into(),
@@ -775,7 +774,7 @@ async fn postgres_down_is_503_not_401(pool: PgPool) {
     let s = start(pool, Arc::new(FakeBackend)).await;
     let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
     assert!(admin.get_json("/v1/models").await.is_ok());
-    s.store.pool().close().await;
+    s.store.close().await;
     let e = admin.get_json("/v1/models").await.unwrap_err();
     assert_eq!(status_of(&e), 503, "{e}");
     let (st, body) = raw(

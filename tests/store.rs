@@ -2,9 +2,8 @@
 //! applied), so constraints, triggers and NOTIFY are exercised for real.
 
 use serialmint::store::{
-    Actor, AssertionKind, CHANGES_CHANNEL, ConflictKind, DuplicatePolicy, IssuanceOutcome,
-    KeyStatus, LogFilter, NewAccountAssertion, NewIssuance, NewModel, ReplayReason, Role,
-    SerialGeneration, Store, StoreError,
+    Actor, AssertionKind, Change, DuplicatePolicy, Issuance, KeyStatus, LogFilter,
+    NewAccountAssertion, NewModel, RecordOutcome, Role, SerialGeneration, Store, StoreError,
 };
 use sqlx::PgPool;
 
@@ -45,8 +44,8 @@ async fn ready_key(store: &Store, name: &str, id: &str) {
         .unwrap();
 }
 
-fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> NewIssuance {
-    NewIssuance {
+fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> Issuance {
+    Issuance {
         brand_id: "acme".into(),
         model_id,
         model_name: "widget".into(),
@@ -67,10 +66,10 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
         .record_issuances(&[issuance(model, "S1", "dev-a", "req-1")])
         .await
         .unwrap();
-    let IssuanceOutcome::Inserted(row) = &first[0] else {
+    let RecordOutcome::Inserted(row) = &first[0] else {
         panic!("first issuance must insert: {first:?}")
     };
-    assert_eq!(row.serial, "S1");
+    assert_eq!(row.issuance.serial, "S1");
 
     let batch = vec![
         // the same request again (lost answer): the earlier serial comes back
@@ -88,33 +87,30 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
     ];
     let out = store.record_issuances(&batch).await.unwrap();
     match &out[0] {
-        IssuanceOutcome::Replay { existing, by } => {
-            assert_eq!(*by, ReplayReason::RequestId);
-            assert_eq!(existing.serial, "S1");
-            assert!(existing.serial_assertion.contains("serial: S1\n"));
+        RecordOutcome::Replay(existing) => {
+            // matched by the request-id
+            assert_eq!(existing.issuance.request_id, "req-1");
+            assert_eq!(existing.issuance.serial, "S1");
+            assert!(existing.issuance.serial_assertion.contains("serial: S1\n"));
         }
         o => panic!("expected a replay, got {o:?}"),
     }
     assert!(matches!(
         &out[1],
-        IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) if existing.device_key_id == "dev-a"
+        RecordOutcome::RequestIdUsed(existing) if existing.issuance.device_key_id == "dev-a"
     ));
     assert!(matches!(
         &out[2],
-        IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) if existing.device_key_id == "dev-a"
+        RecordOutcome::SerialTaken(existing) if existing.issuance.device_key_id == "dev-a"
     ));
+    // matched by the serial, not by the request-id
     assert!(matches!(
         &out[3],
-        IssuanceOutcome::Replay {
-            by: ReplayReason::Serial,
-            ..
-        }
+        RecordOutcome::Replay(existing)
+            if existing.issuance.serial == "S1" && existing.issuance.request_id != "req-4"
     ));
-    assert!(matches!(&out[4], IssuanceOutcome::Inserted(r) if r.serial == "S5"));
-    assert!(matches!(
-        &out[5],
-        IssuanceOutcome::Conflict(ConflictKind::SerialTaken { .. })
-    ));
+    assert!(matches!(&out[4], RecordOutcome::Inserted(r) if r.issuance.serial == "S5"));
+    assert!(matches!(&out[5], RecordOutcome::SerialTaken(_)));
 
     // Exactly two rows exist, whatever was asked.
     let all = store
@@ -128,6 +124,7 @@ async fn duplicate_issuance_is_impossible_and_replays_are_recognised(pool: PgPoo
             .await
             .unwrap()
             .unwrap()
+            .issuance
             .serial,
         "S5"
     );
@@ -154,18 +151,21 @@ async fn a_replay_inside_one_batch_gets_the_first_serial(pool: PgPool) {
         ])
         .await
         .unwrap();
-    assert!(matches!(&out[0], IssuanceOutcome::Inserted(r) if r.serial == "U1"));
+    assert!(matches!(&out[0], RecordOutcome::Inserted(r) if r.issuance.serial == "U1"));
+    // a replay by the request-id
     assert!(matches!(
         &out[1],
-        IssuanceOutcome::Replay { existing, by: ReplayReason::RequestId } if existing.serial == "U1"
+        RecordOutcome::Replay(existing)
+            if existing.issuance.serial == "U1" && existing.issuance.request_id == "req-7"
     ));
     assert!(matches!(
         &out[2],
-        IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) if existing.serial == "U1"
+        RecordOutcome::RequestIdUsed(existing) if existing.issuance.serial == "U1"
     ));
-    assert!(
-        matches!(&out[3], IssuanceOutcome::Inserted(r) if r.serial == "U4" && r.request_id == "req-8")
-    );
+    assert!(matches!(
+        &out[3],
+        RecordOutcome::Inserted(r) if r.issuance.serial == "U4" && r.issuance.request_id == "req-8"
+    ));
 }
 
 #[sqlx::test]
@@ -190,13 +190,14 @@ async fn the_database_itself_refuses_duplicates(pool: PgPool) {
     let mut again = issuance(model, "S1", "dev-z", "req-z");
     again.revision = 1;
     let out = store.record_issuances(&[again]).await.unwrap();
-    assert!(matches!(&out[0], IssuanceOutcome::Inserted(r) if r.revision == 1));
+    assert!(matches!(&out[0], RecordOutcome::Inserted(r) if r.issuance.revision == 1));
     assert_eq!(
         store
             .latest_issuance("acme", "widget", "S1")
             .await
             .unwrap()
             .unwrap()
+            .issuance
             .revision,
         1
     );
@@ -221,12 +222,12 @@ async fn concurrent_identical_requests_issue_once(pool: PgPool) {
     let mut serials = std::collections::HashSet::new();
     for t in tasks {
         match t.await.unwrap().remove(0) {
-            IssuanceOutcome::Inserted(r) => {
+            RecordOutcome::Inserted(r) => {
                 inserted += 1;
-                serials.insert(r.serial);
+                serials.insert(r.issuance.serial);
             }
-            IssuanceOutcome::Replay { existing, .. } => {
-                serials.insert(existing.serial);
+            RecordOutcome::Replay(existing) => {
+                serials.insert(existing.issuance.serial);
             }
             o => panic!("unexpected {o:?}"),
         }
@@ -409,24 +410,24 @@ async fn counters_and_the_request_id_secret_are_atomic(pool: PgPool) {
 #[sqlx::test]
 async fn every_admin_change_is_notified_and_audited(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
-    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
-        .await
-        .unwrap();
-    listener.listen(CHANGES_CHANNEL).await.unwrap();
+    let mut listener = store.listen_changes().await.unwrap();
     store.ensure_brand("acme", &admin()).await.unwrap();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
         .await
         .expect("a notification within 5 s")
         .unwrap();
-    assert_eq!(n.payload(), "brand.create acme");
+    assert_eq!(n, Change::Changed("brand.create acme".into()));
     ready_key(&store, "k", "ID1").await;
     let mut payloads = Vec::new();
     for _ in 0..2 {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
             .await
             .unwrap()
             .unwrap();
-        payloads.push(n.payload().to_string());
+        let Change::Changed(payload) = n else {
+            panic!("expected a change, got {n:?}")
+        };
+        payloads.push(payload);
     }
     assert_eq!(payloads, ["key.create k", "key.ready k"]);
     let audit = store.audit_log(10).await.unwrap();
@@ -441,11 +442,11 @@ async fn every_admin_change_is_notified_and_audited(pool: PgPool) {
             .is_err()
     );
     store.ensure_brand("other", &admin()).await.unwrap();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(n.payload(), "brand.create other");
+    assert_eq!(n, Change::Changed("brand.create other".into()));
 }
 
 #[sqlx::test]
@@ -535,7 +536,7 @@ async fn account_assertions_keep_the_highest_revision(pool: PgPool) {
 #[sqlx::test]
 async fn the_signing_log_pages_filters_and_streams(pool: PgPool) {
     let (store, model) = setup(pool).await;
-    let rows: Vec<NewIssuance> = (0..25)
+    let rows: Vec<Issuance> = (0..25)
         .map(|i| {
             issuance(
                 model,
@@ -608,4 +609,117 @@ async fn only_abandoned_pending_keys_are_failed(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(again.status, KeyStatus::Pending);
+}
+
+/// Constraint violations are told apart by the constraint's name, reworded for the caller,
+/// and keep the database error as their source.
+#[sqlx::test]
+async fn violated_constraints_are_reworded_with_their_cause(pool: PgPool) {
+    use std::error::Error as _;
+    let (store, _) = setup(pool).await;
+    ready_key(&store, "key-one", "ID1").await;
+    let e = store
+        .create_pending_key("key-one", "acme", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("a key named \"key-one\" already exists")),
+        "{e}"
+    );
+    assert!(e.source().is_some(), "the database error is kept: {e:?}");
+    let e = store
+        .create_pending_key("key-two", "nobody", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound(ref m) if m.contains("no brand \"nobody\"")),
+        "{e}"
+    );
+    let e = store
+        .create_pending_key("Bad Name", "acme", &[], "*", &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("invalid key name")),
+        "{e}"
+    );
+
+    let model = |brand: &str, name: &str, api_key: &str| NewModel {
+        brand_id: brand.into(),
+        name: name.into(),
+        api_key: api_key.into(),
+        rate_limit_per_sec: None,
+        rate_limit_burst: None,
+        duplicate_policy: DuplicatePolicy::Refuse,
+        serial_generation: SerialGeneration::Uuid,
+        serial_prefix: String::new(),
+    };
+    let long_key = "k".repeat(32);
+    let e = store
+        .create_model(&model("acme", "widget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("already exists")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("nobody", "gadget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound(ref m) if m.contains("no brand")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("acme", "gadget", "short"), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("16 characters")),
+        "{e}"
+    );
+    let e = store
+        .create_model(&model("acme", "-gadget", &long_key), &admin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Invalid(ref m) if m.contains("invalid model name")),
+        "{e}"
+    );
+    assert!(e.source().is_some(), "the database error is kept: {e:?}");
+}
+
+/// A text column holding a name the code does not know is a corrupt row, named by its
+/// column, never read as a default.
+#[sqlx::test]
+async fn an_unknown_choice_in_a_row_is_a_corrupt_row(pool: PgPool) {
+    let (store, _) = setup(pool.clone()).await;
+    ready_key(&store, "key-one", "ID1").await;
+    sqlx::query("ALTER TABLE signing_keys DROP CONSTRAINT signing_keys_status_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE signing_keys SET status = 'retired'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = store.keys().await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Database(ref m) if m.contains("corrupt row") && m.contains("status")),
+        "{e}"
+    );
+    sqlx::query("ALTER TABLE models DROP CONSTRAINT models_duplicate_policy_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE models SET duplicate_policy = 'sometimes'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = store.model("acme", "widget").await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::Database(ref m) if m.contains("duplicate_policy")),
+        "{e}"
+    );
 }

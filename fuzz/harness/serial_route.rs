@@ -53,12 +53,13 @@ use serialmint::assertion::{
     SerialRequest, assemble_encoded, build_content, decode_stream, encode_stream, signing_input,
 };
 use serialmint::device_api::DeviceApi;
+use serialmint::domain::{Issuance, LoggedIssuance, RecordOutcome};
 use serialmint::registration::catalog::ct_eq;
 use serialmint::registration::log::BoxFuture;
 use serialmint::registration::{
     ASSERTION_MEDIA_TYPE, AssertionKind, DeviceCatalog, DeviceModel, DuplicatePolicy, GroupCommit,
-    IssuanceRecord, KeyRefusal, LogError, PriorIssuance, RecordOutcome, Registration, RequestIds,
-    SerialKey, SerialScheme, SigningLog, proposed_serial,
+    KeyRefusal, LogError, Registration, RequestIds, SerialKey, SerialScheme, SigningLog,
+    proposed_serial,
 };
 use serialmint::signer::{Signer, SignerConfig};
 use serialmint::trust::TrustDb;
@@ -211,20 +212,8 @@ struct MemoryLog {
 
 #[derive(Default)]
 struct LogState {
-    rows: Vec<IssuanceRecord>,
+    rows: Vec<LoggedIssuance>,
     counters: HashMap<i64, i64>,
-}
-
-fn prior(r: &IssuanceRecord) -> PriorIssuance {
-    PriorIssuance {
-        brand_id: r.brand_id.clone(),
-        model_name: r.model_name.clone(),
-        serial: r.serial.clone(),
-        revision: r.revision,
-        device_key_id: r.device_key_id.clone(),
-        request_id: r.request_id.clone(),
-        serial_text: r.serial_text.clone(),
-    }
 }
 
 impl MemoryLog {
@@ -236,34 +225,42 @@ impl MemoryLog {
 impl SigningLog for MemoryLog {
     fn record<'a>(
         &'a self,
-        rows: &'a [IssuanceRecord],
+        rows: &'a [Issuance],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
         Box::pin(async move {
             let mut st = self.state.lock().unwrap();
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
-                let same_device = |e: &IssuanceRecord| e.device_key_id == r.device_key_id;
-                let outcome = if let Some(e) = st.rows.iter().find(|e| e.request_id == r.request_id)
+                let same_device = |e: &LoggedIssuance| e.issuance.device_key_id == r.device_key_id;
+                let outcome = if let Some(e) = st
+                    .rows
+                    .iter()
+                    .find(|e| e.issuance.request_id == r.request_id)
                 {
                     if same_device(e) {
-                        RecordOutcome::Replay(prior(e))
+                        RecordOutcome::Replay(e.clone())
                     } else {
-                        RecordOutcome::RequestIdUsed(prior(e))
+                        RecordOutcome::RequestIdUsed(e.clone())
                     }
                 } else if let Some(e) = st.rows.iter().find(|e| {
-                    e.brand_id == r.brand_id
-                        && e.model_name == r.model_name
-                        && e.serial == r.serial
-                        && e.revision == r.revision
+                    e.issuance.brand_id == r.brand_id
+                        && e.issuance.model_name == r.model_name
+                        && e.issuance.serial == r.serial
+                        && e.issuance.revision == r.revision
                 }) {
                     if same_device(e) {
-                        RecordOutcome::Replay(prior(e))
+                        RecordOutcome::Replay(e.clone())
                     } else {
-                        RecordOutcome::SerialTaken(prior(e))
+                        RecordOutcome::SerialTaken(e.clone())
                     }
                 } else {
-                    st.rows.push(r.clone());
-                    RecordOutcome::Inserted
+                    let logged = LoggedIssuance {
+                        id: st.rows.len() as i64 + 1,
+                        issued_at: OffsetDateTime::UNIX_EPOCH,
+                        issuance: r.clone(),
+                    };
+                    st.rows.push(logged.clone());
+                    RecordOutcome::Inserted(logged)
                 };
                 out.push(outcome);
             }
@@ -276,15 +273,18 @@ impl SigningLog for MemoryLog {
         brand_id: &'a str,
         model: &'a str,
         serial: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+    ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
         Box::pin(async move {
             let st = self.state.lock().unwrap();
             Ok(st
                 .rows
                 .iter()
-                .filter(|e| e.brand_id == brand_id && e.model_name == model && e.serial == serial)
-                .max_by_key(|e| e.revision)
-                .map(prior))
+                .filter(|e| {
+                    let i = &e.issuance;
+                    i.brand_id == brand_id && i.model_name == model && i.serial == serial
+                })
+                .max_by_key(|e| e.issuance.revision)
+                .cloned())
         })
     }
 

@@ -14,16 +14,18 @@ use super::wire::{
     CSV_HEADER, ExportFormat, ExportQuery, IssuanceView, LogQuery, PageQuery, Query, SigningLogPage,
 };
 use super::{Answer, Shared, ok};
+use crate::domain::LoggedIssuance;
 use crate::http;
-use crate::store::{Issuance, LogFilter};
+use crate::store::LogFilter;
 
 /// Chunks of the export are sent once this big (or when no row is waiting).
 const EXPORT_CHUNK: usize = 64 * 1024;
 
 /// A signing-log row's view; `full` adds the serial assertion text.
-fn view(i: &Issuance, full: bool) -> IssuanceView {
+fn view(row: &LoggedIssuance, full: bool) -> IssuanceView {
+    let i = &row.issuance;
     IssuanceView {
-        id: i.id,
+        id: row.id,
         brand_id: i.brand_id.clone(),
         model: i.model_name.clone(),
         serial: i.serial.clone(),
@@ -32,7 +34,7 @@ fn view(i: &Issuance, full: bool) -> IssuanceView {
         request_id: i.request_id.clone(),
         signing_key: i.signing_key_id.clone(),
         instance: i.instance.clone(),
-        issued_at: i.issued_at,
+        issued_at: row.issued_at,
         serial_assertion: full.then(|| i.serial_assertion.clone()),
     }
 }
@@ -76,14 +78,15 @@ fn csv_field(out: &mut String, v: &str) {
 
 /// One signing-log row as a CSV record (RFC 4180 quoting, the columns of [`CSV_HEADER`]),
 /// with its line end.
-pub fn issuance_csv(i: &Issuance) -> String {
-    let issued_at = i
+pub fn issuance_csv(row: &LoggedIssuance) -> String {
+    let i = &row.issuance;
+    let issued_at = row
         .issued_at
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| i.issued_at.to_string());
+        .unwrap_or_else(|_| row.issued_at.to_string());
     let mut out = String::with_capacity(i.serial_assertion.len() + 256);
     let fields = [
-        &i.id.to_string(),
+        &row.id.to_string(),
         &i.brand_id,
         &i.model_name,
         &i.serial,
@@ -104,7 +107,7 @@ pub fn issuance_csv(i: &Issuance) -> String {
 }
 
 /// Appends one row to the export body in `format`.
-fn push_row(buf: &mut String, format: ExportFormat, row: &Issuance, first: bool) {
+fn push_row(buf: &mut String, format: ExportFormat, row: &LoggedIssuance, first: bool) {
     match format {
         ExportFormat::Csv => buf.push_str(&issuance_csv(row)),
         ExportFormat::Json => {

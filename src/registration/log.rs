@@ -1,6 +1,7 @@
-//! The signing log as registration uses it: a small trait implemented by the store (the only
-//! SQL; Postgres' unique constraints decide replays and conflicts), and [`GroupCommit`], which
-//! gathers rows from concurrent requests into one `record` call (one transaction).
+//! The signing log as registration uses it: a small trait, [`SigningLog`] (implemented by the
+//! store in [`crate::wiring`]: the only SQL; Postgres' unique constraints decide replays and
+//! conflicts), and [`GroupCommit`], which gathers rows from concurrent requests into one
+//! `record` call (one transaction).
 //!
 //! A serial is answered only after its row is committed: "a serial we answered is a serial
 //! we logged". Uniqueness (one issuance per request-id; one per brand, model, serial and
@@ -13,75 +14,51 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{ConflictKind, Issuance, IssuanceOutcome, NewIssuance, Store, StoreError};
+use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A serial to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IssuanceRecord {
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model's row id.
-    pub model_id: i64,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// Its revision (0 for a first issue).
-    pub revision: u32,
-    /// The device key's SHA3-384 id.
-    pub device_key_id: String,
-    /// The request-id used.
-    pub request_id: String,
-    /// The signing key's id.
-    pub signing_key_id: String,
-    /// Which instance signed it.
-    pub instance: String,
-    /// The full serial assertion text.
-    pub serial_text: String,
+/// The log could not be used (Postgres down, timeout): answer 503, issue nothing. Cheap to
+/// clone: one failed transaction answers every row of its group.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log's backend failed (for the store: Postgres unreachable or refusing).
+    #[error("signing log unavailable: {0}")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The group-commit writer is gone (shutting down).
+    #[error("signing log unavailable: its writer stopped")]
+    WriterStopped,
+    /// A transaction or look-up took longer than the log's timeout.
+    #[error("signing log unavailable: no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The backend answered another number of outcomes than rows (a bug: nothing answered).
+    #[error("signing log unavailable: it answered {got} outcomes for {rows} rows")]
+    WrongRowCount {
+        /// Rows sent.
+        rows: usize,
+        /// Outcomes answered.
+        got: usize,
+    },
 }
 
-/// An issuance already in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PriorIssuance {
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// Its revision.
-    pub revision: u32,
-    /// The device key it was issued to.
-    pub device_key_id: String,
-    /// The request-id that issued it.
-    pub request_id: String,
-    /// The serial assertion text that was answered.
-    pub serial_text: String,
+/// Two log errors are equal when they are the same kind and say the same (a backend's cause
+/// is compared by its message: what a caller or a test can observe of it).
+impl PartialEq for LogError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
 }
 
-/// What happened to one recorded row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordOutcome {
-    /// Committed now: answer the new serial.
-    Inserted,
-    /// The same device key already got a serial for this request-id or serial: answer that
-    /// one again, never the new one.
-    Replay(PriorIssuance),
-    /// The request-id already issued to another device key.
-    RequestIdUsed(PriorIssuance),
-    /// The serial (at this revision) was already issued to another device key.
-    SerialTaken(PriorIssuance),
-    /// The model is gone.
-    ModelGone,
-}
+impl Eq for LogError {}
 
-/// The log could not be used (Postgres down, timeout): answer 503, issue nothing.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("signing log unavailable: {0}")]
-pub struct LogError(pub String);
+impl LogError {
+    /// A backend failure with its cause.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        LogError::Backend(Arc::new(e))
+    }
+}
 
 /// The signing log.
 pub trait SigningLog: Send + Sync + 'static {
@@ -89,7 +66,7 @@ pub trait SigningLog: Send + Sync + 'static {
     /// error nothing is committed.
     fn record<'a>(
         &'a self,
-        rows: &'a [IssuanceRecord],
+        rows: &'a [Issuance],
     ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>>;
     /// The highest revision issued of this serial, if any.
     fn latest<'a>(
@@ -97,93 +74,13 @@ pub trait SigningLog: Send + Sync + 'static {
         brand_id: &'a str,
         model: &'a str,
         serial: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>>;
+    ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>>;
     /// The next value of the model's serial counter (prefix+counter generation).
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>>;
 }
 
-impl From<StoreError> for LogError {
-    fn from(e: StoreError) -> Self {
-        LogError(e.to_string())
-    }
-}
-
-fn prior(e: Issuance) -> PriorIssuance {
-    PriorIssuance {
-        brand_id: e.brand_id,
-        model_name: e.model_name,
-        serial: e.serial,
-        revision: u32::try_from(e.revision).unwrap_or(0),
-        device_key_id: e.device_key_id,
-        request_id: e.request_id,
-        serial_text: e.serial_assertion,
-    }
-}
-
-/// The signing log in Postgres: [`Store::record_issuances`] commits each group in one
-/// transaction, and its unique constraints decide replays and conflicts.
-impl SigningLog for Store {
-    fn record<'a>(
-        &'a self,
-        rows: &'a [IssuanceRecord],
-    ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
-        Box::pin(async move {
-            let new: Vec<NewIssuance> = rows
-                .iter()
-                .map(|r| NewIssuance {
-                    brand_id: r.brand_id.clone(),
-                    model_id: r.model_id,
-                    model_name: r.model_name.clone(),
-                    serial: r.serial.clone(),
-                    revision: i32::try_from(r.revision).unwrap_or(i32::MAX),
-                    device_key_id: r.device_key_id.clone(),
-                    request_id: r.request_id.clone(),
-                    signing_key_id: r.signing_key_id.clone(),
-                    instance: r.instance.clone(),
-                    serial_assertion: r.serial_text.clone(),
-                })
-                .collect();
-            let outcomes = self.record_issuances(&new).await?;
-            Ok(outcomes
-                .into_iter()
-                .map(|o| match o {
-                    IssuanceOutcome::Inserted(_) => RecordOutcome::Inserted,
-                    IssuanceOutcome::Replay { existing, .. } => {
-                        RecordOutcome::Replay(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing }) => {
-                        RecordOutcome::RequestIdUsed(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing }) => {
-                        RecordOutcome::SerialTaken(prior(existing))
-                    }
-                    IssuanceOutcome::Conflict(ConflictKind::ModelGone) => RecordOutcome::ModelGone,
-                })
-                .collect())
-        })
-    }
-
-    fn latest<'a>(
-        &'a self,
-        brand_id: &'a str,
-        model: &'a str,
-        serial: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
-        Box::pin(async move {
-            Ok(self
-                .latest_issuance(brand_id, model, serial)
-                .await?
-                .map(prior))
-        })
-    }
-
-    fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
-        Box::pin(async move { Ok(self.next_serial_counter(model_id).await?) })
-    }
-}
-
 struct Pending {
-    row: IssuanceRecord,
+    row: Issuance,
     reply: oneshot::Sender<Result<RecordOutcome, LogError>>,
 }
 
@@ -220,14 +117,13 @@ impl GroupCommit {
     }
 
     /// Records one row, committed together with whatever other rows are waiting.
-    pub async fn record(&self, row: IssuanceRecord) -> Result<RecordOutcome, LogError> {
+    pub async fn record(&self, row: Issuance) -> Result<RecordOutcome, LogError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { row, reply })
             .await
-            .map_err(|_| LogError("signing log writer stopped".into()))?;
-        rx.await
-            .map_err(|_| LogError("signing log writer stopped".into()))?
+            .map_err(|_| LogError::WriterStopped)?;
+        rx.await.map_err(|_| LogError::WriterStopped)?
     }
 
     /// Looks up, bounded by the same timeout.
@@ -236,7 +132,7 @@ impl GroupCommit {
         brand_id: &str,
         model: &str,
         serial: &str,
-    ) -> Result<Option<PriorIssuance>, LogError> {
+    ) -> Result<Option<LoggedIssuance>, LogError> {
         bounded(self.timeout, self.log.latest(brand_id, model, serial)).await
     }
 
@@ -252,7 +148,7 @@ async fn bounded<T>(
 ) -> Result<T, LogError> {
     tokio::time::timeout(timeout, f)
         .await
-        .unwrap_or_else(|_| Err(LogError("timed out".into())))
+        .unwrap_or_else(|_| Err(LogError::TimedOut(timeout)))
 }
 
 async fn writer(
@@ -263,7 +159,7 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let rows: Vec<IssuanceRecord> = batch.iter().map(|p| p.row.clone()).collect();
+        let rows: Vec<Issuance> = batch.iter().map(|p| p.row.clone()).collect();
         metrics::histogram!("signing_log_batch_size").record(rows.len() as f64);
         let started = std::time::Instant::now();
         let result = bounded(timeout, log.record(&rows)).await;
@@ -274,11 +170,14 @@ async fn writer(
                     let _ = p.reply.send(Ok(o));
                 }
             }
-            Ok(_) => {
+            Ok(outcomes) => {
+                let e = LogError::WrongRowCount {
+                    rows: rows.len(),
+                    got: outcomes.len(),
+                };
+                tracing::error!(error = %e, "signing log commit answered nonsense");
                 for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(LogError(
-                        "signing log answered the wrong row count".into(),
-                    )));
+                    let _ = p.reply.send(Err(e.clone()));
                 }
             }
             Err(e) => {
@@ -310,7 +209,9 @@ mod tests {
     impl CountingLog {
         fn check(&self) -> Result<(), LogError> {
             if self.down.load(Ordering::SeqCst) {
-                Err(LogError("connection refused".into()))
+                Err(LogError::backend(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                )))
             } else {
                 Ok(())
             }
@@ -320,13 +221,22 @@ mod tests {
     impl SigningLog for CountingLog {
         fn record<'a>(
             &'a self,
-            rows: &'a [IssuanceRecord],
+            rows: &'a [Issuance],
         ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
             Box::pin(async move {
                 self.check()?;
-                self.rows.fetch_add(rows.len(), Ordering::SeqCst);
+                let first = self.rows.fetch_add(rows.len(), Ordering::SeqCst);
                 self.commits.fetch_add(1, Ordering::SeqCst);
-                Ok(vec![RecordOutcome::Inserted; rows.len()])
+                Ok((first..)
+                    .zip(rows)
+                    .map(|(id, r)| {
+                        RecordOutcome::Inserted(LoggedIssuance {
+                            id: id as i64 + 1,
+                            issued_at: time::OffsetDateTime::UNIX_EPOCH,
+                            issuance: r.clone(),
+                        })
+                    })
+                    .collect())
             })
         }
 
@@ -335,7 +245,7 @@ mod tests {
             _brand_id: &'a str,
             _model: &'a str,
             _serial: &'a str,
-        ) -> BoxFuture<'a, Result<Option<PriorIssuance>, LogError>> {
+        ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
             Box::pin(async move { self.check().map(|()| None) })
         }
 
@@ -344,8 +254,8 @@ mod tests {
         }
     }
 
-    fn row(i: usize) -> IssuanceRecord {
-        IssuanceRecord {
+    fn row(i: usize) -> Issuance {
+        Issuance {
             brand_id: "b".into(),
             model_id: 1,
             model_name: "m".into(),
@@ -355,7 +265,7 @@ mod tests {
             request_id: format!("r{i}"),
             signing_key_id: "k".into(),
             instance: "i".into(),
-            serial_text: format!("serial s{i}"),
+            serial_assertion: format!("serial s{i}"),
         }
     }
 
@@ -369,8 +279,11 @@ mod tests {
                 tokio::spawn(async move { gc.record(row(i)).await })
             })
             .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap(), Ok(RecordOutcome::Inserted));
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(RecordOutcome::Inserted(logged)) => assert_eq!(logged.issuance, row(i)),
+                other => panic!("expected an insert, got {other:?}"),
+            }
         }
         assert_eq!(log.rows.load(Ordering::SeqCst), 200);
         let commits = log.commits.load(Ordering::SeqCst);
@@ -385,7 +298,10 @@ mod tests {
         assert!(gc.record(row(1)).await.is_err());
         assert!(gc.latest("b", "m", "s").await.is_err());
         log.down.store(false, Ordering::SeqCst);
-        assert_eq!(gc.record(row(1)).await, Ok(RecordOutcome::Inserted));
+        assert!(matches!(
+            gc.record(row(1)).await,
+            Ok(RecordOutcome::Inserted(logged)) if logged.issuance == row(1)
+        ));
         assert_eq!(log.rows.load(Ordering::SeqCst), 1);
     }
 }

@@ -17,12 +17,13 @@ use time::OffsetDateTime;
 pub use catalog::{
     AssertionKind, DeviceCatalog, DeviceModel, DuplicatePolicy, KeyRefusal, SerialKey, SerialScheme,
 };
-pub use log::{GroupCommit, IssuanceRecord, LogError, PriorIssuance, RecordOutcome, SigningLog};
+pub use log::{GroupCommit, LogError, SigningLog};
 pub use request_id::{RequestIdError, RequestIds};
 
 use crate::assertion::{
     self, AssertionType, Model, SerialBuilder, SerialRequest, assemble_encoded, signing_input,
 };
+use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
 use crate::signer::{SignError, Signer};
 
 /// The media type of assertions and assertion streams.
@@ -99,7 +100,7 @@ pub enum RegError {
     Signing(SignError),
     /// The signing log (Postgres) is unavailable: nothing issued (503).
     #[error("signing log unavailable; retry later")]
-    LogUnavailable(String),
+    LogUnavailable(#[source] LogError),
     /// A signature from the HSM did not verify (503: the device retries).
     #[error("signature check failed; retry later")]
     SignatureCheck(String),
@@ -168,7 +169,7 @@ impl From<SignError> for RegError {
 
 impl From<LogError> for RegError {
     fn from(e: LogError) -> Self {
-        RegError::LogUnavailable(e.0)
+        RegError::LogUnavailable(e)
     }
 }
 
@@ -400,12 +401,12 @@ impl Registration {
                 .latest(&model.brand_id, &model.name, &serial)
                 .await?
         {
-            if prior.device_key_id == device_key_id {
+            if prior.issuance.device_key_id == device_key_id {
                 return self.replay_or_refuse(prior, &device_key_id, &model, proposed.as_deref());
             }
             match model.duplicate_policy {
                 DuplicatePolicy::Refuse => return Err(RegError::SerialTaken(serial)),
-                DuplicatePolicy::Reissue => revision = prior.revision + 1,
+                DuplicatePolicy::Reissue => revision = prior.issuance.revision + 1,
             }
         }
 
@@ -443,7 +444,7 @@ impl Registration {
         // Committed before it is answered.
         let outcome = self
             .log
-            .record(IssuanceRecord {
+            .record(Issuance {
                 brand_id: model.brand_id.clone(),
                 model_id: model.id,
                 model_name: model.name.clone(),
@@ -453,12 +454,12 @@ impl Registration {
                 request_id: req.request_id().to_owned(),
                 signing_key_id: key.key_id.clone(),
                 instance: self.instance.clone(),
-                serial_text: serial_text.clone(),
+                serial_assertion: serial_text,
             })
             .await?;
         match outcome {
-            RecordOutcome::Inserted => Ok(Issued {
-                serial: serial_text,
+            RecordOutcome::Inserted(logged) => Ok(Issued {
+                serial: logged.issuance.serial_assertion,
                 chain: self.catalog.key_chain(&key.key_id),
                 model: model.name.clone(),
                 replay: false,
@@ -482,11 +483,12 @@ impl Registration {
     /// earlier serial would hand it one it did not ask for).
     fn replay_or_refuse(
         &self,
-        prior: PriorIssuance,
+        prior: LoggedIssuance,
         device_key_id: &str,
         model: &DeviceModel,
         proposed: Option<&str>,
     ) -> Result<Issued, RegError> {
+        let prior = prior.issuance;
         if prior.device_key_id != device_key_id {
             return Err(RegError::SerialTaken(prior.serial));
         }
@@ -496,11 +498,11 @@ impl Registration {
         {
             return Err(RegError::RequestIdUsed);
         }
-        let chain = assertion::decode(prior.serial_text.as_bytes())
+        let chain = assertion::decode(prior.serial_assertion.as_bytes())
             .map(|a| self.catalog.key_chain(a.sign_key_id()))
             .unwrap_or_default();
         Ok(Issued {
-            serial: prior.serial_text,
+            serial: prior.serial_assertion,
             chain,
             model: model.name.clone(),
             replay: true,

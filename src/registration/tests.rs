@@ -50,7 +50,7 @@ fn statuses_and_codes_are_distinct_per_check() {
         (RegError::RequestIdUsed, 409, "request-id-used"),
         (RegError::SerialTaken("s".into()), 409, "duplicate-serial"),
         (
-            RegError::LogUnavailable("x".into()),
+            RegError::LogUnavailable(LogError::WriterStopped),
             503,
             "database-unavailable",
         ),

@@ -22,9 +22,10 @@ pub struct NewAccountAssertion {
 }
 
 /// A stored assertion.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountAssertion {
     /// Its type.
+    #[sqlx(try_from = "String")]
     pub kind: AssertionKind,
     /// Its primary key.
     pub primary_key: String,
@@ -93,25 +94,10 @@ impl Store {
 pub(super) async fn all_account_assertions<'e, E: sqlx::PgExecutor<'e>>(
     e: E,
 ) -> Result<Vec<AccountAssertion>> {
-    let rows: Vec<(String, String, String, i32, String, OffsetDateTime)> = sqlx::query_as(
+    Ok(sqlx::query_as(
         "SELECT kind, primary_key, account_id, revision, text, pushed_at \
          FROM account_assertions ORDER BY kind, primary_key",
     )
     .fetch_all(e)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(
-            |(kind, primary_key, account_id, revision, text, pushed_at)| {
-                Some(AccountAssertion {
-                    kind: kind.parse().ok()?,
-                    primary_key,
-                    account_id,
-                    revision,
-                    text,
-                    pushed_at,
-                })
-            },
-        )
-        .collect())
+    .await?)
 }

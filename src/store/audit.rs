@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use super::{Result, Store};
 
 /// One recorded admin change.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     /// When.
     pub at: OffsetDateTime,
@@ -16,33 +16,18 @@ pub struct AuditEntry {
     /// What it changed, e.g. `brand/model`.
     pub target: String,
     /// Details.
+    #[sqlx(json)]
     pub detail: serde_json::Value,
 }
 
 impl Store {
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows: Vec<(
-            OffsetDateTime,
-            String,
-            String,
-            String,
-            sqlx::types::Json<serde_json::Value>,
-        )> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at, actor, action, target, detail)| AuditEntry {
-                at,
-                actor,
-                action,
-                target,
-                detail: detail.0,
-            })
-            .collect())
+        .await?)
     }
 }

@@ -3,11 +3,11 @@
 
 use time::OffsetDateTime;
 
-use super::{Actor, Result, Store, StoreError, changed};
+use super::{Actor, Reason, Result, Store, StoreError, changed, violated};
 use crate::domain::KeyStatus;
 
 /// A signing key as recorded in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SigningKey {
     /// Row id (what serial policies reference).
     pub id: i64,
@@ -16,6 +16,7 @@ pub struct SigningKey {
     /// The brand that owns it.
     pub brand_id: String,
     /// The snapd key id (`sign-key-sha3-384`), once generated.
+    #[sqlx(rename = "key_sha3_384")]
     pub sha3_384: Option<String>,
     /// The public key as snapd encodes it (base64, 76 columns), once generated.
     pub public_key: Option<String>,
@@ -26,6 +27,7 @@ pub struct SigningKey {
     /// Whether it may sign at all (disabling is one-way).
     pub active: bool,
     /// Where generation stands.
+    #[sqlx(try_from = "String")]
     pub status: KeyStatus,
     /// Why generation failed.
     pub error: Option<String>,
@@ -63,38 +65,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     true
 }
 
-type KeyRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Vec<String>,
-    String,
-    bool,
-    String,
-    Option<String>,
-    OffsetDateTime,
-);
-
 const KEY_COLUMNS: &str = "id, name, brand_id, key_sha3_384, public_key, allowed_types, \
                            model_pattern, active, status, error, created_at";
-
-fn key(row: KeyRow) -> SigningKey {
-    SigningKey {
-        id: row.0,
-        name: row.1,
-        brand_id: row.2,
-        sha3_384: row.3,
-        public_key: row.4,
-        allowed_types: row.5,
-        model_pattern: row.6,
-        active: row.7,
-        status: row.8.parse().unwrap_or(KeyStatus::Pending),
-        error: row.9,
-        created_at: row.10,
-    }
-}
 
 impl Store {
     /// Records a key about to be generated (status pending). Fails with a conflict when the
@@ -118,27 +90,32 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let row: KeyRow = sqlx::query_as(
+        let key: SigningKey = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO signing_keys (name, brand_id, allowed_types, model_pattern) \
-             VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, brand_id, key_sha3_384, public_key, allowed_types, \
-                       model_pattern, active, status, error, created_at",
-        )
+             VALUES ($1, $2, $3, $4) RETURNING {KEY_COLUMNS}"
+        )))
         .bind(name)
         .bind(brand_id)
         .bind(&types)
         .bind(model_pattern)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(m) if m.contains("name") => {
-                StoreError::Conflict(format!("a key named {name:?} already exists"))
-            }
-            StoreError::Conflict(_) => StoreError::NotFound(format!("no brand {brand_id:?}")),
-            StoreError::Invalid(_) => StoreError::Invalid(format!(
-                "invalid key name {name:?}: lowercase letters, digits and single dashes, with at least one letter"
+        .map_err(|e| match violated(&e) {
+            Some("signing_keys_name_key") => StoreError::Conflict(Reason::caused_by(
+                format!("a key named {name:?} already exists"),
+                e,
             )),
-            other => other,
+            Some("signing_keys_brand_id_fkey") => {
+                StoreError::NotFound(Reason::caused_by(format!("no brand {brand_id:?}"), e))
+            }
+            Some("signing_keys_name_check") => StoreError::Invalid(Reason::caused_by(
+                format!(
+                    "invalid key name {name:?}: lowercase letters, digits and single dashes, \
+                     with at least one letter"
+                ),
+                e,
+            )),
+            _ => e.into(),
         })?;
         changed(
             &mut tx,
@@ -149,7 +126,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(key(row))
+        Ok(key)
     }
 
     /// Marks a pending key generated, with its id and encoded public key.
@@ -172,7 +149,9 @@ impl Store {
         .await?
         .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound(format!("no pending key {name:?}")));
+            return Err(StoreError::NotFound(
+                format!("no pending key {name:?}").into(),
+            ));
         }
         changed(
             &mut tx,
@@ -216,15 +195,14 @@ impl Store {
 
     /// The key with this name or SHA3-384 id.
     pub async fn key(&self, name_or_id: &str) -> Result<SigningKey> {
-        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let key: Option<SigningKey> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {KEY_COLUMNS} FROM signing_keys WHERE name = $1 OR key_sha3_384 = $1 \
              ORDER BY (name = $1) DESC LIMIT 1"
         )))
         .bind(name_or_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(key)
-            .ok_or_else(|| StoreError::NotFound(format!("no key {name_or_id:?}")))
+        key.ok_or_else(|| StoreError::NotFound(format!("no key {name_or_id:?}").into()))
     }
 
     /// Disables a key: it signs nothing more. One-way; the row stays for the history.
@@ -263,12 +241,11 @@ impl Store {
 }
 
 pub(super) async fn all_keys<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<SigningKey>> {
-    let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, id"
     )))
     .fetch_all(e)
-    .await?;
-    Ok(rows.into_iter().map(key).collect())
+    .await?)
 }
 
 #[cfg(test)]

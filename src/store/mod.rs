@@ -1,6 +1,7 @@
 //! The Postgres store: the only code in serialmint that speaks SQL.
 //!
-//! [`Store`] wraps a [`PgPool`]; each table family has its own file with typed functions.
+//! [`Store`] wraps a [`PgPool`]; each table family has its own file with typed functions, and
+//! [`ChangeListener`] follows the changes other instances announce.
 //! Queries are checked at run time (`sqlx::query`, never the `query!` macros), so building needs
 //! no database. Every admin change runs in one transaction together with its audit-log row and
 //! a `NOTIFY serialmint_changes, '<what>'`, so every instance's catalog follows it. Errors are
@@ -9,6 +10,7 @@
 mod accounts;
 mod audit;
 mod brands;
+mod changes;
 mod keys;
 mod models;
 mod policies;
@@ -21,16 +23,18 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-pub use crate::domain::{AssertionKind, DuplicatePolicy, KeyStatus, Role, SerialGeneration};
+pub use crate::domain::{
+    AssertionKind, DuplicatePolicy, Issuance, KeyStatus, LoggedIssuance, RecordOutcome, Role,
+    SerialGeneration,
+};
 pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;
 pub use brands::Brand;
+pub use changes::{Change, ChangeListener};
 pub use keys::SigningKey;
 pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
-pub use signing_log::{
-    ConflictKind, Issuance, IssuanceOutcome, LogFilter, NewIssuance, ReplayReason,
-};
+pub use signing_log::LogFilter;
 pub use tokens::{NewToken, TokenInfo, TokenRecord};
 
 /// The channel every admin change is announced on (`LISTEN serialmint_changes`).
@@ -39,48 +43,171 @@ pub const CHANGES_CHANNEL: &str = "serialmint_changes";
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. The kinds are what callers sort on (the HTTP edge maps
+/// them to statuses); each carries a [`Reason`]: words for the caller, and the error beneath
+/// (sqlx's, the migrator's), which is this error's [`std::error::Error::source`].
+///
+/// The words of the unavailable and database kinds include the cause's text, as they always
+/// did, since the edges print one line; walking the source chain repeats it.
+#[derive(Debug)]
 pub enum StoreError {
     /// The named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    NotFound(Reason),
     /// The change collides with existing data (a unique or foreign-key constraint).
-    #[error("{0}")]
-    Conflict(String),
+    Conflict(Reason),
     /// The input is not acceptable (a check constraint or a validation here).
-    #[error("{0}")]
-    Invalid(String),
+    Invalid(Reason),
     /// Postgres cannot be reached (connection refused, pool timed out, server gone).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// Any other database error.
-    #[error("database error: {0}")]
-    Database(String),
+    Unavailable(Reason),
+    /// Any other database error, including a row the store cannot read (a corrupt row).
+    Database(Reason),
+}
+
+impl StoreError {
+    /// What it says, and its cause.
+    pub fn reason(&self) -> &Reason {
+        match self {
+            StoreError::NotFound(r)
+            | StoreError::Conflict(r)
+            | StoreError::Invalid(r)
+            | StoreError::Unavailable(r)
+            | StoreError::Database(r) => r,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotFound(r) | StoreError::Conflict(r) | StoreError::Invalid(r) => {
+                write!(f, "{r}")
+            }
+            StoreError::Unavailable(r) => write!(f, "database unavailable: {r}"),
+            StoreError::Database(r) => write!(f, "database error: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.reason()
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// What a [`StoreError`] says, with the error beneath it when there was one.
+///
+/// Derefs to the message, so `m.contains("...")` reads it, and `String::from` takes it. The
+/// cause is never the connection URL's parse error (the URL carries the password).
+#[derive(Debug)]
+pub struct Reason {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Reason {
+    /// A message with the error that caused it.
+    fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Reason {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::ops::Deref for Reason {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Reason {
+    fn from(message: String) -> Self {
+        Reason {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl From<Reason> for String {
+    fn from(r: Reason) -> Self {
+        r.message
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// Sorts by SQLSTATE: integrity violations are conflicts (23505 unique, 23503 foreign
+    /// key, 23001 restrict) or invalid input (23514 check, 22001 too long, 22P02 bad text);
+    /// connection classes (08, 57P) and pool failures are unavailability; a column that does
+    /// not decode is a corrupt row. Callers that know a constraint reword it first
+    /// (by its name).
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::RowNotFound => StoreError::NotFound("not found".into()),
+            sqlx::Error::RowNotFound => StoreError::NotFound(Reason::caused_by("not found", e)),
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            | sqlx::Error::WorkerCrashed => {
+                StoreError::Unavailable(Reason::caused_by(e.to_string(), e))
+            }
+            sqlx::Error::ColumnDecode { index, source } => StoreError::Database(Reason::caused_by(
+                format!("corrupt row: column {index}: {source}"),
+                e,
+            )),
             sqlx::Error::Database(db) => {
                 let msg = db.message().to_string();
                 match db.code().as_deref() {
-                    Some("23505") | Some("23503") | Some("23001") => StoreError::Conflict(msg),
-                    Some("23514") | Some("22001") | Some("22P02") => StoreError::Invalid(msg),
-                    Some(c) if c.starts_with("08") || c.starts_with("57P") => {
-                        StoreError::Unavailable(msg)
+                    Some("23505" | "23503" | "23001") => {
+                        StoreError::Conflict(Reason::caused_by(msg, e))
                     }
-                    _ => StoreError::Database(msg),
+                    Some("23514" | "22001" | "22P02") => {
+                        StoreError::Invalid(Reason::caused_by(msg, e))
+                    }
+                    Some(c) if c.starts_with("08") || c.starts_with("57P") => {
+                        StoreError::Unavailable(Reason::caused_by(msg, e))
+                    }
+                    _ => StoreError::Database(Reason::caused_by(msg, e)),
                 }
             }
-            _ => StoreError::Database(e.to_string()),
+            _ => StoreError::Database(Reason::caused_by(e.to_string(), e)),
         }
+    }
+}
+
+/// The constraint `e` violated, by its name in the migrations (Postgres' generated names:
+/// `<table>_<column>_key`, `_fkey`, `_check`), when `e` is a constraint violation.
+fn violated(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
+            db.constraint()
+        }
+        _ => None,
     }
 }
 
@@ -134,10 +261,14 @@ impl Store {
             .connect(url)
             .await
             .map_err(|e| match e {
+                // No source: a parse error may quote the URL, password and all.
                 sqlx::Error::Configuration(_) => {
                     StoreError::Invalid("database.url is not a valid Postgres URL".into())
                 }
-                other => StoreError::Unavailable(format!("cannot connect to Postgres: {other}")),
+                other => StoreError::Unavailable(Reason::caused_by(
+                    format!("cannot connect to Postgres: {other}"),
+                    other,
+                )),
             })?;
         Ok(Store { pool })
     }
@@ -156,16 +287,20 @@ impl Store {
         Store { pool }
     }
 
-    /// The pool, for the LISTEN connection of the catalog.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Closes every connection and refuses new ones: every later call fails as
+    /// [`StoreError::Unavailable`] (shutdown; tests use it to simulate an outage).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Applies the embedded migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
-            other => StoreError::Database(format!("migration failed: {other}")),
+            other => StoreError::Database(Reason::caused_by(
+                format!("migration failed: {other}"),
+                other,
+            )),
         })
     }
 

@@ -3,11 +3,11 @@
 
 use time::OffsetDateTime;
 
-use super::{Actor, Result, Store, StoreError, changed};
+use super::{Actor, Reason, Result, Store, StoreError, changed, violated};
 use crate::domain::{DuplicatePolicy, SerialGeneration};
 
 /// A model as recorded in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Model {
     /// Row id.
     pub id: i64,
@@ -22,8 +22,10 @@ pub struct Model {
     /// Burst size of that limit (`None`: equal to the rate).
     pub rate_limit_burst: Option<i32>,
     /// Duplicate-serial policy.
+    #[sqlx(try_from = "String")]
     pub duplicate_policy: DuplicatePolicy,
     /// Serial-generation policy.
+    #[sqlx(try_from = "String")]
     pub serial_generation: SerialGeneration,
     /// Prefix for prefix+counter serials.
     pub serial_prefix: String,
@@ -73,60 +75,43 @@ pub struct ModelChange {
     pub serial_prefix: Option<String>,
 }
 
-type ModelRow = (
-    i64,
-    String,
-    String,
-    String,
-    Option<i32>,
-    Option<i32>,
-    String,
-    String,
-    String,
-    bool,
-    OffsetDateTime,
-);
-
 const MODEL_COLUMNS: &str = "id, brand_id, name, api_key, rate_limit_per_sec, rate_limit_burst, \
                              duplicate_policy, serial_generation, serial_prefix, enabled, created_at";
 
-fn model(r: ModelRow) -> Model {
-    Model {
-        id: r.0,
-        brand_id: r.1,
-        name: r.2,
-        api_key: r.3,
-        rate_limit_per_sec: r.4,
-        rate_limit_burst: r.5,
-        duplicate_policy: r.6.parse().unwrap_or_default(),
-        serial_generation: r.7.parse().unwrap_or_default(),
-        serial_prefix: r.8,
-        enabled: r.9,
-        created_at: r.10,
+/// Rewords a violated constraint of `models` for the caller (model `m` of `brand`).
+fn model_error(e: sqlx::Error, m: &str, brand: &str) -> StoreError {
+    match violated(&e) {
+        Some("models_brand_id_fkey") => {
+            StoreError::NotFound(Reason::caused_by(format!("no brand {brand:?}"), e))
+        }
+        Some("models_brand_id_name_key") => {
+            StoreError::Conflict(Reason::caused_by(format!("model {m:?} already exists"), e))
+        }
+        Some("models_api_key_check") => StoreError::Invalid(Reason::caused_by(
+            "an API key needs at least 16 characters",
+            e,
+        )),
+        Some("models_name_check") => StoreError::Invalid(Reason::caused_by(
+            format!("invalid model name {m:?}: letters, digits and single dashes"),
+            e,
+        )),
+        Some("signing_log_model_id_fkey") => StoreError::Conflict(Reason::caused_by(
+            format!("model {m:?} has issued serials; disable it instead"),
+            e,
+        )),
+        _ => e.into(),
     }
 }
 
-fn model_error(e: sqlx::Error, m: &str, brand: &str) -> StoreError {
-    match StoreError::from(e) {
-        StoreError::Conflict(msg) if msg.contains("foreign key") => {
-            StoreError::NotFound(format!("no brand {brand:?}"))
-        }
-        StoreError::Conflict(_) => StoreError::Conflict(format!("model {m:?} already exists")),
-        StoreError::Invalid(msg) if msg.contains("api_key") => {
-            StoreError::Invalid("an API key needs at least 16 characters".into())
-        }
-        StoreError::Invalid(msg) if msg.contains("name") => StoreError::Invalid(format!(
-            "invalid model name {m:?}: letters, digits and single dashes"
-        )),
-        other => other,
-    }
+fn no_model(brand_id: &str, name: &str) -> StoreError {
+    StoreError::NotFound(format!("no model {name:?} for brand {brand_id:?}").into())
 }
 
 impl Store {
     /// Creates a model.
     pub async fn create_model(&self, new: &NewModel, actor: &Actor) -> Result<Model> {
         let mut tx = self.begin().await?;
-        let row: ModelRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let model: Model = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO models (brand_id, name, api_key, rate_limit_per_sec, rate_limit_burst, \
              duplicate_policy, serial_generation, serial_prefix) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MODEL_COLUMNS}"
@@ -143,7 +128,7 @@ impl Store {
         .await
         .map_err(|e| model_error(e, &new.name, &new.brand_id))?;
         sqlx::query("INSERT INTO serial_counters (model_id) VALUES ($1)")
-            .bind(row.0)
+            .bind(model.id)
             .execute(&mut *tx)
             .await?;
         changed(
@@ -155,7 +140,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(model(row))
+        Ok(model)
     }
 
     /// Every model, by brand and name.
@@ -165,16 +150,14 @@ impl Store {
 
     /// The model `name` of `brand_id`.
     pub async fn model(&self, brand_id: &str, name: &str) -> Result<Model> {
-        let row: Option<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let model: Option<Model> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {MODEL_COLUMNS} FROM models WHERE brand_id = $1 AND name = $2"
         )))
         .bind(brand_id)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(model).ok_or_else(|| {
-            StoreError::NotFound(format!("no model {name:?} for brand {brand_id:?}"))
-        })
+        model.ok_or_else(|| no_model(brand_id, name))
     }
 
     /// Applies `change` to a model.
@@ -186,7 +169,7 @@ impl Store {
         actor: &Actor,
     ) -> Result<Model> {
         let mut tx = self.begin().await?;
-        let row: Option<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let model: Option<Model> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE models SET \
                api_key = COALESCE($3, api_key), \
                enabled = COALESCE($4, enabled), \
@@ -211,9 +194,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| model_error(e, name, brand_id))?;
-        let row = row.ok_or_else(|| {
-            StoreError::NotFound(format!("no model {name:?} for brand {brand_id:?}"))
-        })?;
+        let model = model.ok_or_else(|| no_model(brand_id, name))?;
         let mut what = Vec::new();
         if change.api_key.is_some() {
             what.push("api-key");
@@ -239,7 +220,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(model(row))
+        Ok(model)
     }
 
     /// Deletes a model; refused (conflict) once any serial was issued for it.
@@ -250,17 +231,10 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "model {name:?} has issued serials; disable it instead"
-                )),
-                other => other,
-            })?
+            .map_err(|e| model_error(e, name, brand_id))?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no model {name:?} for brand {brand_id:?}"
-            )));
+            return Err(no_model(brand_id, name));
         }
         changed(
             &mut tx,
@@ -283,15 +257,14 @@ impl Store {
         .bind(model_id)
         .fetch_optional(&self.pool)
         .await?;
-        v.ok_or_else(|| StoreError::NotFound(format!("no model with id {model_id}")))
+        v.ok_or_else(|| StoreError::NotFound(format!("no model with id {model_id}").into()))
     }
 }
 
 pub(super) async fn all_models<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<Model>> {
-    let rows: Vec<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MODEL_COLUMNS} FROM models ORDER BY brand_id, name"
     )))
     .fetch_all(e)
-    .await?;
-    Ok(rows.into_iter().map(model).collect())
+    .await?)
 }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::{Actor, KeyStatus, Result, Store, StoreError, changed};
 
 /// One revision of a model's serial policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SerialPolicy {
     /// The brand.
     pub brand_id: String,
@@ -30,36 +30,18 @@ pub struct SerialPolicy {
     pub created_by: String,
 }
 
-type PolicyRow = (
-    String,
-    String,
-    i64,
-    i32,
-    i64,
-    String,
-    Option<String>,
-    OffsetDateTime,
-    String,
-);
-
-fn policy(r: PolicyRow) -> SerialPolicy {
-    SerialPolicy {
-        brand_id: r.0,
-        model: r.1,
-        model_id: r.2,
-        revision: r.3,
-        key_id: r.4,
-        key_name: r.5,
-        key_sha3_384: r.6.unwrap_or_default(),
-        created_at: r.7,
-        created_by: r.8,
-    }
-}
-
-const POLICY_SELECT: &str = "SELECT m.brand_id, m.name, p.model_id, p.revision, p.key_id, k.name, \
-     k.key_sha3_384, p.created_at, p.created_by \
+const POLICY_SELECT: &str = "SELECT m.brand_id, m.name AS model, p.model_id, p.revision, \
+     p.key_id, k.name AS key_name, COALESCE(k.key_sha3_384, '') AS key_sha3_384, \
+     p.created_at, p.created_by \
      FROM serial_policies p JOIN models m ON m.id = p.model_id \
      JOIN signing_keys k ON k.id = p.key_id";
+
+/// What appending a revision assigned.
+#[derive(sqlx::FromRow)]
+struct Appended {
+    revision: i32,
+    created_at: OffsetDateTime,
+}
 
 impl Store {
     /// Appends a revision to the model's serial policy naming the key (by name or SHA3-384),
@@ -75,26 +57,37 @@ impl Store {
         let m = self.model(brand_id, model).await?;
         let k = self.key(key).await?;
         if k.status != KeyStatus::Ready {
-            return Err(StoreError::Invalid(format!(
-                "key {:?} is {} and cannot sign yet",
-                k.name,
-                k.status.as_str()
-            )));
+            return Err(StoreError::Invalid(
+                format!(
+                    "key {:?} is {} and cannot sign yet",
+                    k.name,
+                    k.status.as_str()
+                )
+                .into(),
+            ));
         }
         if !k.active {
-            return Err(StoreError::Invalid(format!("key {:?} is disabled", k.name)));
+            return Err(StoreError::Invalid(
+                format!("key {:?} is disabled", k.name).into(),
+            ));
         }
         if k.brand_id != m.brand_id {
-            return Err(StoreError::Invalid(format!(
-                "key {:?} belongs to brand {:?}, model {:?} to brand {:?}",
-                k.name, k.brand_id, m.name, m.brand_id
-            )));
+            return Err(StoreError::Invalid(
+                format!(
+                    "key {:?} belongs to brand {:?}, model {:?} to brand {:?}",
+                    k.name, k.brand_id, m.name, m.brand_id
+                )
+                .into(),
+            ));
         }
         if !k.may_sign("serial", &m.name) {
-            return Err(StoreError::Invalid(format!(
-                "key {:?} may not sign serials for model {:?}",
-                k.name, m.name
-            )));
+            return Err(StoreError::Invalid(
+                format!(
+                    "key {:?} may not sign serials for model {:?}",
+                    k.name, m.name
+                )
+                .into(),
+            ));
         }
         let mut tx = self.begin().await?;
         // Lock the model row so concurrent revisions serialize; the primary key would refuse
@@ -103,7 +96,7 @@ impl Store {
             .bind(m.id)
             .execute(&mut *tx)
             .await?;
-        let (revision, created_at): (i32, OffsetDateTime) = sqlx::query_as(
+        let appended: Appended = sqlx::query_as(
             "INSERT INTO serial_policies (model_id, revision, key_id, created_by) \
              SELECT $1, COALESCE(MAX(revision), 0) + 1, $2, $3 FROM serial_policies \
              WHERE model_id = $1 RETURNING revision, created_at",
@@ -118,7 +111,7 @@ impl Store {
             actor,
             "serial-policy.create",
             &format!("{}/{}", m.brand_id, m.name),
-            serde_json::json!({"revision": revision, "key": k.sha3_384}),
+            serde_json::json!({"revision": appended.revision, "key": k.sha3_384}),
         )
         .await?;
         tx.commit().await?;
@@ -126,11 +119,11 @@ impl Store {
             brand_id: m.brand_id,
             model: m.name,
             model_id: m.id,
-            revision,
+            revision: appended.revision,
             key_id: k.id,
             key_name: k.name,
             key_sha3_384: k.sha3_384.unwrap_or_default(),
-            created_at,
+            created_at: appended.created_at,
             created_by: actor.0.clone(),
         })
     }
@@ -141,7 +134,7 @@ impl Store {
         brand_id: Option<&str>,
         model: Option<&str>,
     ) -> Result<Vec<SerialPolicy>> {
-        let rows: Vec<PolicyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{POLICY_SELECT} WHERE ($1::text IS NULL OR m.brand_id = $1) \
              AND ($2::text IS NULL OR m.name = $2) \
              ORDER BY m.brand_id, m.name, p.revision DESC"
@@ -149,8 +142,7 @@ impl Store {
         .bind(brand_id)
         .bind(model)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(policy).collect())
+        .await?)
     }
 
     /// The active (newest) revision of every model that has one.
@@ -162,12 +154,11 @@ impl Store {
 pub(super) async fn all_active_policies<'e, E: sqlx::PgExecutor<'e>>(
     e: E,
 ) -> Result<Vec<SerialPolicy>> {
-    let rows: Vec<PolicyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{POLICY_SELECT} WHERE p.revision = \
          (SELECT MAX(revision) FROM serial_policies q WHERE q.model_id = p.model_id) \
          ORDER BY m.brand_id, m.name"
     )))
     .fetch_all(e)
-    .await?;
-    Ok(rows.into_iter().map(policy).collect())
+    .await?)
 }

@@ -9,103 +9,7 @@ use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
 use super::{Result, Store, StoreError};
-
-/// A serial to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewIssuance {
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model's row id (from the catalog).
-    pub model_id: i64,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// The serial's revision (0 for a first issue; re-issues count up).
-    pub revision: i32,
-    /// The device key's SHA3-384 id.
-    pub device_key_id: String,
-    /// The request-id the device used.
-    pub request_id: String,
-    /// The signing key's SHA3-384 id.
-    pub signing_key_id: String,
-    /// Which serialmint instance signed it.
-    pub instance: String,
-    /// The full serial assertion text.
-    pub serial_assertion: String,
-}
-
-/// A recorded serial.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Issuance {
-    /// Row id (increasing; the paging cursor).
-    pub id: i64,
-    /// The brand's account-id.
-    pub brand_id: String,
-    /// The model's row id.
-    pub model_id: i64,
-    /// The model name.
-    pub model_name: String,
-    /// The serial number.
-    pub serial: String,
-    /// The serial's revision.
-    pub revision: i32,
-    /// The device key's SHA3-384 id.
-    pub device_key_id: String,
-    /// The request-id.
-    pub request_id: String,
-    /// The signing key's SHA3-384 id.
-    pub signing_key_id: String,
-    /// The instance that signed it.
-    pub instance: String,
-    /// When it was recorded.
-    pub issued_at: OffsetDateTime,
-    /// The full serial assertion text.
-    pub serial_assertion: String,
-}
-
-/// Which earlier issuance a replay matched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplayReason {
-    /// The same request-id, from the same device key.
-    RequestId,
-    /// The same brand, model, serial and revision, to the same device key.
-    Serial,
-}
-
-/// Why a row was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConflictKind {
-    /// The request-id already issued a serial to another device key.
-    RequestIdUsed {
-        /// The earlier issuance.
-        existing: Issuance,
-    },
-    /// The serial (at this revision) was already issued to another device key.
-    SerialTaken {
-        /// The earlier issuance.
-        existing: Issuance,
-    },
-    /// The model was deleted meanwhile.
-    ModelGone,
-}
-
-/// What happened to one row of [`Store::record_issuances`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IssuanceOutcome {
-    /// Recorded now: the new serial may be answered.
-    Inserted(Issuance),
-    /// Already recorded for the same device key: answer the earlier serial
-    /// (`existing.serial_assertion`), never the new one.
-    Replay {
-        /// The earlier issuance.
-        existing: Issuance,
-        /// What matched.
-        by: ReplayReason,
-    },
-    /// Refused: answer no serial.
-    Conflict(ConflictKind),
-}
+use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
 
 /// Filters for listing and exporting the signing log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -122,21 +26,6 @@ pub struct LogFilter {
     pub until: Option<OffsetDateTime>,
 }
 
-type Row = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    i32,
-    String,
-    String,
-    String,
-    String,
-    OffsetDateTime,
-    String,
-);
-
 const COLUMNS: &str = "id, brand_id, model_id, model_name, serial, revision, device_key_id, \
                        request_id, signing_key_id, instance, issued_at, serial_assertion";
 
@@ -146,21 +35,25 @@ const FILTER: &str = "($1::text IS NULL OR brand_id = $1) \
      AND ($4::timestamptz IS NULL OR issued_at >= $4) \
      AND ($5::timestamptz IS NULL OR issued_at < $5)";
 
-fn issuance(r: Row) -> Issuance {
-    Issuance {
-        id: r.0,
-        brand_id: r.1,
-        model_id: r.2,
-        model_name: r.3,
-        serial: r.4,
-        revision: r.5,
-        device_key_id: r.6,
-        request_id: r.7,
-        signing_key_id: r.8,
-        instance: r.9,
-        issued_at: r.10,
-        serial_assertion: r.11,
-    }
+/// Row id and time of a row the batch insert wrote, by request-id.
+#[derive(sqlx::FromRow)]
+struct Written {
+    id: i64,
+    request_id: String,
+    issued_at: OffsetDateTime,
+}
+
+/// A revision as stored (`INTEGER`).
+fn stored_revision(r: &Issuance) -> Result<i32> {
+    i32::try_from(r.revision).map_err(|_| {
+        StoreError::Invalid(
+            format!(
+                "revision {} of serial {:?} is out of range",
+                r.revision, r.serial
+            )
+            .into(),
+        )
+    })
 }
 
 impl Store {
@@ -174,13 +67,11 @@ impl Store {
     /// so concurrent batches take unique-index locks in the same order. Rows it did not insert,
     /// and rows that repeat a request-id or serial of an earlier row of the same batch, are
     /// then classified one by one against the row that won (the rare path).
-    pub async fn record_issuances(&self, rows: &[NewIssuance]) -> Result<Vec<IssuanceOutcome>> {
-        if let Some(r) = rows.iter().find(|r| r.revision < 0) {
-            return Err(StoreError::Invalid(format!(
-                "negative revision for serial {:?}",
-                r.serial
-            )));
-        }
+    pub async fn record_issuances(&self, rows: &[Issuance]) -> Result<Vec<RecordOutcome>> {
+        let revisions = rows
+            .iter()
+            .map(stored_revision)
+            .collect::<Result<Vec<i32>>>()?;
         // The first row of each request-id and of each serial goes into the INSERT; a later
         // one in the same batch can only replay or conflict with it.
         let mut seen_requests = std::collections::HashSet::new();
@@ -198,16 +89,17 @@ impl Store {
                 first_request && first_serial
             })
             .collect();
-        let batch: Vec<&NewIssuance> = rows
+        let batch: Vec<(&Issuance, i32)> = rows
             .iter()
+            .zip(revisions)
             .zip(&candidate)
             .filter_map(|(r, c)| c.then_some(r))
             .collect();
         let column =
-            |f: fn(&NewIssuance) -> &str| -> Vec<&str> { batch.iter().map(|r| f(r)).collect() };
+            |f: fn(&Issuance) -> &str| -> Vec<&str> { batch.iter().map(|(r, _)| f(r)).collect() };
 
         let mut tx = self.begin().await?;
-        let inserted: Vec<(i64, String, OffsetDateTime)> = sqlx::query_as(
+        let written: Vec<Written> = sqlx::query_as(
             "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
                device_key_id, request_id, signing_key_id, instance, serial_assertion) \
              SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
@@ -221,10 +113,10 @@ impl Store {
              ON CONFLICT DO NOTHING RETURNING id, request_id, issued_at",
         )
         .bind(column(|r| &r.brand_id))
-        .bind(batch.iter().map(|r| r.model_id).collect::<Vec<i64>>())
+        .bind(batch.iter().map(|(r, _)| r.model_id).collect::<Vec<i64>>())
         .bind(column(|r| &r.model_name))
         .bind(column(|r| &r.serial))
-        .bind(batch.iter().map(|r| r.revision).collect::<Vec<i32>>())
+        .bind(batch.iter().map(|(_, rev)| *rev).collect::<Vec<i32>>())
         .bind(column(|r| &r.device_key_id))
         .bind(column(|r| &r.request_id))
         .bind(column(|r| &r.signing_key_id))
@@ -233,31 +125,22 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         // Request-ids are unique among the candidates, so they name the inserted rows.
-        let mut inserted: std::collections::HashMap<String, (i64, OffsetDateTime)> = inserted
+        let mut written: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
             .into_iter()
-            .map(|(id, request_id, at)| (request_id, (id, at)))
+            .map(|w| (w.request_id, (w.id, w.issued_at)))
             .collect();
         let mut outcomes = Vec::with_capacity(rows.len());
         for (r, c) in rows.iter().zip(&candidate) {
             let won = if *c {
-                inserted.remove(&r.request_id)
+                written.remove(&r.request_id)
             } else {
                 None
             };
             outcomes.push(match won {
-                Some((id, issued_at)) => IssuanceOutcome::Inserted(Issuance {
+                Some((id, issued_at)) => RecordOutcome::Inserted(LoggedIssuance {
                     id,
-                    brand_id: r.brand_id.clone(),
-                    model_id: r.model_id,
-                    model_name: r.model_name.clone(),
-                    serial: r.serial.clone(),
-                    revision: r.revision,
-                    device_key_id: r.device_key_id.clone(),
-                    request_id: r.request_id.clone(),
-                    signing_key_id: r.signing_key_id.clone(),
-                    instance: r.instance.clone(),
                     issued_at,
-                    serial_assertion: r.serial_assertion.clone(),
+                    issuance: r.clone(),
                 }),
                 None => classify(&mut tx, r).await?,
             });
@@ -267,14 +150,11 @@ impl Store {
     }
 
     /// The issuance made with this request-id, if any.
-    pub async fn find_issuance_by_request_id(&self, request_id: &str) -> Result<Option<Issuance>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
-        )))
-        .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(issuance))
+    pub async fn find_issuance_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<LoggedIssuance>> {
+        by_request_id(&self.pool, request_id).await
     }
 
     /// The highest revision issued of this serial, if any (for the re-issue policy).
@@ -283,8 +163,8 @@ impl Store {
         brand_id: &str,
         model: &str,
         serial: &str,
-    ) -> Result<Option<Issuance>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    ) -> Result<Option<LoggedIssuance>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log \
              WHERE brand_id = $1 AND model_name = $2 AND serial = $3 \
              ORDER BY revision DESC LIMIT 1"
@@ -293,8 +173,7 @@ impl Store {
         .bind(model)
         .bind(serial)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(issuance))
+        .await?)
     }
 
     /// One page of the signing log, newest first: at most `limit` rows with an id below
@@ -304,8 +183,8 @@ impl Store {
         filter: &LogFilter,
         before_id: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<Issuance>> {
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    ) -> Result<Vec<LoggedIssuance>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log WHERE {FILTER} \
              AND ($6::int8 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
         )))
@@ -317,8 +196,7 @@ impl Store {
         .bind(before_id)
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(issuance).collect())
+        .await?)
     }
 
     /// Streams every matching row, oldest first, into `sink` without a row cap or buffering
@@ -327,10 +205,10 @@ impl Store {
     pub async fn export_signing_log(
         &self,
         filter: &LogFilter,
-        sink: tokio::sync::mpsc::Sender<Result<Issuance>>,
+        sink: tokio::sync::mpsc::Sender<Result<LoggedIssuance>>,
     ) {
         let query = format!("SELECT {COLUMNS} FROM signing_log WHERE {FILTER} ORDER BY id");
-        let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(query))
+        let mut rows = sqlx::query_as::<_, LoggedIssuance>(sqlx::AssertSqlSafe(query))
             .bind(filter.brand_id.as_deref())
             .bind(filter.model.as_deref())
             .bind(filter.serial_prefix.as_deref())
@@ -339,7 +217,7 @@ impl Store {
             .fetch(&self.pool);
         loop {
             let item = match rows.try_next().await {
-                Ok(Some(row)) => Ok(issuance(row)),
+                Ok(Some(row)) => Ok(row),
                 Ok(None) => return,
                 Err(e) => Err(StoreError::from(e)),
             };
@@ -348,6 +226,13 @@ impl Store {
                 return;
             }
         }
+    }
+
+    /// How many serials the signing log holds, over every model.
+    pub async fn issued_total(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM signing_log")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// How many serials were issued for the model.
@@ -361,52 +246,48 @@ impl Store {
     }
 }
 
+/// The issuance made with `request_id`, if any.
+async fn by_request_id<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    request_id: &str,
+) -> Result<Option<LoggedIssuance>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
+    )))
+    .bind(request_id)
+    .fetch_optional(e)
+    .await?)
+}
+
 /// Why `r` was not inserted: the committed (or same-transaction) row that holds its
 /// request-id or its serial, compared by device key.
 async fn classify(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    r: &NewIssuance,
-) -> Result<IssuanceOutcome> {
-    let by_request: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM signing_log WHERE request_id = $1"
-    )))
-    .bind(&r.request_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(row) = by_request {
-        let existing = issuance(row);
-        return Ok(if existing.device_key_id == r.device_key_id {
-            IssuanceOutcome::Replay {
-                existing,
-                by: ReplayReason::RequestId,
-            }
+    r: &Issuance,
+) -> Result<RecordOutcome> {
+    let same_device =
+        |existing: &LoggedIssuance| existing.issuance.device_key_id == r.device_key_id;
+    if let Some(existing) = by_request_id(&mut **tx, &r.request_id).await? {
+        return Ok(if same_device(&existing) {
+            RecordOutcome::Replay(existing)
         } else {
-            IssuanceOutcome::Conflict(ConflictKind::RequestIdUsed { existing })
+            RecordOutcome::RequestIdUsed(existing)
         });
     }
-    let by_serial: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let by_serial: Option<LoggedIssuance> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM signing_log \
          WHERE brand_id = $1 AND model_name = $2 AND serial = $3 AND revision = $4"
     )))
     .bind(&r.brand_id)
     .bind(&r.model_name)
     .bind(&r.serial)
-    .bind(r.revision)
+    .bind(stored_revision(r)?)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match by_serial {
-        Some(row) => {
-            let existing = issuance(row);
-            if existing.device_key_id == r.device_key_id {
-                IssuanceOutcome::Replay {
-                    existing,
-                    by: ReplayReason::Serial,
-                }
-            } else {
-                IssuanceOutcome::Conflict(ConflictKind::SerialTaken { existing })
-            }
-        }
+        Some(existing) if same_device(&existing) => RecordOutcome::Replay(existing),
+        Some(existing) => RecordOutcome::SerialTaken(existing),
         // Nothing conflicts, so the EXISTS guard stopped it: the model is gone.
-        None => IssuanceOutcome::Conflict(ConflictKind::ModelGone),
+        None => RecordOutcome::ModelGone,
     })
 }

@@ -13,13 +13,14 @@ use super::{Actor, Result, Store, StoreError, changed};
 use crate::domain::Role;
 
 /// A valid token's identity, as found by [`Store::authenticate`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenInfo {
     /// Row id.
     pub id: i64,
     /// The token's name (shown in the audit log as the actor).
     pub name: String,
     /// What it may do.
+    #[sqlx(try_from = "String")]
     pub role: Role,
     /// When it stops working, if ever.
     pub expires_at: Option<OffsetDateTime>,
@@ -92,34 +93,26 @@ impl Store {
     /// The token's identity when it exists, is not revoked and has not expired; records its
     /// use. `None` for anything else (the caller answers 401 without saying which).
     pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>> {
-        let row: Option<(i64, String, String, Option<OffsetDateTime>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE admin_tokens SET last_used_at = now() \
-                 WHERE token_sha256 = $1 AND {WORKS} \
-                 RETURNING id, name, role, expires_at"
-            )))
-            .bind(token_hash(token).as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|(id, name, role, expires_at)| {
-            Some(TokenInfo {
-                id,
-                name,
-                role: role.parse().ok()?,
-                expires_at,
-            })
-        }))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE admin_tokens SET last_used_at = now() \
+             WHERE token_sha256 = $1 AND {WORKS} \
+             RETURNING id, name, role, expires_at"
+        )))
+        .bind(token_hash(token).as_slice())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }
 
 /// A token as listed (never with its secret).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRecord {
     /// Row id.
     pub id: i64,
     /// Its name.
     pub name: String,
     /// Its role.
+    #[sqlx(try_from = "String")]
     pub role: Role,
     /// When it was created.
     pub created_at: OffsetDateTime,
@@ -134,37 +127,15 @@ pub struct TokenRecord {
 /// Which tokens authenticate: not revoked, not expired (by the database's clock).
 const WORKS: &str = "NOT revoked AND (expires_at IS NULL OR expires_at > now())";
 
-type TokenRow = (
-    i64,
-    String,
-    String,
-    OffsetDateTime,
-    Option<OffsetDateTime>,
-    Option<OffsetDateTime>,
-    bool,
-);
-
 impl Store {
     /// Every token, oldest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, name, role, created_at, expires_at, last_used_at, revoked \
              FROM admin_tokens ORDER BY id",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TokenRecord {
-                id: r.0,
-                name: r.1,
-                role: r.2.parse().unwrap_or(Role::ReadOnly),
-                created_at: r.3,
-                expires_at: r.4,
-                last_used_at: r.5,
-                revoked: r.6,
-            })
-            .collect())
+        .await?)
     }
 
     /// How many tokens with `role` would authenticate now.
@@ -186,7 +157,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let name = name.ok_or_else(|| StoreError::NotFound(format!("no token {id}")))?;
+        let name = name.ok_or_else(|| StoreError::NotFound(format!("no token {id}").into()))?;
         changed(
             &mut tx,
             actor,

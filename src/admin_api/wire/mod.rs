@@ -385,7 +385,7 @@ pub struct IssuanceView {
     /// The serial.
     pub serial: String,
     /// The serial assertion's revision.
-    pub revision: i32,
+    pub revision: u32,
     /// The device key's SHA3-384.
     pub device_key: String,
     /// The request id.
