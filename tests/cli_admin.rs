@@ -450,3 +450,165 @@ async fn output_into_a_pipe_closed_early_ends_quietly(pool: PgPool) {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// The lifecycle verbs, end to end through the binary: disable/enable a key and a model,
+/// set an API key, push account keys from two files at once, revoke a token, delete a model,
+/// and read each change back from `list audit-log`.
+#[sqlx::test]
+async fn lifecycle_verbs_change_state_and_are_audited(pool: PgPool) {
+    let hsm = SoftHsm::new();
+    hsm.init_token(LABEL, PIN);
+    let trusted = trusted_roots(&hsm);
+    let s = start(&pool, &hsm, &trusted);
+    let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    let token = init["admin-token"].as_str().unwrap().to_string();
+    let t = Some(token.as_str());
+
+    let key = s.json(t, &["create", "key", "line-key", "--json"]);
+    let key_id = key["sha3-384"].as_str().unwrap().to_string();
+    s.ok(
+        t,
+        &[
+            "create",
+            "model",
+            "widget",
+            "--api-key",
+            "widget-factory-key-0001",
+        ],
+    );
+    s.ok(t, &["create", "model", "spare", "--generate-api-key"]);
+
+    // push-account-keys: the account and the account-key from two files, one push.
+    let text = s.ok(t, &["register-key", &key_id]);
+    let request = AccountKeyRequest::try_from(decode(text.as_bytes()).unwrap()).unwrap();
+    let account = hsm.path("acme.account");
+    std::fs::write(&account, account_assertion(&TestKey::root(), "acme")).unwrap();
+    let account_key = hsm.path("acme.account-key");
+    std::fs::write(
+        &account_key,
+        account_key_assertion(&TestKey::root(), "acme", &request),
+    )
+    .unwrap();
+    let pushed = s.ok(
+        t,
+        &[
+            "push-account-keys",
+            account.to_str().unwrap(),
+            account_key.to_str().unwrap(),
+        ],
+    );
+    assert!(pushed.contains("Accepted account acme"), "{pushed}");
+    assert!(pushed.contains(&key_id), "{pushed}");
+    // A file that is not an assertion stream is named, and nothing is sent.
+    let junk = hsm.path("junk.txt");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let out = s.run(t, &["push-account-keys", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("junk.txt is not an assertion stream"), "{err}");
+
+    // disable / enable key and model: the state changes and the answer says so.
+    let off = s.json(t, &["disable", "key", &key_id, "--json"]);
+    assert_eq!(off["enabled"], false, "{off}");
+    let keys = s.json(t, &["list", "keys", "--json"]);
+    assert_eq!(keys[0]["active"], false, "{keys}");
+    let on = s.json(t, &["enable", "key", "line-key", "--json"]);
+    assert_eq!(on["enabled"], true, "{on}");
+    let keys = s.json(t, &["list", "keys", "--json"]);
+    assert_eq!(keys[0]["active"], true, "{keys}");
+    let text = s.ok(t, &["disable", "model", "widget"]);
+    assert_eq!(text.trim(), "Model widget is disabled.");
+    let models = s.json(t, &["list", "models", "--json"]);
+    let widget = |m: &serde_json::Value| m["name"] == "widget";
+    let w = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| widget(m))
+        .unwrap();
+    assert_eq!(w["enabled"], false, "{models}");
+    s.ok(t, &["enable", "model", "widget"]);
+    let models = s.json(t, &["list", "models", "--json"]);
+    let w = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| widget(m))
+        .unwrap();
+    assert_eq!(w["enabled"], true, "{models}");
+    let out = s.run(t, &["disable", "model", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+
+    // set api-key: given, then generated.
+    let set = s.json(
+        t,
+        &[
+            "set",
+            "api-key",
+            "--model",
+            "widget",
+            "--api-key",
+            "widget-factory-key-0002",
+            "--json",
+        ],
+    );
+    assert_eq!(set["api-key"], "widget-factory-key-0002", "{set}");
+    let generated = s.json(
+        t,
+        &[
+            "set",
+            "api-key",
+            "--model",
+            "widget",
+            "--generate",
+            "--json",
+        ],
+    );
+    let new_key = generated["api-key"].as_str().unwrap();
+    assert!(new_key.len() >= 32 && new_key != "widget-factory-key-0002");
+
+    // revoke token: it stops working at once.
+    let extra = s.json(t, &["create", "token", "ops", "--json"]);
+    let extra_token = extra["token"].as_str().unwrap().to_string();
+    assert!(
+        s.run(Some(&extra_token), &["list", "keys"])
+            .status
+            .success()
+    );
+    let tokens = s.json(t, &["list", "tokens", "--json"]);
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ops")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let revoked = s.json(t, &["revoke", "token", &id.to_string(), "--json"]);
+    assert_eq!(revoked["revoked"], id);
+    let out = s.run(Some(&extra_token), &["list", "keys"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+
+    // delete model: gone from the list.
+    let deleted = s.json(t, &["delete", "model", "spare", "--json"]);
+    assert_eq!(deleted["deleted"], "spare");
+    let models = s.ok(t, &["list", "models"]);
+    assert!(!models.contains("spare"), "{models}");
+
+    // list audit-log: every change above, newest first; --since in the future: none.
+    let audit = s.json(t, &["list", "audit-log", "--limit", "50", "--json"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["key.disable", "key.enable", "token.revoke", "model.delete"] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let table = s.ok(t, &["list", "audit-log", "--limit", "1"]);
+    assert_eq!(table.lines().count(), 2, "{table}");
+    let none = s.ok(t, &["list", "audit-log", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(none.trim(), "No audit entries.");
+}

@@ -430,7 +430,7 @@ async fn every_admin_change_is_notified_and_audited(pool: PgPool) {
         payloads.push(payload);
     }
     assert_eq!(payloads, ["key.create k", "key.ready k"]);
-    let audit = store.audit_log(10).await.unwrap();
+    let audit = store.audit_log(None, 10).await.unwrap();
     assert_eq!(audit[0].action, "key.ready");
     assert_eq!(audit[0].actor, "tester");
 

@@ -17,8 +17,8 @@ impl From<AuditEntry> for AuditEntryView {
     }
 }
 
-/// `GET /v1/audit-log?limit=`.
+/// `GET /v1/audit-log?since=&limit=`.
 pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
-    let limit = AuditQuery::from_query(q).size();
-    list_of::<_, AuditEntryView>(s.store.audit_log(limit).await?)
+    let q = AuditQuery::from_query(q)?;
+    list_of::<_, AuditEntryView>(s.store.audit_log(q.since, q.size()).await?)
 }

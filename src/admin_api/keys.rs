@@ -41,9 +41,19 @@ pub(super) async fn show(s: &Shared, key: &str) -> ApiResult<Answer> {
     ok(&KeyView::from(s.store.key(key).await?))
 }
 
-/// `POST /v1/keys/{name-or-id}/disable`.
-pub(super) async fn disable(s: &Shared, key: &str, actor: &Actor) -> ApiResult<Answer> {
-    ok(&KeyView::from(s.store.disable_key(key, actor).await?))
+/// `POST /v1/keys/{name-or-id}/disable` and `/enable`.
+pub(super) async fn set_active(
+    s: &Shared,
+    key: &str,
+    active: bool,
+    actor: &Actor,
+) -> ApiResult<Answer> {
+    let k = if active {
+        s.store.enable_key(key, actor).await?
+    } else {
+        s.store.disable_key(key, actor).await?
+    };
+    ok(&KeyView::from(k))
 }
 
 /// `POST /v1/keys`: records the key as pending and generates it in the background; 202 with

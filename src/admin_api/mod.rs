@@ -274,7 +274,9 @@ impl AdminApi {
             (&M::GET, ["v1", "keys"]) => keys::list(s).await,
             (&M::POST, ["v1", "keys"]) => keys::create(s, s.body(req).await?, a).await,
             (&M::GET, ["v1", "keys", key]) => keys::show(s, key).await,
-            (&M::POST, ["v1", "keys", key, "disable"]) => keys::disable(s, key, a).await,
+            (&M::POST, ["v1", "keys", key, action @ ("enable" | "disable")]) => {
+                keys::set_active(s, key, *action == "enable", a).await
+            }
             (&M::POST, ["v1", "keys", key, "register"]) => keys::register(s, key).await,
             (&M::GET, ["v1", "account-keys"]) => accounts::list(s).await,
             (&M::POST, ["v1", "account-keys"]) => {

@@ -97,6 +97,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An input file is not an assertion stream.
+    #[error("{what} is not an assertion stream: {source}")]
+    NotAssertions {
+        /// The file (or `stdin`).
+        what: String,
+        /// Why it does not decode.
+        #[source]
+        source: crate::assertion::DecodeError,
+    },
     /// Stdout cannot be written ([`super::run`] treats a closed pipe as success).
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),

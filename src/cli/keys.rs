@@ -133,23 +133,22 @@ pub async fn register(client: &Client, key: &str, as_json: bool) -> Result<(), E
     }
 }
 
-/// Pushes a file (`-`: stdin) of account / account-key assertions.
-pub async fn push(client: &Client, file: &std::path::Path, as_json: bool) -> Result<(), Error> {
-    let data = if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|source| {
-            Error::Input {
-                what: "stdin".into(),
-                source,
-            }
-        })?;
-        buf
-    } else {
-        std::fs::read(file).map_err(|source| Error::Input {
-            what: file.display().to_string(),
-            source,
-        })?
-    };
+/// Pushes files (`-`: stdin) of account / account-key assertions, as one push: the server
+/// admits all of them or none. Each file is decoded here first, so a file that is not an
+/// assertion stream is named before anything is sent.
+pub async fn push(
+    client: &Client,
+    files: &[std::path::PathBuf],
+    as_json: bool,
+) -> Result<(), Error> {
+    let mut encoded = Vec::new();
+    for file in files {
+        let (what, bytes) = read_input(file)?;
+        let assertions = crate::assertion::decode_stream(&bytes)
+            .map_err(|source| Error::NotAssertions { what, source })?;
+        encoded.extend(assertions.iter().map(|a| a.encode()));
+    }
+    let data = crate::assertion::encode_stream(encoded);
     let (_, body) = client
         .call(
             Method::POST,
@@ -166,4 +165,21 @@ pub async fn push(client: &Client, file: &std::path::Path, as_json: bool) -> Res
         outln!("Accepted {} {}", a.kind, a.primary_key)?;
     }
     Ok(())
+}
+
+/// The contents of `file` (`-`: stdin) and its name for messages.
+fn read_input(file: &std::path::Path) -> Result<(String, Vec<u8>), Error> {
+    let what = if file.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let read = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(file)
+    };
+    read.map(|bytes| (what.clone(), bytes))
+        .map_err(|source| Error::Input { what, source })
 }

@@ -10,6 +10,7 @@ mod bootstrap;
 pub mod client;
 mod error;
 mod keys;
+mod lifecycle;
 mod models;
 mod output;
 mod policies;
@@ -100,10 +101,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Push a file of account / account-key assertions from the store (`-` for stdin).
+    /// Push files of account / account-key assertions from the store (`-` for stdin), all or
+    /// nothing.
     PushAccountKeys {
-        /// The file.
-        file: PathBuf,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Print the server's answer as JSON.
         #[arg(long)]
         json: bool,
@@ -111,6 +114,21 @@ pub enum Command {
     /// Export data.
     #[command(subcommand)]
     Export(Export),
+    /// Disable a key or a model.
+    #[command(subcommand)]
+    Disable(Toggle),
+    /// Enable a key or a model again.
+    #[command(subcommand)]
+    Enable(Toggle),
+    /// Delete a model.
+    #[command(subcommand)]
+    Delete(Delete),
+    /// Set a model's API key.
+    #[command(subcommand)]
+    Set(Set),
+    /// Revoke an admin token.
+    #[command(subcommand)]
+    Revoke(Revoke),
 }
 
 /// `serialmint create ...`
@@ -234,6 +252,87 @@ pub enum List {
         #[arg(long)]
         json: bool,
     },
+    /// The audit log: who changed what, when (newest first).
+    AuditLog {
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<OffsetDateTime>,
+        /// At most this many entries (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint disable ...` / `serialmint enable ...`
+#[derive(Debug, Subcommand)]
+pub enum Toggle {
+    /// A signing key (by name or SHA3-384 id): disabled, it signs nothing and its models
+    /// answer 409 until it is enabled again or a new serial-policy revision names another key.
+    Key {
+        /// The key's name or SHA3-384 id; ids may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// Print {"name", "enabled"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A model: disabled, its devices are refused (403).
+    Model {
+        /// The model name.
+        name: String,
+        /// Print {"name", "enabled"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint delete ...`
+#[derive(Debug, Subcommand)]
+pub enum Delete {
+    /// A model, only while no serial was issued for it.
+    Model {
+        /// The model name.
+        name: String,
+        /// Print {"deleted"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint set ...`
+#[derive(Debug, Subcommand)]
+pub enum Set {
+    /// A model's API key (what its devices send).
+    ApiKey {
+        /// The model name.
+        #[arg(long)]
+        model: String,
+        /// The new API key (at least 16 characters).
+        #[arg(long, required_unless_present = "generate")]
+        api_key: Option<String>,
+        /// Generate a strong one instead.
+        #[arg(long, conflicts_with = "api_key")]
+        generate: bool,
+        /// Print {"name", "api-key"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `serialmint revoke ...`
+#[derive(Debug, Subcommand)]
+pub enum Revoke {
+    /// An admin token, by id (`list tokens` shows them): it stops working at once.
+    Token {
+        /// The token's id.
+        id: i64,
+        /// Print {"revoked"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `serialmint export ...`
@@ -340,8 +439,8 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::RegisterKey { key, json } => {
             admin(|client| async move { keys::register(&client, &key, json).await })
         }
-        Command::PushAccountKeys { file, json } => {
-            admin(|client| async move { keys::push(&client, &file, json).await })
+        Command::PushAccountKeys { files, json } => {
+            admin(|client| async move { keys::push(&client, &files, json).await })
         }
         Command::Export(Export::SigningLog {
             format,
@@ -352,6 +451,36 @@ fn execute(cli: Cli) -> Result<(), Error> {
             let format = if json { ExportFormat::Json } else { format };
             let filter = log_filter(model, serial);
             admin(|client| async move { signing_log::export(&client, format, filter).await })
+        }
+        Command::Disable(t) => admin(|client| async move { toggle(&client, t, false).await }),
+        Command::Enable(t) => admin(|client| async move { toggle(&client, t, true).await }),
+        Command::Delete(Delete::Model { name, json }) => {
+            admin(|client| async move { lifecycle::delete_model(&client, &name, json).await })
+        }
+        Command::Set(Set::ApiKey {
+            model,
+            api_key,
+            generate: _,
+            json,
+        }) => {
+            admin(
+                |client| async move { lifecycle::set_api_key(&client, &model, api_key, json).await },
+            )
+        }
+        Command::Revoke(Revoke::Token { id, json }) => {
+            admin(|client| async move { lifecycle::revoke_token(&client, id, json).await })
+        }
+    }
+}
+
+async fn toggle(client: &client::Client, t: Toggle, enabled: bool) -> Result<(), Error> {
+    use lifecycle::Target;
+    match t {
+        Toggle::Key { key, json } => {
+            lifecycle::set_enabled(client, Target::Key, &key, enabled, json).await
+        }
+        Toggle::Model { name, json } => {
+            lifecycle::set_enabled(client, Target::Model, &name, enabled, json).await
         }
     }
 }
@@ -400,6 +529,9 @@ async fn list(client: &client::Client, l: List) -> Result<(), Error> {
             limit,
             json,
         } => signing_log::list(client, log_filter(model, serial), limit, json).await,
+        List::AuditLog { since, limit, json } => {
+            lifecycle::audit_log(client, since, limit, json).await
+        }
     }
 }
 

@@ -21,11 +21,18 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// The newest `limit` audit entries, newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+    /// The newest `limit` audit entries (only those at or after `since` when given), newest
+    /// first.
+    pub async fn audit_log(
+        &self,
+        since: Option<OffsetDateTime>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
         Ok(sqlx::query_as(
-            "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            "SELECT at, actor, action, target, detail FROM audit_log \
+             WHERE $1::timestamptz IS NULL OR at >= $1 ORDER BY id DESC LIMIT $2",
         )
+        .bind(since)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

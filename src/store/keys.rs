@@ -205,24 +205,34 @@ impl Store {
         key.ok_or_else(|| StoreError::NotFound(format!("no key {name_or_id:?}").into()))
     }
 
-    /// Disables a key: it signs nothing more. One-way; the row stays for the history.
+    /// Disables a key: it signs nothing more (its models answer 409) until it is enabled
+    /// again or a new policy revision names another key. The row stays for the history.
     pub async fn disable_key(&self, name_or_id: &str, actor: &Actor) -> Result<SigningKey> {
+        self.set_key_active(name_or_id, false, actor).await
+    }
+
+    /// Enables a disabled key again.
+    pub async fn enable_key(&self, name_or_id: &str, actor: &Actor) -> Result<SigningKey> {
+        self.set_key_active(name_or_id, true, actor).await
+    }
+
+    async fn set_key_active(
+        &self,
+        name_or_id: &str,
+        active: bool,
+        actor: &Actor,
+    ) -> Result<SigningKey> {
         let k = self.key(name_or_id).await?;
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE signing_keys SET active = false WHERE id = $1")
+        sqlx::query("UPDATE signing_keys SET active = $2 WHERE id = $1")
             .bind(k.id)
+            .bind(active)
             .execute(&mut *tx)
             .await?;
-        changed(
-            &mut tx,
-            actor,
-            "key.disable",
-            &k.name,
-            serde_json::json!({}),
-        )
-        .await?;
+        let action = if active { "key.enable" } else { "key.disable" };
+        changed(&mut tx, actor, action, &k.name, serde_json::json!({})).await?;
         tx.commit().await?;
-        Ok(SigningKey { active: false, ..k })
+        Ok(SigningKey { active, ..k })
     }
 
     /// Marks pending keys failed that were left behind by a process that stopped while

@@ -268,19 +268,29 @@ impl ExportQuery {
     }
 }
 
-/// `GET /v1/audit-log?limit=`: the newest entries.
+/// `GET /v1/audit-log?since=&limit=`: the newest entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
+    /// Only entries at or after this.
+    pub since: Option<OffsetDateTime>,
     /// At most this many (100 when absent or not a number; 1 to 1000).
     pub limit: Option<i64>,
 }
 
 impl AuditQuery {
-    /// From `limit` (a bad value counts as absent).
-    pub fn from_query(q: &Query) -> Self {
-        AuditQuery {
+    /// From `since` (RFC 3339, 400 otherwise) and `limit` (a bad value counts as absent).
+    pub fn from_query(q: &Query) -> Result<Self, QueryError> {
+        Ok(AuditQuery {
+            since: q.time("since")?,
             limit: q.get("limit").and_then(|l| l.parse().ok()),
-        }
+        })
+    }
+
+    /// The query string.
+    pub fn to_query(&self) -> String {
+        let mut w = QueryWriter::default();
+        w.time("since", self.since).put("limit", self.limit);
+        w.finish()
     }
 
     /// The number of entries the server answers.
