@@ -179,9 +179,13 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
     assert_eq!(p1["model"], "widget");
     assert_eq!(p1["key"], key_id.as_str());
     assert_eq!(p1["revision"], 1);
+    // list models names the active key as store-admin does; --long shows its SHA3-384.
     let models = s.ok(t, &["list", "models"]);
     let widget_line = models.lines().find(|l| l.contains("widget")).unwrap();
     assert!(widget_line.contains("widget-factory-key-0001"), "{models}");
+    assert!(widget_line.trim_end().ends_with("serial-key"), "{models}");
+    let models = s.ok(t, &["list", "models", "--long"]);
+    let widget_line = models.lines().find(|l| l.contains("widget")).unwrap();
     assert!(widget_line.contains(&key_id), "{models}");
 
     // Rotation: a second key, a second revision; list models shows the new key, the history
@@ -203,6 +207,9 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
     );
     assert_eq!(p2["revision"], 2);
     let models = s.ok(t, &["list", "models"]);
+    let widget_line = models.lines().find(|l| l.contains("widget")).unwrap();
+    assert!(widget_line.trim_end().ends_with("serial-key-2"), "{models}");
+    let models = s.ok(t, &["list", "models", "--long"]);
     let widget_line = models.lines().find(|l| l.contains("widget")).unwrap();
     assert!(widget_line.contains(&key2_id), "{models}");
     assert!(!widget_line.contains(&key_id), "{models}");

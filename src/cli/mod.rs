@@ -224,6 +224,9 @@ pub enum List {
     },
     /// Models: Name, API key, Active serial signing key.
     Models {
+        /// Show the active key's SHA3-384 id instead of its name.
+        #[arg(long)]
+        long: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -521,7 +524,7 @@ async fn list(client: &client::Client, l: List) -> Result<(), Error> {
     match l {
         List::Tokens { json } => tokens::list(client, json).await,
         List::Keys { json } => keys::list(client, json).await,
-        List::Models { json } => models::list(client, json).await,
+        List::Models { long, json } => models::list(client, long, json).await,
         List::SerialPolicies { model, json } => policies::list(client, model, json).await,
         List::Serials {
             model,

@@ -69,8 +69,9 @@ pub async fn create(
     }
 }
 
-/// Lists models: Name, API key, Active serial signing key.
-pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
+/// Lists models: Name, API key, Active serial signing key (its name, as store-admin shows it;
+/// its SHA3-384 with `long` and in `--json`).
+pub async fn list(client: &Client, long: bool, as_json: bool) -> Result<(), Error> {
     let models: List<ModelView> = client.get("/v1/models").await?;
     print_rows(
         &models.items,
@@ -89,7 +90,13 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
             } else {
                 format!("{} (disabled)", m.name)
             };
-            let key = m.active_policy.as_ref().map_or("-", |p| p.key.as_str());
+            let key = m.active_policy.as_ref().map_or("-", |p| {
+                if long {
+                    p.key.as_str()
+                } else {
+                    p.key_name.as_str()
+                }
+            });
             vec![name, m.api_key.clone(), key.to_string()]
         },
         "No models.",
