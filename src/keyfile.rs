@@ -1,15 +1,17 @@
 //! Private key files brought to `import key`: an ASCII-armored OpenPGP secret key without a
-//! passphrase (what `gpg --export-secret-keys --armor` and `snap export-key` users have), or
-//! PEM (PKCS#1 `RSA PRIVATE KEY`, PKCS#8 `PRIVATE KEY`). [`parse`] reads one into an
-//! [`RsaPrivateKey`] with every component the token needs, checked to belong together.
+//! passphrase (what `gpg --export-secret-keys --armor` writes, also for the keys of
+//! `snap create-key`), or PEM (PKCS#1 `RSA PRIVATE KEY`, PKCS#8 `PRIVATE KEY`). [`parse`]
+//! reads one into an [`RsaPrivateKey`] with every component the token needs, checked to
+//! belong together.
 //!
 //! Owns: recognising the format, the refusals ([`KeyFileError`]: encrypted, under
-//! [`MIN_BITS`], not RSA, unreadable, inconsistent) and their hints, and the PKCS#11 order of
-//! the primes. OpenPGP numbers its primes `p < q` with `u = p^-1 mod q`; PKCS#11 wants
-//! `CKA_COEFFICIENT = q^-1 mod p` for its own `CKA_PRIME_1 = p`, `CKA_PRIME_2 = q`, so the
-//! OpenPGP primes are swapped, which makes `u` the coefficient, and `u` is checked against
-//! the computed one. RustCrypto's `rsa` checks that `n = p*q` and `d*e = 1 mod p-1, q-1` and
-//! derives `d mod p-1`, `d mod q-1` and the coefficient; PEM is read by `pkcs8`/`pkcs1`.
+//! [`MIN_BITS`] or over [`MAX_BITS`], not RSA, unreadable, inconsistent) and their hints,
+//! and the PKCS#11 order of the primes. OpenPGP numbers its primes `p < q` with
+//! `u = p^-1 mod q`; PKCS#11 wants `CKA_COEFFICIENT = q^-1 mod p` for its own
+//! `CKA_PRIME_1 = p`, `CKA_PRIME_2 = q`, so the OpenPGP primes are swapped, which makes `u`
+//! the coefficient, and `u` is checked against the computed one. RustCrypto's `rsa` checks
+//! that `n = p*q` and `d*e = 1 mod p-1, q-1` and derives `d mod p-1`, `d mod q-1` and the
+//! coefficient; PEM is read by `pkcs8`/`pkcs1`.
 //!
 //! Every buffer holding secret bytes is [`Zeroizing`] (the `rsa` key zeroizes itself), and
 //! no message or `Debug` output carries key material.
@@ -24,6 +26,10 @@ use crate::assertion::openpgp::secret_key::{self, SecretKeyError};
 
 /// The smallest modulus accepted, in bits (snapd refuses smaller signing keys).
 pub const MIN_BITS: usize = 4096;
+
+/// The largest modulus accepted, in bits: the HSM layer checks every signature in software,
+/// which takes RSA keys up to 8192 bits.
+pub const MAX_BITS: usize = 8192;
 
 /// The largest key file read (a 16384-bit armored key is about 12 KiB).
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
@@ -69,7 +75,10 @@ impl KeyFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The key is protected by a passphrase; the message says how to remove it.
-    #[error("the {format} key is protected by a passphrase: {hint}", hint = .format.unprotect_hint())]
+    #[error(
+        "the {format} key is protected by a passphrase: {hint}",
+        hint = .format.unprotect_hint()
+    )]
     Encrypted {
         /// The file's format.
         format: KeyFormat,
@@ -77,6 +86,12 @@ pub enum KeyFileError {
     /// The modulus is smaller than [`MIN_BITS`].
     #[error("the key has {bits} bits; signing keys need at least {MIN_BITS}")]
     TooSmall {
+        /// The modulus size.
+        bits: usize,
+    },
+    /// The modulus is larger than [`MAX_BITS`].
+    #[error("the key has {bits} bits; signing keys may have at most {MAX_BITS}")]
+    TooLarge {
         /// The modulus size.
         bits: usize,
     },
@@ -111,6 +126,7 @@ impl KeyFileError {
         match self {
             KeyFileError::Encrypted { .. } => "key-encrypted",
             KeyFileError::TooSmall { .. } => "key-too-small",
+            KeyFileError::TooLarge { .. } => "key-too-large",
             KeyFileError::NotRsa(_) => "key-not-rsa",
             KeyFileError::OpenPgp(SecretKeyError::Encrypted) => "key-encrypted",
             KeyFileError::OpenPgp(SecretKeyError::NotRsa(_)) => "key-not-rsa",
@@ -239,6 +255,9 @@ fn check_size(n: &[u8]) -> Result<(), KeyFileError> {
     let bits = bits_of(n);
     if bits < MIN_BITS {
         return Err(KeyFileError::TooSmall { bits });
+    }
+    if bits > MAX_BITS {
+        return Err(KeyFileError::TooLarge { bits });
     }
     Ok(())
 }
@@ -397,5 +416,45 @@ mod tests {
         ] {
             assert_eq!(parse(garbage).unwrap_err().code(), "key-unreadable");
         }
+    }
+
+    /// An armored v4 RSA secret key (no checksum line) with an `n_bytes`-byte modulus.
+    fn armored_with_modulus(n_bytes: usize) -> String {
+        use base64::Engine;
+        let mpi = |out: &mut Vec<u8>, v: &[u8]| {
+            out.extend_from_slice(&((v.len() * 8) as u16).to_be_bytes());
+            out.extend_from_slice(v);
+        };
+        let mut body = vec![4, 0, 0, 0, 0, 1];
+        mpi(&mut body, &vec![0xC5; n_bytes]);
+        mpi(&mut body, &[0x81, 0, 1]);
+        body.push(0);
+        let start = body.len();
+        for _ in 0..4 {
+            mpi(&mut body, &[0x83; 16]);
+        }
+        let sum = body[start..]
+            .iter()
+            .fold(0u16, |a, &b| a.wrapping_add(u16::from(b)));
+        body.extend_from_slice(&sum.to_be_bytes());
+        let mut packet = vec![0xC5, 0xFF];
+        packet.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        packet.extend_from_slice(&body);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&packet);
+        format!(
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{b64}\n-----END PGP PRIVATE KEY BLOCK-----\n"
+        )
+    }
+
+    #[test]
+    fn sizes_outside_4096_to_8192_bits_are_refused_before_any_arithmetic() {
+        let e = parse(armored_with_modulus(1100).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "key-too-large", "{e}");
+        assert!(e.to_string().contains("8800 bits"), "{e}");
+        let e = parse(armored_with_modulus(256).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "key-too-small", "{e}");
+        // 4096 bits that do not form a key: refused as inconsistent, not read as a key.
+        let e = parse(armored_with_modulus(512).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "key-inconsistent", "{e}");
     }
 }

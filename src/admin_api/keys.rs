@@ -98,7 +98,7 @@ pub(super) async fn import(s: &Shared, req: ImportKey, actor: &Actor) -> ApiResu
         .await?;
     if let Err(e) = s.backend.import_key(&name, Arc::new(key)).await {
         if let Err(undo) = s.store.drop_reserved_key(&name).await {
-            tracing::error!(key = %name, error = %undo, "cannot remove the reservation of a failed import");
+            tracing::error!(key = %name, error = %undo, "cannot drop a failed import's row");
         }
         tracing::warn!(key = %name, error = %e, "key import refused by the HSM");
         return Err(match e {
@@ -113,11 +113,13 @@ pub(super) async fn import(s: &Shared, req: ImportKey, actor: &Actor) -> ApiResu
         Ok(k) => k,
         Err(e) => {
             if let Err(undo) = s.backend.delete_key(&id).await {
-                tracing::error!(key = %name, key_id = %id, error = %undo,
-                    "the import could not be recorded and its key could not be removed from the token; remove it by hand");
+                tracing::error!(
+                    key = %name, key_id = %id, error = %undo,
+                    "import not recorded and its key not removed from the token: remove it by hand"
+                );
             }
             if let Err(undo) = s.store.drop_reserved_key(&name).await {
-                tracing::error!(key = %name, error = %undo, "cannot remove the reservation of a failed import");
+                tracing::error!(key = %name, error = %undo, "cannot drop a failed import's row");
             }
             return Err(e.into());
         }

@@ -232,7 +232,10 @@ impl Hsm {
                 let result = session.import_rsa(&owned, &key)?;
                 if result.is_ok() && !keep() {
                     session.destroy_key(&id_bytes)?;
-                    tracing::warn!(name = %owned, "key import finished after its timeout; key removed");
+                    tracing::warn!(
+                        name = %owned,
+                        "key import finished after its timeout; key removed"
+                    );
                 }
                 Ok(result)
             })
