@@ -569,6 +569,7 @@ mod tests {
             status: KeyStatus::Ready,
             error: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
+            origin: Default::default(),
         }
     }
 

@@ -166,6 +166,18 @@ named_choices! {
 }
 
 named_choices! {
+    /// Where a signing key came from.
+    #[derive(Default)]
+    pub enum KeyOrigin as "key origin" {
+        /// Generated on the token (`create key`).
+        #[default]
+        Generated = "generated",
+        /// Brought as a key file and imported onto the token (`import key`).
+        Imported = "imported",
+    }
+}
+
+named_choices! {
     /// The kinds of assertion the server holds and serves after a serial.
     pub enum AssertionKind as "assertion type" {
         /// An `account` assertion (primary key: account-id).

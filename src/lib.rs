@@ -29,6 +29,7 @@ pub mod device_api;
 pub mod domain;
 pub mod hsm;
 pub mod http;
+pub mod keyfile;
 pub mod logging;
 pub mod registration;
 pub mod server;

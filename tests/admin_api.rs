@@ -805,6 +805,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/keys/k1"),
     ("POST", "/v1/keys/k1/disable"),
     ("POST", "/v1/keys/k1/register"),
+    ("POST", "/v1/keys/import"),
     ("GET", "/v1/account-keys"),
     ("POST", "/v1/account-keys"),
     ("GET", "/v1/models"),

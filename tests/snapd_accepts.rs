@@ -13,6 +13,8 @@
 mod common;
 #[path = "common/device.rs"]
 mod device;
+#[path = "common/keyfiles.rs"]
+mod keyfiles;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
@@ -222,4 +224,132 @@ async fn snapd_rejects_tampered_serials(pool: PgPool) {
         "{}",
         v.out
     );
+}
+
+/// The `account-key` of testrootorg for `public`, named `name`, signed by the test root (as
+/// the store answers the key's `account-key-request`).
+fn account_key_for(public: &serialmint::assertion::RsaPublicKey, name: &str) -> String {
+    use serialmint::assertion::{Headers, build_content};
+    let root = TestKey::root();
+    let now = time::OffsetDateTime::now_utc();
+    let mut h = Headers::new();
+    h.insert("authority-id".into(), BRAND.into());
+    h.insert("account-id".into(), BRAND.into());
+    h.insert("name".into(), name.into());
+    h.insert("public-key-sha3-384".into(), public.key_id().into());
+    h.insert(
+        "since".into(),
+        serialmint::assertion::time::format_utc(now).into(),
+    );
+    let content = build_content(
+        AssertionType::AccountKey,
+        &h,
+        &public.encode(),
+        &root.public.key_id(),
+    )
+    .unwrap();
+    String::from_utf8(root.sign(&content, now.unix_timestamp() as u32)).unwrap()
+}
+
+#[sqlx::test]
+async fn snapd_accepts_a_serial_signed_by_an_imported_gpg_key(pool: PgPool) {
+    use serialmint::admin_api::{AdminApi, HsmBackend};
+    use serialmint::hsm::Hsm;
+    use serialmint::store::{NewAccountAssertion, Role};
+    use serialmint::wiring::LazyHsm;
+    use std::sync::Arc;
+
+    let (token, server) = setup(pool).await;
+    // The admin API over the same token, as `serve` runs it.
+    let store = server.store.clone();
+    let admin_token = store
+        .create_token("importer", Role::Admin, None, &admin())
+        .await
+        .unwrap()
+        .secret;
+    let slot = Arc::new(LazyHsm::open(Hsm::open(token.hsm_config()).await.unwrap()));
+    let api = AdminApi::new(
+        store.clone(),
+        server.catalog.clone(),
+        Arc::new(HsmBackend::new(slot, common::test_trust())),
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = listener.local_addr().unwrap();
+    tokio::spawn(serialmint::http::serve(
+        listener,
+        api,
+        serialmint::http::Limits::default(),
+        std::future::pending::<()>(),
+    ));
+
+    // A passwordless RSA-4096 key made by gpg, imported through POST /v1/keys/import.
+    let armored = keyfiles::gpg_rsa4096();
+    let public = serialmint::keyfile::parse(armored.as_bytes())
+        .unwrap()
+        .public;
+    let key_id = public.key_id();
+    assert_ne!(key_id, token.key_id);
+    let body = serde_json::json!({"name": "gpg-serials", "private-key": armored}).to_string();
+    let auth = format!("Bearer {admin_token}");
+    let a = request(
+        admin_addr,
+        "POST",
+        "/v1/keys/import",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert_eq!(a.json()["sha3-384"], key_id.as_str());
+
+    // The brand store's account-key for it, and a policy revision making it the model's key.
+    store
+        .put_account_assertions(
+            &[NewAccountAssertion {
+                kind: serialmint::store::AssertionKind::AccountKey,
+                primary_key: key_id.clone(),
+                account_id: BRAND.into(),
+                revision: 0,
+                text: account_key_for(&public, "gpg-serials"),
+            }],
+            &admin(),
+        )
+        .await
+        .unwrap();
+    store
+        .create_serial_policy(BRAND, MODEL, "gpg-serials", &admin())
+        .await
+        .unwrap();
+    server.catalog.reload().await.unwrap();
+
+    let dev = device_key("snapd-oracle", 4096);
+    let a = issue(&server, &dev, "pc-imported-0001").await;
+    let all = a.assertions();
+    assert_eq!(
+        all[0].header_str("sign-key-sha3-384"),
+        Some(key_id.as_str())
+    );
+    assert_eq!(
+        all[1].header_str("public-key-sha3-384"),
+        Some(key_id.as_str())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let v = snapd_verdict(
+        dir.path(),
+        "imported",
+        &a.body,
+        &model_assertion(MODEL),
+        &dev.public.key_id(),
+    );
+    assert!(
+        v.accepted,
+        "snapd refused the imported key's serial: {}",
+        v.out
+    );
+    assert_eq!(v.out, "snapd accepted serial pc-imported-0001\n");
+    println!("{}", v.out.trim_end());
 }

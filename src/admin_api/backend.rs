@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use std::sync::Arc;
 
+use crate::keyfile::RsaPrivateKey;
 use crate::store::{NewAccountAssertion, SigningKey};
 use crate::wiring::LazyHsm;
 
@@ -67,6 +68,31 @@ pub trait Backend: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>>;
 
+    /// Imports `key` onto the token as the signing key `name`. Refused with
+    /// [`crate::hsm::HsmError::KeyExists`] when the token holds its id or name. A backend
+    /// without a token cannot.
+    fn import_key<'a>(
+        &'a self,
+        _name: &'a str,
+        _key: Arc<RsaPrivateKey>,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unavailable(
+                "this backend cannot import keys".into(),
+            ))
+        })
+    }
+
+    /// Removes the key `key_id` from the token again (an import the store could not
+    /// record).
+    fn delete_key<'a>(&'a self, _key_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unavailable(
+                "this backend cannot delete keys".into(),
+            ))
+        })
+    }
+
     /// The `account-key-request` for `key` (of brand `key.brand_id`), signed by the key
     /// itself, as assertion text.
     fn account_key_request<'a>(
@@ -98,6 +124,18 @@ impl Unavailable {
 }
 
 impl Backend for Unavailable {
+    fn import_key<'a>(
+        &'a self,
+        _name: &'a str,
+        _key: Arc<RsaPrivateKey>,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
+        Box::pin(async move { Err(self.error()) })
+    }
+
+    fn delete_key<'a>(&'a self, _key_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move { Err(self.error()) })
+    }
+
     fn generate_key<'a>(
         &'a self,
         _name: &'a str,
@@ -238,6 +276,27 @@ pub fn verify_pushed(
 }
 
 impl Backend for HsmBackend {
+    fn import_key<'a>(
+        &'a self,
+        name: &'a str,
+        key: Arc<RsaPrivateKey>,
+    ) -> BoxFuture<'a, Result<GeneratedKey, BackendError>> {
+        Box::pin(async move {
+            let info = self.hsm()?.import_key(name, key).await?;
+            Ok(GeneratedKey {
+                sha3_384: info.key_id,
+                public_key: info.public.encode(),
+            })
+        })
+    }
+
+    fn delete_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.hsm()?.delete_key(key_id).await?;
+            Ok(())
+        })
+    }
+
     fn generate_key<'a>(
         &'a self,
         name: &'a str,

@@ -1,5 +1,6 @@
-//! `/v1/keys`: signing keys generated on the HSM (answered 202 while the token works), their
-//! listing, disabling, and the self-signed `account-key-request` for the brand store.
+//! `/v1/keys`: signing keys generated on the HSM (answered 202 while the token works) or
+//! imported onto it from a key file, their listing, disabling, and the self-signed
+//! `account-key-request` for the brand store.
 
 use std::sync::Arc;
 
@@ -7,8 +8,9 @@ use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 
+use super::backend::BackendError;
 use super::error::{ApiError, ApiResult};
-use super::wire::{ASSERTION_TYPE, CreateKey, KeyView};
+use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView};
 use super::{Answer, Shared, json, list_of, ok};
 use crate::domain::KeyStatus;
 use crate::http;
@@ -27,6 +29,7 @@ impl From<SigningKey> for KeyView {
             model_pattern: k.model_pattern,
             public_key: k.public_key,
             created_at: k.created_at,
+            origin: k.origin,
         }
     }
 }
@@ -73,6 +76,94 @@ pub(super) async fn create(s: &Arc<Shared>, req: CreateKey, actor: &Actor) -> Ap
         resp.headers_mut().insert(LOCATION, v);
     }
     Ok(resp)
+}
+
+/// `POST /v1/keys/import`: a private key file onto the token, answered 201 with the ready
+/// key. Refusals, each before anything is written: a file that is not a usable RSA-4096+
+/// private key (400, its own code from [`crate::keyfile::KeyFileError::code`]), a key or
+/// name already held in the store or on the token (409 `key-already-held`,
+/// `key-name-taken`). The name and id are reserved in the store first; when the token
+/// refuses, the reservation goes again, and when the store cannot record the import, the
+/// token objects go again.
+pub(super) async fn import(s: &Shared, req: ImportKey, actor: &Actor) -> ApiResult<Answer> {
+    let key = crate::keyfile::parse(req.private_key.as_bytes())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    drop(req.private_key);
+    let name = req.name;
+    let brand = s.brand(req.brand_id.as_deref()).await?;
+    let id = key.public.key_id();
+    let held = |m: String| ApiError::new(StatusCode::CONFLICT, "key-already-held", m);
+    if let Some(k) = existing(s, &id).await? {
+        return Err(held(format!("key {id} is already held, as {:?}", k.name)));
+    }
+    if existing(s, &name).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key-name-taken",
+            format!("a key named {name:?} already exists"),
+        ));
+    }
+    s.store
+        .reserve_imported_key(&name, &brand, &id, &key.public.encode())
+        .await?;
+    if let Err(e) = s.backend.import_key(&name, Arc::new(key)).await {
+        if let Err(undo) = s.store.drop_reserved_key(&name).await {
+            tracing::error!(key = %name, error = %undo, "cannot drop a failed import's row");
+        }
+        tracing::warn!(key = %name, error = %e, "key import refused by the HSM");
+        return Err(match e {
+            BackendError::Hsm(crate::hsm::HsmError::KeyExists(m)) => held(m),
+            BackendError::Hsm(crate::hsm::HsmError::InvalidInput(m)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "key-refused-by-token", m)
+            }
+            e => e.into(),
+        });
+    }
+    let k = match s.store.finish_imported_key(&name, actor).await {
+        Ok(k) => k,
+        Err(e) => {
+            if let Err(undo) = s.backend.delete_key(&id).await {
+                tracing::error!(
+                    key = %name, key_id = %id, error = %undo,
+                    "import not recorded and its key not removed from the token: remove it by hand"
+                );
+            }
+            if let Err(undo) = s.store.drop_reserved_key(&name).await {
+                tracing::error!(key = %name, error = %undo, "cannot drop a failed import's row");
+            }
+            return Err(e.into());
+        }
+    };
+    let location = HeaderValue::from_str(&format!("/v1/keys/{}", k.name));
+    let mut resp = json(StatusCode::CREATED, &KeyView::from(k))?;
+    if let Ok(v) = location {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// The body of `POST /v1/keys/import`. The body's buffer is wiped after parsing when this
+/// is its only owner (hyper's own read buffers are beyond reach).
+pub(super) async fn import_body(
+    s: &Shared,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> ApiResult<ImportKey> {
+    let body = s.raw_body(req).await?;
+    let parsed = serde_json::from_slice(&body).map_err(|e| ApiError::bad_body(&e));
+    if let Ok(mut owned) = body.try_into_mut() {
+        zeroize::Zeroize::zeroize(&mut owned[..]);
+    }
+    parsed
+}
+
+/// The key with this name or id, unless it is a failed one (which gives way).
+async fn existing(s: &Shared, name_or_id: &str) -> ApiResult<Option<SigningKey>> {
+    match s.store.key(name_or_id).await {
+        Ok(k) if k.status == KeyStatus::Failed => Ok(None),
+        Ok(k) => Ok(Some(k)),
+        Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Generates key `name` on the HSM and records the outcome.

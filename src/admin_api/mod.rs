@@ -273,6 +273,9 @@ impl AdminApi {
             (&M::GET, ["metrics"]) => Ok(probes::metrics(s)),
             (&M::GET, ["v1", "keys"]) => keys::list(s).await,
             (&M::POST, ["v1", "keys"]) => keys::create(s, s.body(req).await?, a).await,
+            (&M::POST, ["v1", "keys", "import"]) => {
+                keys::import(s, keys::import_body(s, req).await?, a).await
+            }
             (&M::GET, ["v1", "keys", key]) => keys::show(s, key).await,
             (&M::POST, ["v1", "keys", key, action @ ("enable" | "disable")]) => {
                 keys::set_active(s, key, *action == "enable", a).await

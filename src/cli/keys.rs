@@ -1,4 +1,4 @@
-//! `create key`, `list keys`, `register-key` and `push-account-keys`.
+//! `create key`, `import key`, `list keys`, `register-key` and `push-account-keys`.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::Error;
 use super::client::{Client, path_segment};
 use super::output::{outln, print_json, print_rows, write_out};
-use crate::admin_api::wire::{ASSERTION_TYPE, CreateKey, KeyView, List, PushAnswer};
-use crate::domain::KeyStatus;
+use crate::admin_api::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List, PushAnswer};
+use crate::domain::{KeyOrigin, KeyStatus};
 
 /// `create key --json`.
 #[derive(Serialize)]
@@ -29,6 +29,16 @@ struct Listed<'a> {
     sha3_384: Option<&'a str>,
     status: KeyStatus,
     active: bool,
+    origin: KeyOrigin,
+}
+
+/// `import key --json`.
+#[derive(Serialize)]
+struct Imported<'a> {
+    name: &'a str,
+    #[serde(rename = "sha3-384")]
+    sha3_384: &'a str,
+    origin: KeyOrigin,
 }
 
 /// `register-key --json`.
@@ -88,7 +98,59 @@ pub async fn create(client: &Client, name: &str, as_json: bool) -> Result<(), Er
     }
 }
 
-/// Lists keys: Name, SHA3-384, Status.
+/// Sends a key file (`-`: stdin) to be imported onto the HSM as key `name`. The file's
+/// bytes, the request and its JSON are held in buffers wiped when dropped.
+pub async fn import(
+    client: &Client,
+    name: &str,
+    file: &std::path::Path,
+    as_json: bool,
+) -> Result<(), Error> {
+    let what = || {
+        if file.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            file.display().to_string()
+        }
+    };
+    let data = zeroize::Zeroizing::new(read_input(file)?.1);
+    let text = std::str::from_utf8(&data).map_err(|_| Error::Input {
+        what: what(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a text key file (expected ASCII-armored OpenPGP or PEM)",
+        ),
+    })?;
+    let request = ImportKey {
+        name: name.to_string(),
+        brand_id: None,
+        private_key: zeroize::Zeroizing::new(text.to_string()),
+    };
+    let mut body = zeroize::Zeroizing::new(Vec::new());
+    serde_json::to_writer(&mut *body, &request).map_err(Error::BadAnswer)?;
+    drop(request);
+    // The buffer is wiped when the client is done with it.
+    let body = Bytes::from_owner(body);
+    let (_, answer) = client
+        .call(Method::POST, "/v1/keys/import", "application/json", body)
+        .await?;
+    let key: KeyView = serde_json::from_slice(&answer).map_err(Error::BadAnswer)?;
+    let id = key.sha3_384.as_deref().unwrap_or_default();
+    if as_json {
+        print_json(&Imported {
+            name: &key.name,
+            sha3_384: id,
+            origin: key.origin,
+        })
+    } else {
+        outln!(
+            "Imported key {} onto the HSM. Its SHA3-384 id:\n{id}",
+            key.name
+        )
+    }
+}
+
+/// Lists keys: Name, SHA3-384, Status, Origin.
 pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
     let keys: List<KeyView> = client.get("/v1/keys").await?;
     print_rows(
@@ -99,8 +161,9 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
             sha3_384: k.sha3_384.as_deref(),
             status: k.status,
             active: k.active,
+            origin: k.origin,
         },
-        &["Name", "SHA3-384", "Status"],
+        &["Name", "SHA3-384", "Status", "Origin"],
         |k| {
             let status = match k.status {
                 KeyStatus::Ready if !k.active => "disabled",
@@ -110,6 +173,7 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
                 k.name.clone(),
                 k.sha3_384.clone().unwrap_or_default(),
                 status.to_string(),
+                k.origin.to_string(),
             ]
         },
         "No keys.",
@@ -167,15 +231,18 @@ pub async fn push(
     Ok(())
 }
 
-/// The contents of `file` (`-`: stdin) and its name for messages.
+/// The contents of `file` (`-`: stdin) and its name for messages. Stdin is read into a buffer
+/// sized for the largest key file up front, so a private key is not left behind in the freed
+/// buffers of reallocations (the caller zeroizes the one buffer).
 fn read_input(file: &std::path::Path) -> Result<(String, Vec<u8>), Error> {
-    let what = if file.as_os_str() == "-" {
+    let stdin = file.as_os_str() == "-";
+    let what = if stdin {
         "stdin".to_string()
     } else {
         file.display().to_string()
     };
-    let read = if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
+    let read = if stdin {
+        let mut buf = Vec::with_capacity(crate::keyfile::MAX_FILE_BYTES);
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
     } else {
         std::fs::read(file)

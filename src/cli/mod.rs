@@ -129,6 +129,26 @@ pub enum Command {
     /// Revoke an admin token.
     #[command(subcommand)]
     Revoke(Revoke),
+    /// Import a private key onto the HSM.
+    #[command(subcommand)]
+    Import(Import),
+}
+
+/// `serialmint import ...`
+#[derive(Debug, Subcommand)]
+pub enum Import {
+    /// Import an RSA private key (4096 bits or more) onto the HSM as a signing key: an
+    /// ASCII-armored OpenPGP secret key without passphrase (`gpg --export-secret-keys
+    /// --armor`), or PEM (`RSA PRIVATE KEY`, `PRIVATE KEY`).
+    Key {
+        /// The key name (lowercase letters, digits, dashes).
+        name: String,
+        /// The key file (`-` for stdin).
+        file: PathBuf,
+        /// Print {"name", "sha3-384", "origin"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `serialmint create ...`
@@ -444,6 +464,9 @@ fn execute(cli: Cli) -> Result<(), Error> {
         }
         Command::PushAccountKeys { files, json } => {
             admin(|client| async move { keys::push(&client, &files, json).await })
+        }
+        Command::Import(Import::Key { name, file, json }) => {
+            admin(|client| async move { keys::import(&client, &name, &file, json).await })
         }
         Command::Export(Export::SigningLog {
             format,

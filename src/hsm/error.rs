@@ -25,6 +25,9 @@ pub enum HsmError {
     /// No key with this id on any token.
     #[error("key {0} not found on the token")]
     KeyNotFound(String),
+    /// The token already holds a key with this id or name (an import is refused).
+    #[error("{0}")]
+    KeyExists(String),
     /// The caller's input was refused (bad key id, malformed DigestInfo, bad name, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

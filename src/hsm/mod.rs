@@ -50,6 +50,7 @@ mod call;
 mod config;
 mod error;
 mod health;
+mod import;
 mod keys;
 mod pool;
 mod run;

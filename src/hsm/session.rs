@@ -327,6 +327,16 @@ impl LoggedInSession {
         })
     }
 
+    /// The logged-in session itself, for the operations of sibling files (`import.rs`).
+    pub(super) fn raw(&self) -> &Session {
+        &self.session
+    }
+
+    /// Forgets the cached private-key handle of `id` (after its object was destroyed).
+    pub(super) fn forget_key(&mut self, id: &[u8; KEY_ID_LEN]) {
+        self.keys.remove(id);
+    }
+
     /// Repairs a session after an error that may come from a lost login or stale handles
     /// (someone logged the token out: private keys vanish from searches, handles turn
     /// invalid): forgets cached key handles and logs in again when the session is no longer

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, Reason, Result, Store, StoreError, changed, violated};
-use crate::domain::KeyStatus;
+use crate::domain::{KeyOrigin, KeyStatus};
 
 /// A signing key as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -33,6 +33,9 @@ pub struct SigningKey {
     pub error: Option<String>,
     /// When it was requested.
     pub created_at: OffsetDateTime,
+    /// Generated on the token, or imported onto it.
+    #[sqlx(try_from = "String")]
+    pub origin: KeyOrigin,
 }
 
 impl SigningKey {
@@ -66,7 +69,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 const KEY_COLUMNS: &str = "id, name, brand_id, key_sha3_384, public_key, allowed_types, \
-                           model_pattern, active, status, error, created_at";
+                           model_pattern, active, status, error, created_at, origin";
 
 impl Store {
     /// Records a key about to be generated (status pending). Fails with a conflict when the
@@ -188,6 +191,110 @@ impl Store {
         Ok(())
     }
 
+    /// Reserves name and id for a key about to be imported onto the token: a pending row
+    /// with origin `imported`, its id and public key, so a second import of the same name or
+    /// key is refused here, before it touches the token. A failed or abandoned row of the
+    /// same name or id gives way. No audit row yet: [`Store::finish_imported_key`] writes it,
+    /// [`Store::drop_reserved_key`] removes the reservation when the import fails.
+    pub async fn reserve_imported_key(
+        &self,
+        name: &str,
+        brand_id: &str,
+        sha3_384: &str,
+        public_key: &str,
+    ) -> Result<SigningKey> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "DELETE FROM signing_keys WHERE (name = $1 OR key_sha3_384 = $2) \
+             AND status = 'failed'",
+        )
+        .bind(name)
+        .bind(sha3_384)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((held,)) =
+            sqlx::query_as::<_, (String,)>("SELECT name FROM signing_keys WHERE key_sha3_384 = $1")
+                .bind(sha3_384)
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            return Err(StoreError::Conflict(
+                format!("key {sha3_384} is already held, as {held:?}").into(),
+            ));
+        }
+        let key: SigningKey = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO signing_keys (name, brand_id, key_sha3_384, public_key, origin) \
+             VALUES ($1, $2, $3, $4, 'imported') RETURNING {KEY_COLUMNS}"
+        )))
+        .bind(name)
+        .bind(brand_id)
+        .bind(sha3_384)
+        .bind(public_key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match violated(&e) {
+            Some("signing_keys_name_key") => StoreError::Conflict(Reason::caused_by(
+                format!("a key named {name:?} already exists"),
+                e,
+            )),
+            Some("signing_keys_key_sha3_384_key") => StoreError::Conflict(Reason::caused_by(
+                format!("key {sha3_384} is already held"),
+                e,
+            )),
+            Some("signing_keys_brand_id_fkey") => {
+                StoreError::NotFound(Reason::caused_by(format!("no brand {brand_id:?}"), e))
+            }
+            Some("signing_keys_name_check") => StoreError::Invalid(Reason::caused_by(
+                format!(
+                    "invalid key name {name:?}: lowercase letters, digits and single dashes, \
+                     with at least one letter"
+                ),
+                e,
+            )),
+            _ => e.into(),
+        })?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Marks a reserved import done (status ready), with its audit row and NOTIFY.
+    pub async fn finish_imported_key(&self, name: &str, actor: &Actor) -> Result<SigningKey> {
+        let mut tx = self.begin().await?;
+        let key: Option<SigningKey> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE signing_keys SET status = 'ready', error = NULL, ready_at = now() \
+             WHERE name = $1 AND status = 'pending' AND origin = 'imported' \
+             RETURNING {KEY_COLUMNS}"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let key = key.ok_or_else(|| {
+            StoreError::NotFound(format!("no key {name:?} being imported").into())
+        })?;
+        changed(
+            &mut tx,
+            actor,
+            "key.import",
+            name,
+            serde_json::json!({"sha3-384": key.sha3_384, "origin": KeyOrigin::Imported}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Removes the reservation of an import that failed (only a pending imported row).
+    pub async fn drop_reserved_key(&self, name: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM signing_keys WHERE name = $1 AND status = 'pending' \
+             AND origin = 'imported'",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Every key, oldest first.
     pub async fn keys(&self) -> Result<Vec<SigningKey>> {
         all_keys(&self.pool).await
@@ -240,7 +347,9 @@ impl Store {
     pub async fn fail_stale_pending_keys(&self, older_than_secs: i64) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE signing_keys SET status = 'failed', \
-             error = 'generation interrupted (the server stopped); create the key again' \
+             error = CASE origin WHEN 'imported' \
+             THEN 'import interrupted (the server stopped); import the key again' \
+             ELSE 'generation interrupted (the server stopped); create the key again' END \
              WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)",
         )
         .bind(older_than_secs as f64)

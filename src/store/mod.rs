@@ -24,8 +24,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 pub use crate::domain::{
-    AssertionKind, DuplicatePolicy, Issuance, KeyStatus, LoggedIssuance, RecordOutcome, Role,
-    SerialGeneration,
+    AssertionKind, DuplicatePolicy, Issuance, KeyOrigin, KeyStatus, LoggedIssuance, RecordOutcome,
+    Role, SerialGeneration,
 };
 pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;

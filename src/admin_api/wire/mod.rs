@@ -18,7 +18,7 @@ mod query;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use crate::domain::{AssertionKind, DuplicatePolicy, KeyStatus, Role, SerialGeneration};
+use crate::domain::{AssertionKind, DuplicatePolicy, KeyOrigin, KeyStatus, Role, SerialGeneration};
 
 pub use query::{AuditQuery, ExportFormat, ExportQuery, LogQuery, PageQuery, Query, QueryError};
 
@@ -77,6 +77,38 @@ pub struct KeyView {
     /// When it was asked for.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Generated on the token or imported onto it (`generated` from older servers).
+    #[serde(default)]
+    pub origin: KeyOrigin,
+}
+
+/// `POST /v1/keys/import`: import a private key file onto the HSM (answered 201 with the
+/// ready [`KeyView`]). The key text is held in a [`zeroize::Zeroizing`] string, wiped when
+/// the request is dropped, and never printed (its `Debug` says only how long it is).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ImportKey {
+    /// The key name (lowercase letters, digits, dashes).
+    pub name: String,
+    /// The brand; the only one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_id: Option<String>,
+    /// The key file's text: an ASCII-armored OpenPGP secret key without passphrase, or PEM
+    /// (`RSA PRIVATE KEY`, `PRIVATE KEY`).
+    pub private_key: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for ImportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportKey")
+            .field("name", &self.name)
+            .field("brand_id", &self.brand_id)
+            .field(
+                "private_key",
+                &format_args!("[{} bytes]", self.private_key.len()),
+            )
+            .finish()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@
 //!
 //! Files: `packet` (framing, MPIs, the v1 text form), `key` (the public-key packet and key
 //! ids), `signature` (signature packets and their verification), `signing` (the signed-data
-//! digest and the packet around an HSM signature).
+//! digest and the packet around an HSM signature), `secret_key` (reading an armored, unencrypted
+//! RSA secret key for import onto the token).
 
 mod key;
 mod packet;
+pub mod secret_key;
 mod signature;
 mod signing;
 

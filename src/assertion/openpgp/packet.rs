@@ -77,6 +77,11 @@ impl<'a> RawPacket<'a> {
         }
     }
 
+    /// How many bytes follow the packet in the buffer it was read from.
+    pub(super) fn after_len(&self) -> usize {
+        self.after
+    }
+
     /// snapd's "spurious trailing data" check after the parser consumed `used` body bytes.
     pub(super) fn finish(&self, used: usize, kind: &'static str) -> Result<(), PacketError> {
         let fills = used.div_ceil(GO_BUFIO_SIZE).max(1);
@@ -147,6 +152,10 @@ pub(super) struct ByteReader<'a> {
 }
 
 impl<'a> ByteReader<'a> {
+    pub(super) fn new(data: &'a [u8]) -> Self {
+        ByteReader { data, pos: 0 }
+    }
+
     pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.data.get(self.pos..end)?;
