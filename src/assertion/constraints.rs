@@ -178,10 +178,10 @@ struct Entry {
 
 impl Entry {
     /// Whether `headers` match every constrained header; an absent header named in
-    /// `unknown` will be set later, so it may match anything but `$MISSING`.
+    /// `unknown` is not known yet and may match.
     fn matches(&self, headers: &Headers, unknown: &[&str]) -> bool {
         self.matchers.iter().all(|(k, m)| match headers.get(k) {
-            None if unknown.contains(&k.as_str()) => !matches!(m, Matcher::Missing),
+            None if unknown.contains(&k.as_str()) => true,
             v => m.entry(v),
         })
     }
@@ -257,9 +257,10 @@ impl Constraints {
     }
 
     /// Whether some assertion with these headers might be signed, when the headers named in
-    /// `unknown` are not known yet (they will be set; any value may match, except where an
-    /// entry requires them `$MISSING`). For checks made before the assertion exists (a serial
-    /// policy knows the brand and model, not the serial number or device key).
+    /// `unknown` are not known yet: absent from `headers`, each may later take any value (or
+    /// stay unset), so it never refuses. For checks made before the assertion exists (a
+    /// serial policy knows the brand and model, not the serial number or the device key);
+    /// the whole assertion is matched again with [`Self::may_sign_headers`] once built.
     pub fn may_sign_partial(&self, headers: &Headers, unknown: &[&str]) -> bool {
         self.entries.iter().any(|e| e.matches(headers, unknown))
     }

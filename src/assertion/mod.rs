@@ -46,5 +46,5 @@ pub use openpgp::{
     RsaPublicKey, SignaturePacket, SigningInput, check_encoded_signature, signing_input,
     verify_digest_info,
 };
-pub use serial::{Serial, SerialBuilder, SerialRequest};
+pub use serial::{Serial, SerialBuilder, SerialRequest, constraints_admit_serials};
 pub use types::AssertionType;

@@ -29,6 +29,8 @@ struct Listed<'a> {
     sha3_384: Option<&'a str>,
     status: KeyStatus,
     active: bool,
+    /// From the pushed account-key: its constraints, `any`, or `not registered`.
+    roles: &'a str,
 }
 
 /// `register-key --json`.
@@ -88,7 +90,7 @@ pub async fn create(client: &Client, name: &str, as_json: bool) -> Result<(), Er
     }
 }
 
-/// Lists keys: Name, SHA3-384, Status.
+/// Lists keys: Name, SHA3-384, Status, Roles (from the pushed account-key).
 pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
     let keys: List<KeyView> = client.get("/v1/keys").await?;
     print_rows(
@@ -99,8 +101,9 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
             sha3_384: k.sha3_384.as_deref(),
             status: k.status,
             active: k.active,
+            roles: &k.roles,
         },
-        &["Name", "SHA3-384", "Status"],
+        &["Name", "SHA3-384", "Status", "Roles"],
         |k| {
             let status = match k.status {
                 KeyStatus::Ready if !k.active => "disabled",
@@ -110,6 +113,7 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
                 k.name.clone(),
                 k.sha3_384.clone().unwrap_or_default(),
                 status.to_string(),
+                k.roles.clone(),
             ]
         },
         "No keys.",

@@ -77,6 +77,11 @@ pub struct KeyView {
     /// When it was asked for.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// What it may sign, from its pushed account-key: the `constraints` in short
+    /// (`serial model=foo-.*; system-user`), `any` when that account-key has none, or
+    /// `not registered` when none was pushed.
+    #[serde(default)]
+    pub roles: String,
 }
 
 // ---------------------------------------------------------------------------------------------
