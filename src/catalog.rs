@@ -3,8 +3,9 @@
 //! account/account-key assertions.
 //!
 //! A snapshot also holds what registration reads, built once per load: each model's
-//! [`DeviceModel`] view and the [`SerialKey`] (with its parsed public key) that signs its
-//! serials, or why none may; so a request converts nothing.
+//! [`DeviceModel`] view and the [`SerialKey`] (with its parsed public key and the compiled
+//! `constraints` of its account-key) that signs its serials, or why none may (a key whose
+//! roles admit no serial of the model is refused here); so a request converts nothing.
 //!
 //! Readers take an `Arc<Snapshot>` (one short read-lock, then no locking at all); a refresh
 //! builds a whole new snapshot from the store and swaps it in. [`Catalog::spawn_refresher`]
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use time::OffsetDateTime;
 
-use crate::assertion::{AssertionType, RsaPublicKey, decode_stream};
+use crate::assertion::{
+    AccountKey, AssertionType, Constraints, RsaPublicKey, constraints_admit_serials, decode_stream,
+};
 use crate::domain::SerialGeneration;
 use crate::registration::{DeviceModel, KeyRefusal, SerialKey, SerialScheme};
 use crate::signer::RateLimit;
@@ -191,11 +194,44 @@ impl Snapshot {
                     "the public key of signing key {key_id} is missing or does not match its id"
                 ))
             })?;
+        let constraints = self.pushed_constraints(&key_id)?;
+        if let Some(c) = &constraints
+            && !constraints_admit_serials(c, &key.brand_id, &model.brand_id, &model.name, &key_id)
+        {
+            return Err(KeyRefusal::RoleRefused(format!(
+                "the signing key {key_id} may not sign serials for model {}/{}: the constraints \
+                 of its account-key ({c}) do not admit them",
+                model.brand_id, model.name
+            )));
+        }
         Ok(Arc::new(SerialKey {
             key_id,
             authority_id: key.brand_id.clone(),
             public,
+            constraints,
         }))
+    }
+
+    /// The `constraints` of the account-key of `key_id` (trusted, or pushed and admitted; a
+    /// pushed one that no longer verifies still counts: its roles do not lapse with it).
+    /// `None` when there is no account-key or it has none. A pushed account-key that does not
+    /// decode makes the key unusable (fail closed).
+    fn pushed_constraints(&self, key_id: &str) -> Result<Option<Arc<Constraints>>, KeyRefusal> {
+        if let Some(k) = self.trust.account_key(key_id) {
+            return Ok(k.constraints().cloned());
+        }
+        let Some(pushed) = self.account_keys.get(key_id) else {
+            return Ok(None);
+        };
+        crate::assertion::decode(pushed.text.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|a| AccountKey::try_from(a).map_err(|e| e.to_string()))
+            .map(|k| k.constraints().cloned())
+            .map_err(|e| {
+                KeyRefusal::Unavailable(format!(
+                    "the pushed account-key of signing key {key_id} does not decode: {e}"
+                ))
+            })
     }
 
     /// The trusted roots plus every pushed account and account-key that still verifies: what

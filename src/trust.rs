@@ -72,8 +72,15 @@ pub enum TrustError {
     #[error(transparent)]
     Signature(#[from] VerifyError),
     /// The key's constraints do not allow this assertion.
-    #[error("assertion does not match signing constraints for public key {0:?}")]
-    Constraints(String),
+    #[error(
+        "assertion does not match signing constraints for public key {key_id:?} from {authority:?}"
+    )]
+    Constraints {
+        /// The `sign-key-sha3-384`.
+        key_id: String,
+        /// The `authority-id`.
+        authority: String,
+    },
     /// A self-signed type cannot be checked against the database.
     #[error("cannot check no-authority assertion type {0:?}")]
     NoAuthority(&'static str),
@@ -366,10 +373,14 @@ impl TrustDb {
                 authority: authority.to_owned(),
             });
         }
-        self.verified.verify(a, key.public_key())?;
-        if !key.allows(a) {
-            return Err(TrustError::Constraints(a.sign_key_id().to_owned()));
+        // snapd's CheckSignature: the constraints before the signature.
+        if !key.may_sign(a) {
+            return Err(TrustError::Constraints {
+                key_id: a.sign_key_id().to_owned(),
+                authority: authority.to_owned(),
+            });
         }
+        self.verified.verify(a, key.public_key())?;
         if let Some(ts) = timestamp_of(a)
             && !key.is_valid_at(ts)
         {

@@ -94,6 +94,8 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
         listed.contains("serial-key") && listed.contains(&key_id),
         "{listed}"
     );
+    // Roles come from the pushed account-key: none pushed yet.
+    assert!(listed.contains("not registered"), "{listed}");
 
     // register-key: the account-key-request, self-signed by the key on the token.
     let text = s.ok(t, &["register-key", &key_id]);
@@ -118,6 +120,9 @@ async fn factory_walkthrough_and_key_rotation(pool: PgPool) {
         pushed.contains(&format!("Accepted account-key {key_id}")),
         "{pushed}"
     );
+    // Its account-key has no constraints: the key may sign anything.
+    let keys = s.json(t, &["list", "keys", "--json"]);
+    assert_eq!(keys[0]["roles"], "any", "{keys}");
 
     // create model with a given key, and one with a generated key.
     let model = s.json(

@@ -433,6 +433,7 @@ impl SerialRoute {
                 key_id: key_id.clone(),
                 authority_id: BRAND.into(),
                 public: brand_key.clone(),
+                constraints: None,
             }),
             trust: trust.clone(),
         });

@@ -1,7 +1,10 @@
 //! `/v1/keys`: signing keys generated on the HSM (answered 202 while the token works) or
-//! imported onto it from a key file, their listing, disabling, and the self-signed
-//! `account-key-request` for the brand store.
+//! imported onto it from a key file, their listing, disabling and enabling, and the
+//! self-signed `account-key-request` for the brand store. A key's roles are those its pushed
+//! account-key's `constraints` give it ([`Roles`]).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,11 +13,81 @@ use hyper::{Response, StatusCode};
 
 use super::backend::BackendError;
 use super::error::{ApiError, ApiResult};
-use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView};
-use super::{Answer, Shared, json, list_of, ok};
-use crate::domain::KeyStatus;
+use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List};
+use super::{Answer, Shared, json, ok};
+use crate::assertion::{AccountKey, Constraints, decode};
+use crate::domain::{AssertionKind, KeyStatus};
 use crate::http;
 use crate::store::{Actor, SigningKey};
+
+/// What a key may sign, from its pushed account-key.
+#[derive(Clone, Debug)]
+pub(super) enum Roles {
+    /// No account-key was pushed for it.
+    NotRegistered,
+    /// Its account-key has no `constraints`: anything.
+    Any,
+    /// Its account-key's `constraints`.
+    Constrained(Arc<Constraints>),
+    /// Its stored account-key does not decode (never expected: it was verified when pushed).
+    Unreadable(String),
+}
+
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Roles::NotRegistered => f.write_str("not registered"),
+            Roles::Any => f.write_str("any"),
+            Roles::Constrained(c) => c.fmt(f),
+            Roles::Unreadable(e) => write!(f, "unreadable account-key: {e}"),
+        }
+    }
+}
+
+impl Roles {
+    /// The roles an account-key's text gives its key.
+    fn of_account_key(text: &str) -> Roles {
+        match decode(text.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|a| AccountKey::try_from(a).map_err(|e| e.to_string()))
+        {
+            Ok(k) => k
+                .constraints()
+                .map_or(Roles::Any, |c| Roles::Constrained(c.clone())),
+            Err(e) => Roles::Unreadable(e),
+        }
+    }
+}
+
+/// The roles of every key with a pushed account-key, by SHA3-384 (read from the store, so a
+/// push is seen at once).
+pub(super) async fn pushed_roles(s: &Shared) -> ApiResult<HashMap<String, Roles>> {
+    Ok(s.store
+        .account_assertions()
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == AssertionKind::AccountKey)
+        .map(|a| (a.primary_key, Roles::of_account_key(&a.text)))
+        .collect())
+}
+
+/// The roles of `key` among `pushed`.
+pub(super) fn roles_of(pushed: &HashMap<String, Roles>, key: &SigningKey) -> Roles {
+    key.sha3_384
+        .as_ref()
+        .and_then(|id| pushed.get(id))
+        .cloned()
+        .unwrap_or(Roles::NotRegistered)
+}
+
+/// The key's view with its roles.
+fn view_with_roles(k: SigningKey, pushed: &HashMap<String, Roles>) -> KeyView {
+    let roles = roles_of(pushed, &k).to_string();
+    KeyView {
+        roles,
+        ..KeyView::from(k)
+    }
+}
 
 impl From<SigningKey> for KeyView {
     fn from(k: SigningKey) -> Self {
@@ -30,18 +103,29 @@ impl From<SigningKey> for KeyView {
             public_key: k.public_key,
             created_at: k.created_at,
             origin: k.origin,
+            roles: Roles::NotRegistered.to_string(),
         }
     }
 }
 
-/// `GET /v1/keys`.
+/// `GET /v1/keys`, each key with its roles.
 pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
-    list_of::<_, KeyView>(s.store.keys().await?)
+    let pushed = pushed_roles(s).await?;
+    ok(&List {
+        items: s
+            .store
+            .keys()
+            .await?
+            .into_iter()
+            .map(|k| view_with_roles(k, &pushed))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// `GET /v1/keys/{name-or-id}`.
 pub(super) async fn show(s: &Shared, key: &str) -> ApiResult<Answer> {
-    ok(&KeyView::from(s.store.key(key).await?))
+    let k = s.store.key(key).await?;
+    ok(&view_with_roles(k, &pushed_roles(s).await?))
 }
 
 /// `POST /v1/keys/{name-or-id}/disable` and `/enable`.
@@ -56,7 +140,7 @@ pub(super) async fn set_active(
     } else {
         s.store.disable_key(key, actor).await?
     };
-    ok(&KeyView::from(k))
+    ok(&view_with_roles(k, &pushed_roles(s).await?))
 }
 
 /// `POST /v1/keys`: records the key as pending and generates it in the background; 202 with

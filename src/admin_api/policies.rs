@@ -1,11 +1,17 @@
 //! Serial policies: which key signs a model's serials, as numbered revisions (newest active).
 //! `GET/POST /v1/models/{name}/serial-policies` and `GET /v1/serial-policies?model=`.
+//!
+//! A new revision is refused (409 `key-role-refused`) when the constraints of the key's pushed
+//! account-key admit no serial of the model: a device with a current snapd would refuse what
+//! it signed. Registration matches every serial again before signing, for account-keys
+//! pushed after the policy.
 
 use std::collections::HashMap;
 
 use hyper::StatusCode;
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
+use super::keys::{Roles, pushed_roles, roles_of};
 use super::wire::{CreatePolicy, List, PolicyView, Query};
 use super::{Answer, Shared, json, ok};
 use crate::store::{Actor, SerialPolicy};
@@ -56,9 +62,48 @@ pub(super) async fn create(
     let brand = s
         .brand(req.brand_id.as_deref().or(q.get("brand-id")))
         .await?;
+    check_roles(s, &brand, model, &req.key).await?;
     let p = s
         .store
         .create_serial_policy(&brand, model, &req.key, actor)
         .await?;
     json(StatusCode::CREATED, &view(&p, true))
+}
+
+/// Refuses (409 `key-role-refused`) a key whose pushed account-key's constraints admit no
+/// serial of `brand`/`model`, naming the constraints; an unknown model or key is left to the
+/// store's own answer.
+async fn check_roles(s: &Shared, brand: &str, model: &str, key: &str) -> ApiResult<()> {
+    let m = s.store.model(brand, model).await?;
+    let k = s.store.key(key).await?;
+    let refuse = |why: String| {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key-role-refused",
+            format!(
+                "key {:?} may not sign serials for model {}/{}: {why}",
+                k.name, m.brand_id, m.name
+            ),
+        ))
+    };
+    match roles_of(&pushed_roles(s).await?, &k) {
+        Roles::NotRegistered | Roles::Any => Ok(()),
+        Roles::Unreadable(e) => refuse(format!("its account-key cannot be read: {e}")),
+        Roles::Constrained(c) => {
+            let id = k.sha3_384.as_deref().unwrap_or_default();
+            if crate::assertion::constraints_admit_serials(
+                &c,
+                &k.brand_id,
+                &m.brand_id,
+                &m.name,
+                id,
+            ) {
+                Ok(())
+            } else {
+                refuse(format!(
+                    "the constraints of its account-key ({c}) do not admit them"
+                ))
+            }
+        }
+    }
 }

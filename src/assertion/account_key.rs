@@ -13,7 +13,7 @@ use super::openpgp::RsaPublicKey;
 use super::time::format_utc;
 use super::types::AssertionType;
 
-pub use super::checks::Constraint;
+pub use super::constraints::{ConstraintError, Constraints};
 pub use super::headers::valid_account_key_name;
 
 /// The two key views share everything but their type, constraints and self-signature.
@@ -70,20 +70,16 @@ key_view!(
 );
 
 impl AccountKey {
-    /// The signing constraints (format 1), if any.
-    pub fn constraints(&self) -> Option<&[Constraint]> {
-        self.data().constraints.as_deref()
+    /// The signing constraints (format 1), if any, compiled when the key decoded (shared:
+    /// cloning the `Arc` is all a holder pays).
+    pub fn constraints(&self) -> Option<&std::sync::Arc<Constraints>> {
+        self.data().constraints.as_ref()
     }
 
-    /// Whether `a` may be signed by this key: true without constraints; otherwise some
-    /// constraint's headers must all equal `a`'s (literal comparison only).
-    pub fn allows(&self, a: &Assertion) -> bool {
-        match self.constraints() {
-            None => true,
-            Some(cs) => cs
-                .iter()
-                .any(|c| c.iter().all(|(k, v)| a.headers().get(k) == Some(v))),
-        }
+    /// snapd's `canSign`: whether `a` may be signed by this key (always, without
+    /// constraints).
+    pub fn may_sign(&self, a: &Assertion) -> bool {
+        self.constraints().is_none_or(|c| c.may_sign(a))
     }
 }
 

@@ -96,6 +96,9 @@ pub enum CheckError {
     /// A type-specific rule, with snapd's message.
     #[error("{0}")]
     Invalid(String),
+    /// A malformed account-key `constraints` header, with snapd's message.
+    #[error(transparent)]
+    Constraints(#[from] super::constraints::ConstraintError),
 }
 
 impl CheckError {

@@ -6,7 +6,8 @@
 //!
 //! Files, from the bottom up (each imports only files named before it, so no cycle):
 //! `error` (the error types), `types` (the type table), `time` (RFC 3339), `headers` (grammar,
-//! scalar checks, header values shared by several types), `openpgp` (packets, key ids,
+//! scalar checks, header values shared by several types), `constraints` (account-key signing
+//! constraints: parsing and snapd's matching), `openpgp` (packets, key ids,
 //! digest, verification), `checks` (the per-type decode checks and the values they compute),
 //! `decoded` (the [`Assertion`] value), `codec` (decode, stream, content building), and one
 //! file of typed views per type: `serial` (serial-request, serial, builder), `model`,
@@ -17,6 +18,7 @@ pub mod account;
 pub mod account_key;
 mod checks;
 pub mod codec;
+pub mod constraints;
 mod decoded;
 pub mod error;
 pub mod headers;
@@ -35,6 +37,7 @@ pub use codec::{
     BuildError, Decoder, MAX_BODY_SIZE, MAX_HEADERS_SIZE, MAX_SIGNATURE_SIZE, assemble_encoded,
     build_content, decode, decode_stream, encode_stream,
 };
+pub use constraints::{ConstraintError, Constraints};
 pub use decoded::{Assertion, WrongType};
 pub use error::{CheckError, DecodeError, HeaderError, PacketError, TimeError, VerifyError};
 pub use headers::{HeaderValue, Headers};
@@ -43,5 +46,5 @@ pub use openpgp::{
     RsaPublicKey, SignaturePacket, SigningInput, check_encoded_signature, signing_input,
     verify_digest_info,
 };
-pub use serial::{Serial, SerialBuilder, SerialRequest};
+pub use serial::{Serial, SerialBuilder, SerialRequest, constraints_admit_serials};
 pub use types::AssertionType;

@@ -162,3 +162,46 @@ impl SerialBuilder {
         build_content(kind, &h, &self.body, sign_key_id)
     }
 }
+
+/// The headers of every serial the key `sign_key_id` of `authority_id` would sign for
+/// `brand_id`/`model`, as far as they are known before a device asks (a serial policy).
+pub fn serial_policy_headers(
+    authority_id: &str,
+    brand_id: &str,
+    model: &str,
+    sign_key_id: &str,
+) -> Headers {
+    let mut h = Headers::new();
+    h.insert("type".into(), AssertionType::Serial.name().into());
+    h.insert("authority-id".into(), authority_id.into());
+    h.insert("brand-id".into(), brand_id.into());
+    h.insert("model".into(), model.into());
+    h.insert("sign-key-sha3-384".into(), sign_key_id.into());
+    h
+}
+
+/// The headers of a serial only its device's request decides (the serial number, the device
+/// key, the time, a reissue's revision, the body): unknown to [`serial_policy_headers`].
+pub const SERIAL_DEVICE_HEADERS: &[&str] = &[
+    "serial",
+    "device-key",
+    "device-key-sha3-384",
+    "timestamp",
+    "revision",
+    "body-length",
+];
+
+/// Whether a key with these constraints may sign some serial of `brand_id`/`model` (the
+/// check a serial policy gets; the built serial is matched whole before it is signed).
+pub fn constraints_admit_serials(
+    constraints: &super::Constraints,
+    authority_id: &str,
+    brand_id: &str,
+    model: &str,
+    sign_key_id: &str,
+) -> bool {
+    constraints.may_sign_partial(
+        &serial_policy_headers(authority_id, brand_id, model, sign_key_id),
+        SERIAL_DEVICE_HEADERS,
+    )
+}

@@ -30,6 +30,8 @@ struct Listed<'a> {
     status: KeyStatus,
     active: bool,
     origin: KeyOrigin,
+    /// From the pushed account-key: its constraints, `any`, or `not registered`.
+    roles: &'a str,
 }
 
 /// `import key --json`.
@@ -106,16 +108,10 @@ pub async fn import(
     file: &std::path::Path,
     as_json: bool,
 ) -> Result<(), Error> {
-    let what = || {
-        if file.as_os_str() == "-" {
-            "stdin".to_string()
-        } else {
-            file.display().to_string()
-        }
-    };
-    let data = zeroize::Zeroizing::new(read_input(file)?.1);
+    let (what, data) = read_input(file)?;
+    let data = zeroize::Zeroizing::new(data);
     let text = std::str::from_utf8(&data).map_err(|_| Error::Input {
-        what: what(),
+        what,
         source: std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "not a text key file (expected ASCII-armored OpenPGP or PEM)",
@@ -150,7 +146,7 @@ pub async fn import(
     }
 }
 
-/// Lists keys: Name, SHA3-384, Status, Origin.
+/// Lists keys: Name, SHA3-384, Status, Origin, Roles (from the pushed account-key).
 pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
     let keys: List<KeyView> = client.get("/v1/keys").await?;
     print_rows(
@@ -162,8 +158,9 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
             status: k.status,
             active: k.active,
             origin: k.origin,
+            roles: &k.roles,
         },
-        &["Name", "SHA3-384", "Status", "Origin"],
+        &["Name", "SHA3-384", "Status", "Origin", "Roles"],
         |k| {
             let status = match k.status {
                 KeyStatus::Ready if !k.active => "disabled",
@@ -174,6 +171,7 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
                 k.sha3_384.clone().unwrap_or_default(),
                 status.to_string(),
                 k.origin.to_string(),
+                k.roles.clone(),
             ]
         },
         "No keys.",

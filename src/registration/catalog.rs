@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use crate::assertion::RsaPublicKey;
+use crate::assertion::{Constraints, RsaPublicKey};
 pub use crate::domain::{AssertionKind, DuplicatePolicy};
 use crate::signer::RateLimit;
 use crate::trust::TrustDb;
@@ -53,6 +53,10 @@ pub struct SerialKey {
     pub authority_id: String,
     /// Its public key (to verify what the HSM signed).
     pub public: RsaPublicKey,
+    /// The `constraints` of its pushed account-key, compiled at catalog load: every serial
+    /// is matched against them right before it is signed. `None` when no account-key was
+    /// pushed or it has none (the key may sign anything, as snapd sees it).
+    pub constraints: Option<Arc<Constraints>>,
 }
 
 /// Why no key may sign serials for a model right now.
@@ -64,6 +68,10 @@ pub enum KeyRefusal {
     /// The policy's key exists but is not usable now (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The constraints of the key's pushed account-key admit no serial of this model: a
+    /// device with a current snapd would refuse what it signed (409).
+    #[error("{0}")]
+    RoleRefused(String),
 }
 
 /// The device plane's view of the catalog. Every call reads the current snapshot; the views

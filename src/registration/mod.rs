@@ -82,6 +82,10 @@ pub enum RegError {
     /// The policy's key is not available right now (503).
     #[error("{0}")]
     KeyUnavailable(String),
+    /// The constraints of the key's account-key do not admit this serial (409): it is never
+    /// signed, since a device with a current snapd would refuse it.
+    #[error("{0}")]
+    KeyRoleRefused(String),
     /// The model requires a proposed serial and none was sent (400).
     #[error("model {0} requires a proposed serial")]
     SerialRequired(String),
@@ -118,7 +122,7 @@ impl RegError {
             TooLarge(_) => 413,
             BadStream(_) | BadSignature(_) | WeakDeviceKey(_) | BadRequestId | ExpiredRequestId
             | BadModel(_) | SerialRequired(_) | InvalidSerial(_) => 400,
-            NoSigningPolicy(_) | RequestIdUsed | SerialTaken(_) => 409,
+            NoSigningPolicy(_) | KeyRoleRefused(_) | RequestIdUsed | SerialTaken(_) => 409,
             KeyUnavailable(_) | Signing(_) | LogUnavailable(_) | SignatureCheck(_) => 503,
         }
     }
@@ -141,6 +145,7 @@ impl RegError {
             BadModel(_) => "invalid-model",
             NoSigningPolicy(_) => "no-signing-policy",
             KeyUnavailable(_) => "signing-key-unavailable",
+            KeyRoleRefused(_) => "key-role-refused",
             SerialRequired(_) => "serial-required",
             InvalidSerial(_) => "invalid-serial",
             RequestIdUsed => "request-id-used",
@@ -371,6 +376,7 @@ impl Registration {
         let key = self.catalog.serial_key(&model).map_err(|e| match e {
             KeyRefusal::NotAllowed(m) => RegError::NoSigningPolicy(m),
             KeyRefusal::Unavailable(m) => RegError::KeyUnavailable(m),
+            KeyRefusal::RoleRefused(m) => RegError::KeyRoleRefused(m),
         })?;
 
         // A replay of an answered request (same request-id) is recognised when its row is
@@ -417,6 +423,11 @@ impl Registration {
         let content = builder
             .content(&key.key_id)
             .map_err(|e| RegError::InvalidSerial(e.to_string()))?;
+        // Fail closed: the built serial's headers, exactly as a device will decode them,
+        // against the key's constraints (compiled at catalog load), right before signing.
+        if let Some(constraints) = &key.constraints {
+            check_roles(constraints, &content, &key.key_id)?;
+        }
         let created = u32::try_from(now.unix_timestamp()).unwrap_or(u32::MAX);
         let input = signing_input(&content, created);
         // The HSM layer verified the raw signature over this DigestInfo with the key's public
@@ -512,6 +523,30 @@ impl Registration {
     /// A held account or account-key assertion, for `GET /v2/assertions`.
     pub fn held_assertion(&self, kind: AssertionKind, primary_key: &str) -> Option<String> {
         self.catalog.held_assertion(kind, primary_key)
+    }
+}
+
+/// Whether a key with `constraints` may sign the serial whose signed `content` this is: its
+/// header block is parsed as a device's snapd will parse it and matched as snapd's `canSign`
+/// does.
+fn check_roles(
+    constraints: &assertion::Constraints,
+    content: &[u8],
+    key_id: &str,
+) -> Result<(), RegError> {
+    let head = content
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(content, |end| &content[..end]);
+    let headers = assertion::headers::parse_headers(head)
+        .map_err(|e| RegError::InvalidSerial(e.to_string()))?;
+    if constraints.may_sign_headers(&headers) {
+        Ok(())
+    } else {
+        Err(RegError::KeyRoleRefused(format!(
+            "the signing key {key_id} may not sign this serial: the constraints of its \
+             account-key ({constraints}) do not admit it"
+        )))
     }
 }
 

@@ -80,6 +80,11 @@ pub struct KeyView {
     /// Generated on the token or imported onto it (`generated` from older servers).
     #[serde(default)]
     pub origin: KeyOrigin,
+    /// What it may sign, from its pushed account-key: the `constraints` in short
+    /// (`serial model=foo-.*; system-user`), `any` when that account-key has none, or
+    /// `not registered` when none was pushed.
+    #[serde(default)]
+    pub roles: String,
 }
 
 /// `POST /v1/keys/import`: import a private key file onto the HSM (answered 201 with the

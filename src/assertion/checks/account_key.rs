@@ -2,17 +2,15 @@
 //! public key in the body, `since`/`until` validity, and (snapd 2.61+, format 1) signing
 //! `constraints`.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::assertion::constraints::Constraints;
 use crate::assertion::error::CheckError;
-use crate::assertion::headers::{self, HeaderValue, Headers, valid_account_key_name};
+use crate::assertion::headers::{self, Headers, valid_account_key_name};
 use crate::assertion::openpgp::RsaPublicKey;
 use crate::assertion::types::AssertionType;
-
-/// One signing constraint: header values an assertion must carry (literal match).
-pub type Constraint = BTreeMap<String, HeaderValue>;
 
 /// Values checked and computed when an account-key or account-key-request decodes.
 #[derive(Debug, Clone)]
@@ -20,7 +18,7 @@ pub(crate) struct KeyData {
     pub(crate) key: RsaPublicKey,
     pub(crate) since: OffsetDateTime,
     pub(crate) until: Option<OffsetDateTime>,
-    pub(crate) constraints: Option<Vec<Constraint>>,
+    pub(crate) constraints: Option<Arc<Constraints>>,
 }
 
 /// `assembleAccountKey` and `assembleAccountKeyRequest`: `kind` is one of the two.
@@ -60,45 +58,19 @@ pub(crate) fn check(
     })
 }
 
-/// `constraints` (snapd 2.61+): a list of maps, each with a `headers` map holding a literal
-/// `type`; its presence needs `format: 1`.
-fn parse_constraints(h: &Headers, format: u32) -> Result<Option<Vec<Constraint>>, CheckError> {
+/// `constraints` (snapd 2.61+, `checkAKConstraints`), compiled once. snapd's decoder accepts
+/// it at any `format` and only its signer insists on format 1; here, as the store's signer
+/// would, an account-key carrying it must say `format: 1` (checked after the constraints
+/// themselves, so a malformed list gets snapd's message first).
+fn parse_constraints(h: &Headers, format: u32) -> Result<Option<Arc<Constraints>>, CheckError> {
     let Some(v) = h.get("constraints") else {
         return Ok(None);
     };
+    let c = Constraints::parse(v)?;
     if format < 1 {
-        return Err(CheckError::invalid(
-            "\"constraints\" header requires format 1",
-        ));
+        return Err(CheckError::invalid(format!(
+            "account-key assertion with format set to {format} lower than min format 1 covering included features"
+        )));
     }
-    const WRONG: &str = "assertions constraints must be a list of maps";
-    let HeaderValue::List(list) = v else {
-        return Err(CheckError::invalid(WRONG));
-    };
-    let mut out = Vec::with_capacity(list.len());
-    for entry in list {
-        let HeaderValue::Map(m) = entry else {
-            return Err(CheckError::invalid(WRONG));
-        };
-        let Some(HeaderValue::Map(hc)) = m.get("headers") else {
-            return Err(CheckError::invalid(
-                "\"headers\" constraint mandatory in asserions constraints",
-            ));
-        };
-        match hc.get("type").and_then(HeaderValue::as_str) {
-            Some(t) if AssertionType::from_name(t).is_some() => {}
-            Some(t) => {
-                return Err(CheckError::invalid(format!(
-                    "{t:?} is not a valid assertion type"
-                )));
-            }
-            None => {
-                return Err(CheckError::invalid(
-                    "\"type\" header constraint mandatory in asserions constraints",
-                ));
-            }
-        }
-        out.push(hc.clone());
-    }
-    Ok(Some(out))
+    Ok(Some(Arc::new(c)))
 }

@@ -11,7 +11,6 @@ mod model;
 
 use time::OffsetDateTime;
 
-pub use account_key::Constraint;
 pub(crate) use account_key::KeyData;
 pub(crate) use model::ModelData;
 
