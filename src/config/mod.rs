@@ -7,8 +7,13 @@
 //! zeroed on drop, and never printed (the configuration's `Debug` shows `"[redacted]"`, or
 //! `""` when unset).
 //!
+//! Secrets may come from files instead (`hsm.pin_file`, `database.url_file`,
+//! `hsm.more_pins_file`, e.g. systemd credentials): read once, at load, and refused when
+//! group or others may read them.
+//!
 //! Files: this one ([`Config`], loading and checking it), `settings.rs` (the [`SETTINGS`]
-//! table and the value parsers), `error.rs` ([`ConfigError`], [`ValueError`]), `tests.rs`.
+//! table and the value parsers), `secret_file.rs` (reading the secret files), `error.rs`
+//! ([`ConfigError`], [`ValueError`], [`SecretFileError`]), `tests.rs`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,9 +23,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod error;
+mod secret_file;
 mod settings;
 
-pub use error::{ConfigError, Origin, ValueError};
+pub use error::{ConfigError, Origin, SecretFileError, ValueError};
 pub use settings::{SETTINGS, Setting, find};
 
 /// Log output format.
@@ -98,6 +104,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`log.filter`).
     pub log_filter: String,
+    /// File the token PIN was read from at load (`hsm.pin_file`); `token_pin` holds it.
+    pub token_pin_file: Option<PathBuf>,
+    /// File the database URL was read from at load (`database.url_file`); `database_url`
+    /// holds it.
+    pub database_url_file: Option<PathBuf>,
+    /// File the PINs of `more_tokens` were read from at load, one per line
+    /// (`hsm.more_pins_file`); `more_token_pins` holds them.
+    pub more_pins_file: Option<PathBuf>,
 }
 
 /// Shows a secret as `"[redacted]"`, or `""` when it is unset, so `serialmint config` tells
@@ -146,6 +160,9 @@ impl fmt::Debug for Config {
             trusted_assertions,
             log_format,
             log_filter,
+            token_pin_file,
+            database_url_file,
+            more_pins_file,
         } = self;
         f.debug_struct("Config")
             .field("device_listen", device_listen)
@@ -178,6 +195,9 @@ impl fmt::Debug for Config {
             .field("trusted_assertions", trusted_assertions)
             .field("log_format", log_format)
             .field("log_filter", log_filter)
+            .field("token_pin_file", token_pin_file)
+            .field("database_url_file", database_url_file)
+            .field("more_pins_file", more_pins_file)
             .finish()
     }
 }
@@ -241,6 +261,9 @@ impl Default for Config {
             trusted_assertions: None,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            token_pin_file: None,
+            database_url_file: None,
+            more_pins_file: None,
         }
     }
 }
@@ -279,6 +302,7 @@ impl Config {
             })?;
             setting.apply(&mut config, value, Origin::Flag(key.clone()))?;
         }
+        config.read_secret_files()?;
         Ok(config)
     }
 
@@ -329,12 +353,14 @@ impl Config {
             return Err(ConfigError::Required {
                 key: "database.url",
                 env: "SERIALMINT_DATABASE_URL",
+                file_key: "database.url_file",
             });
         }
         if self.token_pin.expose_secret().is_empty() {
             return Err(ConfigError::Required {
                 key: "hsm.pin",
                 env: "SERIALMINT_TOKEN_PIN",
+                file_key: "hsm.pin_file",
             });
         }
         if !self.pkcs11_module.is_file() {
