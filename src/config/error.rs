@@ -149,6 +149,14 @@ pub enum ConfigError {
     /// Both listeners have the same address.
     #[error("configuration: device.listen and admin.listen are both {0}; they must differ")]
     SameListenAddress(SocketAddr),
+    /// A TLS setting is set without the one it needs.
+    #[error("configuration: {set} is set but {missing} is not; TLS needs both")]
+    TlsHalf {
+        /// The setting given.
+        set: &'static str,
+        /// The setting it needs.
+        missing: &'static str,
+    },
     /// A secret and the file that would hold it are both set.
     #[error(
         "configuration: both {key} ({env}) and {file_key} ({file_env}) are set; \

@@ -112,6 +112,17 @@ pub struct Config {
     /// File the PINs of `more_tokens` were read from at load, one per line
     /// (`hsm.more_pins_file`); `more_token_pins` holds them.
     pub more_pins_file: Option<PathBuf>,
+    /// PEM certificate chain of the device listener (`device.tls_cert`): https when set.
+    pub device_tls_cert: Option<PathBuf>,
+    /// Its private key (`device.tls_key`).
+    pub device_tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the admin listener (`admin.tls_cert`): https when set.
+    pub admin_tls_cert: Option<PathBuf>,
+    /// Its private key (`admin.tls_key`).
+    pub admin_tls_key: Option<PathBuf>,
+    /// CA certificates admin clients' certificates must chain to (`admin.tls_client_ca`):
+    /// mutual TLS when set.
+    pub admin_tls_client_ca: Option<PathBuf>,
 }
 
 /// Shows a secret as `"[redacted]"`, or `""` when it is unset, so `serialmint config` tells
@@ -163,6 +174,11 @@ impl fmt::Debug for Config {
             token_pin_file,
             database_url_file,
             more_pins_file,
+            device_tls_cert,
+            device_tls_key,
+            admin_tls_cert,
+            admin_tls_key,
+            admin_tls_client_ca,
         } = self;
         f.debug_struct("Config")
             .field("device_listen", device_listen)
@@ -198,6 +214,11 @@ impl fmt::Debug for Config {
             .field("token_pin_file", token_pin_file)
             .field("database_url_file", database_url_file)
             .field("more_pins_file", more_pins_file)
+            .field("device_tls_cert", device_tls_cert)
+            .field("device_tls_key", device_tls_key)
+            .field("admin_tls_cert", admin_tls_cert)
+            .field("admin_tls_key", admin_tls_key)
+            .field("admin_tls_client_ca", admin_tls_client_ca)
             .finish()
     }
 }
@@ -264,6 +285,11 @@ impl Default for Config {
             token_pin_file: None,
             database_url_file: None,
             more_pins_file: None,
+            device_tls_cert: None,
+            device_tls_key: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
+            admin_tls_client_ca: None,
         }
     }
 }
@@ -390,6 +416,40 @@ impl Config {
         }
         if self.device_listen == self.admin_listen {
             return Err(ConfigError::SameListenAddress(self.device_listen));
+        }
+        for (cert, key, [cert_key, key_key]) in [
+            (
+                &self.device_tls_cert,
+                &self.device_tls_key,
+                ["device.tls_cert", "device.tls_key"],
+            ),
+            (
+                &self.admin_tls_cert,
+                &self.admin_tls_key,
+                ["admin.tls_cert", "admin.tls_key"],
+            ),
+        ] {
+            match (cert, key) {
+                (Some(_), None) => {
+                    return Err(ConfigError::TlsHalf {
+                        set: cert_key,
+                        missing: key_key,
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::TlsHalf {
+                        set: key_key,
+                        missing: cert_key,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if self.admin_tls_client_ca.is_some() && self.admin_tls_cert.is_none() {
+            return Err(ConfigError::TlsHalf {
+                set: "admin.tls_client_ca",
+                missing: "admin.tls_cert",
+            });
         }
         Ok(())
     }

@@ -343,6 +343,61 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         }
     ),
+    setting!(
+        "device.tls_cert",
+        "SERIALMINT_DEVICE_TLS_CERT",
+        "(none)",
+        false,
+        "PEM certificate chain of the device listener (leaf first); with device.tls_key the listener speaks https only; reloaded on SIGHUP",
+        |c, v| {
+            c.device_tls_cert = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "device.tls_key",
+        "SERIALMINT_DEVICE_TLS_KEY",
+        "(none)",
+        false,
+        "PEM private key of device.tls_cert; reloaded on SIGHUP",
+        |c, v| {
+            c.device_tls_key = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_cert",
+        "SERIALMINT_ADMIN_TLS_CERT",
+        "(none)",
+        false,
+        "PEM certificate chain of the admin listener (leaf first); with admin.tls_key the listener speaks https only; reloaded on SIGHUP",
+        |c, v| {
+            c.admin_tls_cert = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_key",
+        "SERIALMINT_ADMIN_TLS_KEY",
+        "(none)",
+        false,
+        "PEM private key of admin.tls_cert; reloaded on SIGHUP",
+        |c, v| {
+            c.admin_tls_key = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_client_ca",
+        "SERIALMINT_ADMIN_TLS_CLIENT_CA",
+        "(none)",
+        false,
+        "PEM CA certificates; when set, admin clients must present a certificate issued by one (mutual TLS; needs admin.tls_cert)",
+        |c, v| {
+            c.admin_tls_client_ca = path_or_none(v);
+            Ok(())
+        }
+    ),
 ];
 
 /// An empty value unsets an optional path.

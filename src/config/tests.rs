@@ -361,3 +361,46 @@ fn serve_accepts_the_file_settings_in_place_of_the_secrets() {
     let err = c.validate_for_serve().unwrap_err().to_string();
     assert!(err.contains("hsm.pin_file"), "{err}");
 }
+
+#[test]
+fn tls_settings_come_in_pairs() {
+    let base = [
+        ("SERIALMINT_DATABASE_URL", "postgres://x"),
+        ("SERIALMINT_TOKEN_PIN", "p"),
+        ("SERIALMINT_PKCS11_MODULE", "/bin/sh"),
+    ];
+    let check = |extra: &[(&str, &str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        Config::load_from(None, &env(&pairs), &[])
+            .unwrap()
+            .validate_for_serve()
+    };
+    check(&[]).unwrap();
+    check(&[
+        ("SERIALMINT_DEVICE_TLS_CERT", "/c.pem"),
+        ("SERIALMINT_DEVICE_TLS_KEY", "/k.pem"),
+        ("SERIALMINT_ADMIN_TLS_CERT", "/c.pem"),
+        ("SERIALMINT_ADMIN_TLS_KEY", "/k.pem"),
+        ("SERIALMINT_ADMIN_TLS_CLIENT_CA", "/ca.pem"),
+    ])
+    .unwrap();
+    let err = check(&[("SERIALMINT_DEVICE_TLS_CERT", "/c.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("device.tls_cert is set but device.tls_key is not"),
+        "{err}"
+    );
+    let err = check(&[("SERIALMINT_ADMIN_TLS_KEY", "/k.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("admin.tls_key is set but admin.tls_cert is not"),
+        "{err}"
+    );
+    let err = check(&[("SERIALMINT_ADMIN_TLS_CLIENT_CA", "/ca.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.tls_client_ca"), "{err}");
+}
