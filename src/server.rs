@@ -187,8 +187,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         admin_tls.map(|t| t.acceptor()),
         stopped(stop_rx),
     ));
+    // Both listeners are bound and serving: tell systemd (Type=notify; a no-op elsewhere).
+    notify(sd_notify::NotifyState::Ready);
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
+    notify(sd_notify::NotifyState::Stopping);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(device_task, admin_task, refresher, reloader);
     tracing::info!("stopped");
@@ -269,6 +272,14 @@ async fn reload_on_sighup(
         if !any {
             tracing::info!("SIGHUP: no TLS listener, nothing to reload");
         }
+    }
+}
+
+/// Tells systemd our state when it started us with `Type=notify` (`NOTIFY_SOCKET` set);
+/// does nothing otherwise.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
 

@@ -37,6 +37,15 @@ pub enum Error {
     /// `SERIALMINT_ADMIN_URL` is neither an http:// nor an https:// URL.
     #[error("SERIALMINT_ADMIN_URL must be an http:// or https:// URL (got {0:?})")]
     NotHttp(String),
+    /// A packaging asset (completion, man page) cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Asset {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The TLS configuration of the admin client (`SERIALMINT_ADMIN_CA`, the client
     /// certificate) cannot be loaded.
     #[error("admin TLS: {0}")]

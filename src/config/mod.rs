@@ -23,10 +23,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod error;
+mod example;
 mod secret_file;
 mod settings;
 
 pub use error::{ConfigError, Origin, SecretFileError, ValueError};
+pub use example::example_toml;
 pub use settings::{SETTINGS, Setting, find};
 
 /// Log output format.

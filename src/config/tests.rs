@@ -404,3 +404,27 @@ fn tls_settings_come_in_pairs() {
         .to_string();
     assert!(err.contains("admin.tls_client_ca"), "{err}");
 }
+
+#[test]
+fn the_example_file_lists_every_setting_commented_and_changes_nothing() {
+    let text = example_toml();
+    for s in SETTINGS {
+        let name = s.key.split_once('.').unwrap().1;
+        assert!(
+            text.contains(&format!("\n#{name} = ")) && text.contains(s.env),
+            "{} missing:\n{text}",
+            s.key
+        );
+    }
+    let f = file(&text);
+    let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+    assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+    // Uncommenting a line gives a valid setting.
+    let f = file(
+        &text
+            .replace("#sessions = \"\"", "sessions = 3")
+            .replace("#batch_max = 8", "batch_max = 4"),
+    );
+    let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+    assert_eq!(c.sign_batch_max, 4);
+}
