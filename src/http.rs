@@ -8,6 +8,10 @@
 //! (hyper would otherwise close it unread, though the client sent its request before the
 //! signal); then each connection closes. All of it within [`Limits::drain_timeout`].
 //!
+//! TLS ([`serve_tls`]): the handshake runs on the connection's own task, after the connection
+//! took its slot, under the header timeout; the certificate comes from the acceptor's resolver
+//! (`tls.rs`), so a reload reaches the next handshake without touching open connections.
+//!
 //! Nothing here knows a route. A listener is a [`Handler`] served by [`serve`].
 
 use std::convert::Infallible;
@@ -26,8 +30,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 /// A whole-body answer.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -90,8 +96,22 @@ pub async fn serve<H: Handler>(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_tls(listener, handler, limits, None, shutdown).await;
+}
+
+/// [`serve`] over TLS when `tls` is given: each connection's handshake runs on its own task,
+/// bounded by `limits.header_read_timeout` like a request head (a client that stalls the
+/// handshake holds its slot no longer than one that stalls its headers).
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     accept_loop(
         listener,
+        tls,
         move |req, peer| {
             let handler = handler.clone();
             async move { handler.handle(req, peer).await }
@@ -134,6 +154,7 @@ impl hyper::body::Body for ChannelBody {
 
 async fn accept_loop<F, Fut, B>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handle: F,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -155,15 +176,32 @@ async fn accept_loop<F, Fut, B>(
         .keep_alive(true);
     let serve = |stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            builder.clone(),
-            stream,
+        let conn = Connection {
+            builder: builder.clone(),
             peer,
-            handle.clone(),
-            stop_rx.clone(),
-            limits.shutdown_grace,
+            handle: handle.clone(),
+            stop: stop_rx.clone(),
+            grace: limits.shutdown_grace,
             permit,
-        ));
+        };
+        match &tls {
+            None => {
+                tokio::spawn(conn.run(stream));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                let timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, handshake).await {
+                        Ok(Ok(stream)) => conn.run(stream).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     };
     tokio::pin!(shutdown);
     loop {
@@ -221,9 +259,39 @@ async fn accept_loop<F, Fut, B>(
 /// finished; a connection with none gets `grace` for one that is already on its way (sent
 /// just before the signal, not yet read) to start, and is then closed once that request, if
 /// any, is answered. `permit` (its connection slot) is held until the end.
-async fn serve_connection<F, Fut, B>(
+struct Connection<F> {
     builder: http1::Builder,
-    stream: TcpStream,
+    peer: SocketAddr,
+    handle: F,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+    permit: OwnedSemaphorePermit,
+}
+
+impl<F> Connection<F> {
+    /// Serves the connection over `stream` (plain TCP, or TLS once the handshake is done).
+    async fn run<Fut, B, S>(self, stream: S)
+    where
+        F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            peer,
+            handle,
+            stop,
+            grace,
+            permit,
+        } = self;
+        connection(builder, stream, peer, handle, stop, grace, permit).await;
+    }
+}
+
+async fn connection<F, Fut, B, S>(
+    builder: http1::Builder,
+    stream: S,
     peer: SocketAddr,
     handle: F,
     mut stop: watch::Receiver<bool>,
@@ -233,6 +301,7 @@ async fn serve_connection<F, Fut, B>(
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Requests started on this connection, and those not answered yet.
     let (started_tx, mut started) = watch::channel(0u64);

@@ -35,5 +35,6 @@ pub mod registration;
 pub mod server;
 pub mod signer;
 pub mod store;
+pub mod tls;
 pub mod trust;
 pub mod wiring;

@@ -1,4 +1,5 @@
-//! `serialmint serve`: binds both listeners, wires the parts together and stops cleanly on
+//! `serialmint serve`: binds both listeners (https when their certificates are configured),
+//! wires the parts together, reloads the TLS certificates on SIGHUP, and stops cleanly on
 //! SIGINT or SIGTERM (stop accepting, drain in-flight requests, exit 0).
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::http::{self, Limits};
 use crate::registration::{GroupCommit, Registration, RequestIds};
 use crate::signer::{SignBackend, Signer, SignerConfig};
 use crate::store::Store;
+use crate::tls::ServerTls;
 use crate::trust::TrustDb;
 use crate::wiring::LazyHsm;
 
@@ -43,6 +45,15 @@ pub enum ServeError {
     /// Postgres could not be reached or migrated.
     #[error("{0}")]
     Database(#[from] crate::store::StoreError),
+    /// A listener's TLS certificate, key or client CA could not be loaded.
+    #[error("{which} TLS: {source}")]
+    Tls {
+        /// Which listener.
+        which: &'static str,
+        /// Why.
+        #[source]
+        source: Box<crate::tls::TlsError>,
+    },
 }
 
 /// Most signing-log rows committed in one transaction (group commit).
@@ -98,6 +109,19 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 
 /// Runs both listeners until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // TLS files first: a wrong path or key stops start-up before anything else is touched.
+    let device_tls = server_tls(
+        "device",
+        &config.device_tls_cert,
+        &config.device_tls_key,
+        None,
+    )?;
+    let admin_tls = server_tls(
+        "admin",
+        &config.admin_tls_cert,
+        &config.admin_tls_key,
+        config.admin_tls_client_ca.as_deref(),
+    )?;
     let store = Store::connect(&config).await?;
     store.migrate().await?;
     // A key pending for longer than a generation may take was abandoned by a stopped
@@ -136,19 +160,40 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         drain_timeout: config.drain_timeout,
         ..Limits::default()
     };
-    tracing::info!(device = %config.device_listen, admin = %config.admin_listen, "serialmint listening");
-    let device_task = tokio::spawn(http::serve(
+    tracing::info!(
+        device = %config.device_listen,
+        device_tls = device_tls.is_some(),
+        admin = %config.admin_listen,
+        admin_tls = admin_tls.is_some(),
+        admin_mtls = config.admin_tls_client_ca.is_some(),
+        "serialmint listening"
+    );
+    let reloader = tokio::spawn(reload_on_sighup(
+        [("device", device_tls.clone()), ("admin", admin_tls.clone())],
+        stopped(stop_rx.clone()),
+    ));
+    let device_task = tokio::spawn(http::serve_tls(
         device,
         device_api,
         limits,
+        device_tls.map(|t| t.acceptor()),
         stopped(stop_rx.clone()),
     ));
     let refresher = catalog.spawn_refresher(DEFAULT_FULL_RELOAD, stopped(stop_rx.clone()));
-    let admin_task = tokio::spawn(http::serve(admin, admin_api, limits, stopped(stop_rx)));
+    let admin_task = tokio::spawn(http::serve_tls(
+        admin,
+        admin_api,
+        limits,
+        admin_tls.map(|t| t.acceptor()),
+        stopped(stop_rx),
+    ));
+    // Both listeners are bound and serving: tell systemd (Type=notify; a no-op elsewhere).
+    notify(sd_notify::NotifyState::Ready);
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
+    notify(sd_notify::NotifyState::Stopping);
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(device_task, admin_task, refresher);
+    let _ = tokio::join!(device_task, admin_task, refresher, reloader);
     tracing::info!("stopped");
     Ok(())
 }
@@ -163,6 +208,78 @@ pub fn trusted_roots(config: &Config) -> Result<TrustDb, ServeError> {
                 .map_err(|e| ServeError::Trust(format!("{}: {e}", path.display())))
         }
         None => Ok(TrustDb::builtin()),
+    }
+}
+
+/// A listener's TLS when its certificate and key are configured (`validate_for_serve` has
+/// checked they come in pairs).
+fn server_tls(
+    which: &'static str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+    client_ca: Option<&std::path::Path>,
+) -> Result<Option<ServerTls>, ServeError> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    ServerTls::load(cert, key, client_ca)
+        .map(Some)
+        .map_err(|source| ServeError::Tls {
+            which,
+            source: Box::new(source),
+        })
+}
+
+/// On every SIGHUP until `stop`, reads each listener's certificate and key again; new
+/// connections get the new certificate, open ones keep theirs. A failed reload keeps the
+/// certificate served before and is logged. (Installing the handler also keeps SIGHUP from
+/// ending the process.)
+async fn reload_on_sighup(
+    listeners: [(&'static str, Option<ServerTls>); 2],
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; certificates will not reload");
+            return;
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            () = &mut stop => return,
+        }
+        let mut any = false;
+        for (which, tls) in &listeners {
+            let Some(tls) = tls else { continue };
+            any = true;
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    listener = which,
+                    cert = %tls.cert_path().display(),
+                    "SIGHUP: TLS certificate reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    listener = which,
+                    error = %e,
+                    "SIGHUP: TLS certificate not reloaded; the previous one stays"
+                ),
+            }
+        }
+        if !any {
+            tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+        }
+    }
+}
+
+/// Tells systemd our state when it started us with `Type=notify` (`NOTIFY_SOCKET` set);
+/// does nothing otherwise.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
 

@@ -2,13 +2,19 @@
 //! (default `http://127.0.0.1:8081`) with `SERIALMINT_ADMIN_TOKEN` as a bearer token, sends
 //! and reads the typed bodies of [`crate::admin_api::wire`], and turns the server's error
 //! answers into [`Error::Refused`].
+//!
+//! An `https://` URL is verified against `SERIALMINT_ADMIN_CA` (a PEM file: a private CA)
+//! when set, else against the system's roots; `SERIALMINT_ADMIN_CLIENT_CERT` and
+//! `SERIALMINT_ADMIN_CLIENT_KEY` (PEM files) are presented for mutual TLS (`tls.rs`).
 
 use std::fmt;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -39,7 +45,12 @@ pub fn path_segment(s: &str) -> impl fmt::Display + '_ {
 pub struct Client {
     base: String,
     token: Option<String>,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// A non-empty environment variable.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
 impl Client {
@@ -49,10 +60,26 @@ impl Client {
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_string());
-        let token = std::env::var("SERIALMINT_ADMIN_TOKEN")
-            .ok()
-            .filter(|s| !s.is_empty());
-        Self::new(&base, token)
+        let token = var("SERIALMINT_ADMIN_TOKEN");
+        if !base.starts_with("https://") {
+            return Self::new(&base, token);
+        }
+        let ca = var("SERIALMINT_ADMIN_CA").map(PathBuf::from);
+        let client = match (
+            var("SERIALMINT_ADMIN_CLIENT_CERT").map(PathBuf::from),
+            var("SERIALMINT_ADMIN_CLIENT_KEY").map(PathBuf::from),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(Error::ClientCertHalf("SERIALMINT_ADMIN_CLIENT_KEY")),
+            (None, Some(_)) => return Err(Error::ClientCertHalf("SERIALMINT_ADMIN_CLIENT_CERT")),
+        };
+        let tls = crate::tls::client_config(
+            ca.as_deref(),
+            client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .map_err(|e| Error::Tls(Box::new(e)))?;
+        Self::with_tls(&base, token, tls)
     }
 
     /// A client of `base` (http only) with an optional token.
@@ -60,11 +87,47 @@ impl Client {
         if !base.starts_with("http://") {
             return Err(Error::NotHttp(base.to_string()));
         }
-        Ok(Client {
+        // Never used for http://, but the connector type is one for both schemes.
+        let unused = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(Box::new(crate::tls::TlsError::Config(e))))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(unused)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self::with_connector(base, token, connector))
+    }
+
+    /// A client of `base` (https only) with an optional token and this TLS configuration.
+    pub fn with_tls(
+        base: &str,
+        token: Option<String>,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, Error> {
+        if !base.starts_with("https://") {
+            return Err(Error::NotHttp(base.to_string()));
+        }
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        Ok(Self::with_connector(base, token, connector))
+    }
+
+    fn with_connector(
+        base: &str,
+        token: Option<String>,
+        connector: HttpsConnector<HttpConnector>,
+    ) -> Self {
+        Client {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: HyperClient::builder(TokioExecutor::new()).build_http(),
-        })
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+        }
     }
 
     async fn send(

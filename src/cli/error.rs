@@ -34,11 +34,28 @@ pub enum Error {
         #[source]
         source: StoreError,
     },
-    /// `SERIALMINT_ADMIN_URL` is not a plain http URL.
-    #[error(
-        "SERIALMINT_ADMIN_URL must be an http:// URL (got {0:?}); put TLS in front with a proxy"
-    )]
+    /// `SERIALMINT_ADMIN_URL` is neither an http:// nor an https:// URL.
+    #[error("SERIALMINT_ADMIN_URL must be an http:// or https:// URL (got {0:?})")]
     NotHttp(String),
+    /// A packaging asset (completion, man page) cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Asset {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS configuration of the admin client (`SERIALMINT_ADMIN_CA`, the client
+    /// certificate) cannot be loaded.
+    #[error("admin TLS: {0}")]
+    Tls(#[source] Box<crate::tls::TlsError>),
+    /// One of `SERIALMINT_ADMIN_CLIENT_CERT` and `SERIALMINT_ADMIN_CLIENT_KEY` without the
+    /// other.
+    #[error(
+        "SERIALMINT_ADMIN_CLIENT_CERT and SERIALMINT_ADMIN_CLIENT_KEY go together; {0} is missing"
+    )]
+    ClientCertHalf(&'static str),
     /// `SERIALMINT_ADMIN_TOKEN` is missing.
     #[error("SERIALMINT_ADMIN_TOKEN is not set (the token `serialmint init` printed)")]
     NoToken,

@@ -6,6 +6,7 @@
 //! and `init` work on the database directly, from the configuration. Failures are
 //! [`Error`]s, printed as one line by [`run`]; stdout closing early (`| head`) is not one.
 
+mod assets;
 mod bootstrap;
 pub mod client;
 mod error;
@@ -67,6 +68,9 @@ pub enum Command {
         /// List every setting: file key, environment variable, default, meaning.
         #[arg(long)]
         list: bool,
+        /// Print a configuration file with every setting commented out (the packaged one).
+        #[arg(long, hide = true, conflicts_with = "list")]
+        example: bool,
     },
     /// Apply the database migrations (`serve` does this too).
     Migrate {
@@ -132,6 +136,12 @@ pub enum Command {
     /// Import a private key onto the HSM.
     #[command(subcommand)]
     Import(Import),
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where: DIR/completions and DIR/man are made.
+        dir: PathBuf,
+    },
 }
 
 /// `serialmint import ...`
@@ -441,13 +451,17 @@ fn execute(cli: Cli) -> Result<(), Error> {
             runtime.shutdown_timeout(SHUTDOWN_GRACE);
             Ok(result?)
         }
-        Command::Config { list: true } => {
+        Command::Config { example: true, .. } => {
+            outln!("{}", crate::config::example_toml().trim_end())
+        }
+        Command::GenerateAssets { dir } => assets::generate(&dir),
+        Command::Config { list: true, .. } => {
             for s in SETTINGS {
                 outln!("{:<34} {:<38} {:<28} {}", s.key, s.env, s.default, s.help)?;
             }
             Ok(())
         }
-        Command::Config { list: false } => outln!("{:#?}", load(&overrides)?),
+        Command::Config { list: false, .. } => outln!("{:#?}", load(&overrides)?),
         Command::Migrate { json } => block_on(bootstrap::migrate(&load(&overrides)?, json)),
         Command::Init {
             brand_id,

@@ -109,12 +109,14 @@ pub enum ConfigError {
         why: ValueError,
     },
     /// `serve` needs this setting and it is unset.
-    #[error("configuration: {key} ({env}) is required; scripts/setup writes one")]
+    #[error("configuration: {key} ({env}) or {file_key} is required; scripts/setup writes one")]
     Required {
         /// The `section.key`.
         key: &'static str,
         /// Its environment variable.
         env: &'static str,
+        /// The setting naming a file that holds it instead.
+        file_key: &'static str,
     },
     /// `hsm.module` is not a file.
     #[error("configuration: hsm.module: PKCS#11 module {} not found", .0.display())]
@@ -147,6 +149,71 @@ pub enum ConfigError {
     /// Both listeners have the same address.
     #[error("configuration: device.listen and admin.listen are both {0}; they must differ")]
     SameListenAddress(SocketAddr),
+    /// A TLS setting is set without the one it needs.
+    #[error("configuration: {set} is set but {missing} is not; TLS needs both")]
+    TlsHalf {
+        /// The setting given.
+        set: &'static str,
+        /// The setting it needs.
+        missing: &'static str,
+    },
+    /// A secret and the file that would hold it are both set.
+    #[error(
+        "configuration: both {key} ({env}) and {file_key} ({file_env}) are set; \
+         give only one (the file keeps the secret out of the environment and the TOML)"
+    )]
+    SecretAndFile {
+        /// The direct setting.
+        key: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// The file setting.
+        file_key: &'static str,
+        /// Its environment variable.
+        file_env: &'static str,
+    },
+    /// A secret file cannot be used. The message names the file, never what it holds.
+    #[error("configuration: {key}: {}: {why}", path.display())]
+    SecretFile {
+        /// The file setting (`hsm.pin_file`, ...).
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused.
+        #[source]
+        why: SecretFileError,
+    },
+}
+
+/// Why a secret file is refused. No variant holds any of the file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    /// It cannot be opened or read.
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    /// Group or others have some access to it.
+    #[error(
+        "group or others may access it (mode {mode:04o}); make it private to the service's \
+         user with `chmod 600 {}`", path.display()
+    )]
+    TooOpen {
+        /// The file's permission bits.
+        mode: u32,
+        /// The file (for the fix).
+        path: PathBuf,
+    },
+    /// It is not a regular file.
+    #[error("not a regular file")]
+    NotAFile,
+    /// It is larger than any secret (64 KiB).
+    #[error("it is larger than 64 KiB; is it the right file?")]
+    TooLarge,
+    /// It holds nothing (a trailing newline aside).
+    #[error("it is empty")]
+    Empty,
+    /// It is not UTF-8 text.
+    #[error("it is not UTF-8 text")]
+    NotText,
 }
 
 fn in_file(file: Option<&Path>) -> String {

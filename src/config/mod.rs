@@ -7,8 +7,13 @@
 //! zeroed on drop, and never printed (the configuration's `Debug` shows `"[redacted]"`, or
 //! `""` when unset).
 //!
+//! Secrets may come from files instead (`hsm.pin_file`, `database.url_file`,
+//! `hsm.more_pins_file`, e.g. systemd credentials): read once, at load, and refused when
+//! group or others may read them.
+//!
 //! Files: this one ([`Config`], loading and checking it), `settings.rs` (the [`SETTINGS`]
-//! table and the value parsers), `error.rs` ([`ConfigError`], [`ValueError`]), `tests.rs`.
+//! table and the value parsers), `secret_file.rs` (reading the secret files), `error.rs`
+//! ([`ConfigError`], [`ValueError`], [`SecretFileError`]), `tests.rs`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,9 +23,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod error;
+mod example;
+mod secret_file;
 mod settings;
 
-pub use error::{ConfigError, Origin, ValueError};
+pub use error::{ConfigError, Origin, SecretFileError, ValueError};
+pub use example::example_toml;
 pub use settings::{SETTINGS, Setting, find};
 
 /// Log output format.
@@ -98,6 +106,25 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`log.filter`).
     pub log_filter: String,
+    /// File the token PIN was read from at load (`hsm.pin_file`); `token_pin` holds it.
+    pub token_pin_file: Option<PathBuf>,
+    /// File the database URL was read from at load (`database.url_file`); `database_url`
+    /// holds it.
+    pub database_url_file: Option<PathBuf>,
+    /// File the PINs of `more_tokens` were read from at load, one per line
+    /// (`hsm.more_pins_file`); `more_token_pins` holds them.
+    pub more_pins_file: Option<PathBuf>,
+    /// PEM certificate chain of the device listener (`device.tls_cert`): https when set.
+    pub device_tls_cert: Option<PathBuf>,
+    /// Its private key (`device.tls_key`).
+    pub device_tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the admin listener (`admin.tls_cert`): https when set.
+    pub admin_tls_cert: Option<PathBuf>,
+    /// Its private key (`admin.tls_key`).
+    pub admin_tls_key: Option<PathBuf>,
+    /// CA certificates admin clients' certificates must chain to (`admin.tls_client_ca`):
+    /// mutual TLS when set.
+    pub admin_tls_client_ca: Option<PathBuf>,
 }
 
 /// Shows a secret as `"[redacted]"`, or `""` when it is unset, so `serialmint config` tells
@@ -146,6 +173,14 @@ impl fmt::Debug for Config {
             trusted_assertions,
             log_format,
             log_filter,
+            token_pin_file,
+            database_url_file,
+            more_pins_file,
+            device_tls_cert,
+            device_tls_key,
+            admin_tls_cert,
+            admin_tls_key,
+            admin_tls_client_ca,
         } = self;
         f.debug_struct("Config")
             .field("device_listen", device_listen)
@@ -178,6 +213,14 @@ impl fmt::Debug for Config {
             .field("trusted_assertions", trusted_assertions)
             .field("log_format", log_format)
             .field("log_filter", log_filter)
+            .field("token_pin_file", token_pin_file)
+            .field("database_url_file", database_url_file)
+            .field("more_pins_file", more_pins_file)
+            .field("device_tls_cert", device_tls_cert)
+            .field("device_tls_key", device_tls_key)
+            .field("admin_tls_cert", admin_tls_cert)
+            .field("admin_tls_key", admin_tls_key)
+            .field("admin_tls_client_ca", admin_tls_client_ca)
             .finish()
     }
 }
@@ -241,6 +284,14 @@ impl Default for Config {
             trusted_assertions: None,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            token_pin_file: None,
+            database_url_file: None,
+            more_pins_file: None,
+            device_tls_cert: None,
+            device_tls_key: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
+            admin_tls_client_ca: None,
         }
     }
 }
@@ -279,6 +330,7 @@ impl Config {
             })?;
             setting.apply(&mut config, value, Origin::Flag(key.clone()))?;
         }
+        config.read_secret_files()?;
         Ok(config)
     }
 
@@ -329,12 +381,14 @@ impl Config {
             return Err(ConfigError::Required {
                 key: "database.url",
                 env: "SERIALMINT_DATABASE_URL",
+                file_key: "database.url_file",
             });
         }
         if self.token_pin.expose_secret().is_empty() {
             return Err(ConfigError::Required {
                 key: "hsm.pin",
                 env: "SERIALMINT_TOKEN_PIN",
+                file_key: "hsm.pin_file",
             });
         }
         if !self.pkcs11_module.is_file() {
@@ -364,6 +418,40 @@ impl Config {
         }
         if self.device_listen == self.admin_listen {
             return Err(ConfigError::SameListenAddress(self.device_listen));
+        }
+        for (cert, key, [cert_key, key_key]) in [
+            (
+                &self.device_tls_cert,
+                &self.device_tls_key,
+                ["device.tls_cert", "device.tls_key"],
+            ),
+            (
+                &self.admin_tls_cert,
+                &self.admin_tls_key,
+                ["admin.tls_cert", "admin.tls_key"],
+            ),
+        ] {
+            match (cert, key) {
+                (Some(_), None) => {
+                    return Err(ConfigError::TlsHalf {
+                        set: cert_key,
+                        missing: key_key,
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::TlsHalf {
+                        set: key_key,
+                        missing: cert_key,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if self.admin_tls_client_ca.is_some() && self.admin_tls_cert.is_none() {
+            return Err(ConfigError::TlsHalf {
+                set: "admin.tls_client_ca",
+                missing: "admin.tls_cert",
+            });
         }
         Ok(())
     }

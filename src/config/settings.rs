@@ -307,7 +307,103 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         }
     ),
+    setting!(
+        "hsm.pin_file",
+        "SERIALMINT_TOKEN_PIN_FILE",
+        "(none)",
+        false,
+        "file holding the token's user PIN instead of hsm.pin (mode 0600 or stricter; read once \
+         at start, a trailing newline ignored), e.g. a systemd credential: %d/pin",
+        |c, v| {
+            c.token_pin_file = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "database.url_file",
+        "SERIALMINT_DATABASE_URL_FILE",
+        "(none)",
+        false,
+        "file holding the Postgres URL instead of database.url (mode 0600 or stricter; read \
+         once at start, a trailing newline ignored)",
+        |c, v| {
+            c.database_url_file = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "hsm.more_pins_file",
+        "SERIALMINT_HSM_MORE_PINS_FILE",
+        "(none)",
+        false,
+        "file holding the PINs of hsm.more_tokens instead of hsm.more_pins, one per line in the \
+         same order (mode 0600 or stricter; read once at start)",
+        |c, v| {
+            c.more_pins_file = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "device.tls_cert",
+        "SERIALMINT_DEVICE_TLS_CERT",
+        "(none)",
+        false,
+        "PEM certificate chain of the device listener (leaf first); with device.tls_key the listener speaks https only; reloaded on SIGHUP",
+        |c, v| {
+            c.device_tls_cert = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "device.tls_key",
+        "SERIALMINT_DEVICE_TLS_KEY",
+        "(none)",
+        false,
+        "PEM private key of device.tls_cert; reloaded on SIGHUP",
+        |c, v| {
+            c.device_tls_key = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_cert",
+        "SERIALMINT_ADMIN_TLS_CERT",
+        "(none)",
+        false,
+        "PEM certificate chain of the admin listener (leaf first); with admin.tls_key the listener speaks https only; reloaded on SIGHUP",
+        |c, v| {
+            c.admin_tls_cert = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_key",
+        "SERIALMINT_ADMIN_TLS_KEY",
+        "(none)",
+        false,
+        "PEM private key of admin.tls_cert; reloaded on SIGHUP",
+        |c, v| {
+            c.admin_tls_key = path_or_none(v);
+            Ok(())
+        }
+    ),
+    setting!(
+        "admin.tls_client_ca",
+        "SERIALMINT_ADMIN_TLS_CLIENT_CA",
+        "(none)",
+        false,
+        "PEM CA certificates; when set, admin clients must present a certificate issued by one (mutual TLS; needs admin.tls_cert)",
+        |c, v| {
+            c.admin_tls_client_ca = path_or_none(v);
+            Ok(())
+        }
+    ),
 ];
+
+/// An empty value unsets an optional path.
+fn path_or_none(v: &str) -> Option<PathBuf> {
+    (!v.is_empty()).then(|| PathBuf::from(v))
+}
 
 /// Parses `v` (trimmed) as a `T`.
 fn parse<T: FromStr>(v: &str) -> Result<T, ValueError>

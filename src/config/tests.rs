@@ -189,3 +189,242 @@ fn errors_keep_their_cause_and_name_no_secret_value() {
         "{err:?}"
     );
 }
+
+/// A secret file with `text` and permission bits `mode`.
+fn secret_file(text: &str, mode: u32) -> tempfile::NamedTempFile {
+    use std::os::unix::fs::PermissionsExt;
+    let f = file(text);
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    f
+}
+
+fn path_of(f: &tempfile::NamedTempFile) -> String {
+    f.path().display().to_string()
+}
+
+#[test]
+fn secrets_come_from_private_files_without_their_trailing_newline() {
+    let pin = secret_file("Pin-from-file-7Hq\n", 0o600);
+    let url = secret_file("postgres://u:file-pw-3Xk@127.0.0.1/db\r\n", 0o400);
+    let more = secret_file("more-pin-1\r\n\nmore-pin-2\n", 0o600);
+    let toml = file(&format!(
+        "[hsm]\npin_file = \"{}\"\nmore_tokens = \"a, b\"\n",
+        path_of(&pin)
+    ));
+    let e = env(&[
+        ("SERIALMINT_DATABASE_URL_FILE", &path_of(&url)),
+        ("SERIALMINT_HSM_MORE_PINS_FILE", &path_of(&more)),
+    ]);
+    let c = Config::load_from(Some(toml.path()), &e, &[]).unwrap();
+    assert_eq!(c.token_pin.expose_secret(), "Pin-from-file-7Hq");
+    assert_eq!(
+        c.database_url.expose_secret(),
+        "postgres://u:file-pw-3Xk@127.0.0.1/db"
+    );
+    assert_eq!(c.more_token_pin(0).expose_secret(), "more-pin-1");
+    assert_eq!(c.more_token_pin(1).expose_secret(), "more-pin-2");
+    assert_eq!(c.token_pin_file.as_deref(), Some(pin.path()));
+
+    // `serialmint config` prints the Debug form: the files, never what they hold.
+    let debug = format!("{c:?}");
+    for secret in [
+        "Pin-from-file-7Hq",
+        "file-pw-3Xk",
+        "more-pin-1",
+        "more-pin-2",
+    ] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    assert!(debug.contains(&path_of(&pin)), "{debug}");
+    assert!(debug.contains("token_pin: \"[redacted]\""), "{debug}");
+
+    // Read once, at load: changing the file later changes nothing already loaded.
+    std::fs::write(pin.path(), "another-pin").unwrap();
+    assert_eq!(c.token_pin.expose_secret(), "Pin-from-file-7Hq");
+}
+
+#[test]
+fn group_or_world_readable_secret_files_are_refused_with_the_fix() {
+    for mode in [0o640, 0o604, 0o644, 0o660, 0o620] {
+        let pin = secret_file("Pin-open-9Zr\n", mode);
+        let e = env(&[("SERIALMINT_TOKEN_PIN_FILE", &path_of(&pin))]);
+        let err = Config::load_from(None, &e, &[]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::SecretFile {
+                    key: "hsm.pin_file",
+                    why: SecretFileError::TooOpen { .. },
+                    ..
+                }
+            ),
+            "{mode:o}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&path_of(&pin)), "names the file: {text}");
+        assert!(
+            text.contains(&format!("chmod 600 {}", path_of(&pin))),
+            "says the fix: {text}"
+        );
+        assert!(text.contains(&format!("{mode:04o}")), "{text}");
+        assert!(!text.contains("Pin-open-9Zr"), "{text}");
+        assert!(!format!("{err:?}").contains("Pin-open-9Zr"), "{err:?}");
+    }
+    let url = secret_file("postgres://u:open-pw@h/db", 0o644);
+    let e = env(&[("SERIALMINT_DATABASE_URL_FILE", &path_of(&url))]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("database.url_file") && err.contains("chmod 600") && !err.contains("open-pw"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secret_given_directly_and_as_a_file_is_an_error_naming_both() {
+    let pin = secret_file("Pin-both-4Lm", 0o600);
+    let toml = file(&format!("[hsm]\npin_file = \"{}\"\n", path_of(&pin)));
+    let e = env(&[("SERIALMINT_TOKEN_PIN", "Pin-env-8Wc")]);
+    let err = Config::load_from(Some(toml.path()), &e, &[])
+        .unwrap_err()
+        .to_string();
+    for name in [
+        "hsm.pin",
+        "SERIALMINT_TOKEN_PIN",
+        "hsm.pin_file",
+        "SERIALMINT_TOKEN_PIN_FILE",
+    ] {
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    assert!(
+        !err.contains("Pin-both-4Lm") && !err.contains("Pin-env-8Wc"),
+        "{err}"
+    );
+
+    let url = secret_file("postgres://x", 0o600);
+    let e = env(&[
+        ("SERIALMINT_DATABASE_URL", "postgres://y"),
+        ("SERIALMINT_DATABASE_URL_FILE", &path_of(&url)),
+    ]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("database.url ") && err.contains("database.url_file"),
+        "{err}"
+    );
+    let pins = secret_file("p1\np2\n", 0o600);
+    let flags = vec![("hsm.more_pins".to_string(), "p3".to_string())];
+    let e = env(&[("SERIALMINT_HSM_MORE_PINS_FILE", &path_of(&pins))]);
+    let err = Config::load_from(None, &e, &flags).unwrap_err().to_string();
+    assert!(
+        err.contains("hsm.more_pins ") && err.contains("hsm.more_pins_file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unusable_secret_files_are_refused_without_their_content() {
+    use std::error::Error;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-pin");
+    let e = env(&[("SERIALMINT_TOKEN_PIN_FILE", missing.to_str().unwrap())]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err();
+    assert!(err.to_string().contains("no-such-pin"), "{err}");
+    assert!(
+        err.source()
+            .and_then(|s| s.source())
+            .is_some_and(|s| s.is::<std::io::Error>()),
+        "the I/O error is the cause: {err:?}"
+    );
+
+    let empty = secret_file("\n", 0o600);
+    let e = env(&[("SERIALMINT_TOKEN_PIN_FILE", &path_of(&empty))]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+
+    let e = env(&[("SERIALMINT_TOKEN_PIN_FILE", dir.path().to_str().unwrap())]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+    assert!(err.contains("hsm.pin_file"), "{err}");
+
+    let big = secret_file(&"x".repeat(70 * 1024), 0o600);
+    let e = env(&[("SERIALMINT_TOKEN_PIN_FILE", &path_of(&big))]);
+    let err = Config::load_from(None, &e, &[]).unwrap_err().to_string();
+    assert!(err.contains("64 KiB"), "{err}");
+}
+
+#[test]
+fn serve_accepts_the_file_settings_in_place_of_the_secrets() {
+    let c = Config::load_from(None, &[], &[]).unwrap();
+    let err = c.validate_for_serve().unwrap_err().to_string();
+    assert!(err.contains("database.url_file"), "{err}");
+    let url = secret_file("postgres://u@127.0.0.1/db\n", 0o600);
+    let e = env(&[("SERIALMINT_DATABASE_URL_FILE", &path_of(&url))]);
+    let c = Config::load_from(None, &e, &[]).unwrap();
+    let err = c.validate_for_serve().unwrap_err().to_string();
+    assert!(err.contains("hsm.pin_file"), "{err}");
+}
+
+#[test]
+fn tls_settings_come_in_pairs() {
+    let base = [
+        ("SERIALMINT_DATABASE_URL", "postgres://x"),
+        ("SERIALMINT_TOKEN_PIN", "p"),
+        ("SERIALMINT_PKCS11_MODULE", "/bin/sh"),
+    ];
+    let check = |extra: &[(&str, &str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        Config::load_from(None, &env(&pairs), &[])
+            .unwrap()
+            .validate_for_serve()
+    };
+    check(&[]).unwrap();
+    check(&[
+        ("SERIALMINT_DEVICE_TLS_CERT", "/c.pem"),
+        ("SERIALMINT_DEVICE_TLS_KEY", "/k.pem"),
+        ("SERIALMINT_ADMIN_TLS_CERT", "/c.pem"),
+        ("SERIALMINT_ADMIN_TLS_KEY", "/k.pem"),
+        ("SERIALMINT_ADMIN_TLS_CLIENT_CA", "/ca.pem"),
+    ])
+    .unwrap();
+    let err = check(&[("SERIALMINT_DEVICE_TLS_CERT", "/c.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("device.tls_cert is set but device.tls_key is not"),
+        "{err}"
+    );
+    let err = check(&[("SERIALMINT_ADMIN_TLS_KEY", "/k.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("admin.tls_key is set but admin.tls_cert is not"),
+        "{err}"
+    );
+    let err = check(&[("SERIALMINT_ADMIN_TLS_CLIENT_CA", "/ca.pem")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.tls_client_ca"), "{err}");
+}
+
+#[test]
+fn the_example_file_lists_every_setting_commented_and_changes_nothing() {
+    let text = example_toml();
+    for s in SETTINGS {
+        let name = s.key.split_once('.').unwrap().1;
+        assert!(
+            text.contains(&format!("\n#{name} = ")) && text.contains(s.env),
+            "{} missing:\n{text}",
+            s.key
+        );
+    }
+    let f = file(&text);
+    let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+    assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+    // Uncommenting a line gives a valid setting.
+    let f = file(
+        &text
+            .replace("#sessions = \"\"", "sessions = 3")
+            .replace("#batch_max = 8", "batch_max = 4"),
+    );
+    let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+    assert_eq!(c.sign_batch_max, 4);
+}
