@@ -800,10 +800,13 @@ fn strip(v: &mut Value, field: &str) {
 /// Every admin route of the README's table, with a method it answers.
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
+    ("GET", "/v1/brands"),
+    ("POST", "/v1/brands"),
     ("GET", "/v1/keys"),
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys/k1"),
     ("POST", "/v1/keys/k1/disable"),
+    ("POST", "/v1/keys/k1/enable"),
     ("POST", "/v1/keys/k1/register"),
     ("POST", "/v1/keys/import"),
     ("GET", "/v1/account-keys"),
@@ -864,6 +867,7 @@ async fn every_route_but_health_needs_a_token_and_read_only_changes_nothing(pool
     let snapshot = || async {
         let mut all = Vec::new();
         for path in [
+            "/v1/brands",
             "/v1/models",
             "/v1/keys",
             "/v1/tokens",

@@ -624,3 +624,94 @@ async fn lifecycle_verbs_change_state_and_are_audited(pool: PgPool) {
     let none = s.ok(t, &["list", "audit-log", "--since", "2999-01-01T00:00:00Z"]);
     assert_eq!(none.trim(), "No audit entries.");
 }
+
+/// Several brands in one vault: `create brand`, `list brands`, and `--brand` choosing which
+/// one a verb acts for; without it, the server names the brands to choose from.
+#[sqlx::test]
+async fn several_brands_are_chosen_with_brand(pool: PgPool) {
+    let hsm = SoftHsm::new();
+    hsm.init_token(LABEL, PIN);
+    let trusted = trusted_roots(&hsm);
+    let s = start(&pool, &hsm, &trusted);
+    let init = s.json(None, &["init", "--brand-id", "acme", "--json"]);
+    let token = init["admin-token"].as_str().unwrap().to_string();
+    let t = Some(token.as_str());
+
+    // One brand: no --brand needed.
+    s.ok(
+        t,
+        &[
+            "create",
+            "model",
+            "solo",
+            "--api-key",
+            "solo-factory-key-0001",
+        ],
+    );
+    let created = s.json(t, &["create", "brand", "globex", "--json"]);
+    assert_eq!(created["brand-id"], "globex");
+    let out = s.run(t, &["create", "brand", "globex"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 409"));
+    let brands = s.json(t, &["list", "brands", "--json"]);
+    let names: Vec<&str> = brands
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["account-id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme", "globex"]);
+
+    // Two brands: a verb that names no brand is refused, naming both.
+    let out = s.run(
+        t,
+        &[
+            "create",
+            "model",
+            "widget",
+            "--api-key",
+            "widget-factory-key-0001",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acme, globex") && err.contains("--brand"),
+        "{err}"
+    );
+
+    // --brand picks one; the same model name may exist under each brand.
+    for brand in ["globex", "acme"] {
+        s.ok(
+            t,
+            &[
+                "--brand",
+                brand,
+                "create",
+                "model",
+                "widget",
+                "--api-key",
+                &format!("{brand}-widget-key-0001"),
+            ],
+        );
+    }
+    let globex = s.json(t, &["list", "models", "--brand", "globex", "--json"]);
+    assert_eq!(globex.as_array().unwrap().len(), 1, "{globex}");
+    assert_eq!(globex[0]["api-key"], "globex-widget-key-0001");
+    let all = s.json(t, &["list", "models", "--json"]);
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+
+    // Lifecycle verbs act on the named brand's model only.
+    let out = s.run(t, &["disable", "model", "widget"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("acme, globex"));
+    s.ok(t, &["disable", "model", "widget", "--brand", "globex"]);
+    let acme = s.json(t, &["list", "models", "--brand", "acme", "--json"]);
+    let widget = acme
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "widget")
+        .unwrap();
+    assert_eq!(widget["enabled"], true, "{acme}");
+    let globex = s.json(t, &["list", "models", "--brand", "globex", "--json"]);
+    assert_eq!(globex[0]["enabled"], false, "{globex}");
+}

@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 
 use super::backend::BackendError;
 use super::error::{ApiError, ApiResult};
-use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List};
+use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List, Query};
 use super::{Answer, Shared, json, ok};
 use crate::assertion::{AccountKey, Constraints, decode};
 use crate::domain::{AssertionKind, KeyStatus};
@@ -109,14 +109,16 @@ impl From<SigningKey> for KeyView {
 }
 
 /// `GET /v1/keys`, each key with its roles.
-pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
+pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
     let pushed = pushed_roles(s).await?;
+    let brand = q.get("brand-id");
     ok(&List {
         items: s
             .store
             .keys()
             .await?
             .into_iter()
+            .filter(|k| brand.is_none_or(|b| k.brand_id == b))
             .map(|k| view_with_roles(k, &pushed))
             .collect::<Vec<_>>(),
     })

@@ -17,6 +17,7 @@
 mod accounts;
 mod audit;
 pub mod backend;
+mod brands;
 mod error;
 mod keys;
 mod models;
@@ -271,7 +272,9 @@ impl AdminApi {
         use Method as M;
         match (&method, segments.as_slice()) {
             (&M::GET, ["metrics"]) => Ok(probes::metrics(s)),
-            (&M::GET, ["v1", "keys"]) => keys::list(s).await,
+            (&M::GET, ["v1", "brands"]) => brands::list(s).await,
+            (&M::POST, ["v1", "brands"]) => brands::create(s, s.body(req).await?, a).await,
+            (&M::GET, ["v1", "keys"]) => keys::list(s, &q).await,
             (&M::POST, ["v1", "keys"]) => keys::create(s, s.body(req).await?, a).await,
             (&M::POST, ["v1", "keys", "import"]) => {
                 keys::import(s, keys::import_body(s, req).await?, a).await
@@ -285,7 +288,7 @@ impl AdminApi {
             (&M::POST, ["v1", "account-keys"]) => {
                 accounts::push(s, s.raw_body(req).await?, a).await
             }
-            (&M::GET, ["v1", "models"]) => models::list(s).await,
+            (&M::GET, ["v1", "models"]) => models::list(s, &q).await,
             (&M::POST, ["v1", "models"]) => models::create(s, s.body(req).await?, a).await,
             (&M::GET, ["v1", "models", name]) => models::show(s, &q, name).await,
             (&M::PATCH, ["v1", "models", name]) => {
@@ -317,9 +320,13 @@ impl AdminApi {
             (_, ["metrics"] | ["v1", "keys", _] | ["v1", "audit-log"]) => {
                 Ok(http::streamed(http::method_not_allowed("GET")))
             }
-            (_, ["v1", "keys" | "account-keys" | "models" | "tokens"]) => {
-                Ok(http::streamed(http::method_not_allowed("GET, POST")))
-            }
+            (
+                _,
+                [
+                    "v1",
+                    "brands" | "keys" | "account-keys" | "models" | "tokens",
+                ],
+            ) => Ok(http::streamed(http::method_not_allowed("GET, POST"))),
             _ => Ok(http::streamed(http::not_found())),
         }
     }

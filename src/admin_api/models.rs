@@ -48,12 +48,14 @@ fn positive(name: &str, v: Option<u32>) -> ApiResult<Option<i32>> {
 }
 
 /// `GET /v1/models`.
-pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
+pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
     let models = s.store.models().await?;
     let active = s.active_policies().await?;
+    let brand = q.get("brand-id");
     ok(&List {
         items: models
             .iter()
+            .filter(|m| brand.is_none_or(|b| m.brand_id == b))
             .map(|m| ModelView::new(m, active.get(&m.id)))
             .collect(),
     })

@@ -45,6 +45,7 @@ pub fn path_segment(s: &str) -> impl fmt::Display + '_ {
 pub struct Client {
     base: String,
     token: Option<String>,
+    brand: Option<String>,
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
@@ -126,8 +127,21 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             token,
+            brand: None,
             http: HyperClient::builder(TokioExecutor::new()).build(connector),
         }
+    }
+
+    /// The same client acting for `brand` (`--brand`): every request names it as
+    /// `brand-id` (in the query; request bodies that have a brand field carry it too).
+    pub fn for_brand(mut self, brand: Option<String>) -> Self {
+        self.brand = brand;
+        self
+    }
+
+    /// The brand named with `--brand`, if any (absent: the server's only brand).
+    pub fn brand(&self) -> Option<&str> {
+        self.brand.as_deref()
     }
 
     async fn send(
@@ -138,7 +152,16 @@ impl Client {
         body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
         let token = self.token.as_deref().ok_or(Error::NoToken)?;
-        let uri = format!("{}{}", self.base, path);
+        let uri = match &self.brand {
+            Some(b) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("brand-id", b)
+                    .finish();
+                format!("{}{path}{sep}{query}", self.base)
+            }
+            None => format!("{}{}", self.base, path),
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(&uri)

@@ -72,6 +72,7 @@ fn spinner(name: &str, hidden: bool) -> ProgressBar {
 pub async fn create(client: &Client, name: &str, as_json: bool) -> Result<(), Error> {
     let request = CreateKey {
         name: name.to_string(),
+        brand_id: client.brand().map(str::to_string),
         ..CreateKey::default()
     };
     let mut key: KeyView = client.post("/v1/keys", &request).await?;
@@ -119,7 +120,7 @@ pub async fn import(
     })?;
     let request = ImportKey {
         name: name.to_string(),
-        brand_id: None,
+        brand_id: client.brand().map(str::to_string),
         private_key: zeroize::Zeroizing::new(text.to_string()),
     };
     let mut body = zeroize::Zeroizing::new(Vec::new());

@@ -8,6 +8,7 @@
 
 mod assets;
 mod bootstrap;
+mod brands;
 pub mod client;
 mod error;
 mod keys;
@@ -46,6 +47,10 @@ pub struct Cli {
     /// Override one setting, e.g. `--set hsm.sessions=2` (repeatable; wins over file and env).
     #[arg(long = "set", value_name = "KEY=VALUE", global = true, value_parser = parse_set)]
     pub set: Vec<(String, String)>,
+    /// The brand an admin verb acts for (default: the vault's only brand; when there are
+    /// several, the server names them).
+    #[arg(long, global = true, env = "SERIALMINT_BRAND")]
+    pub brand: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -164,6 +169,14 @@ pub enum Import {
 /// `serialmint create ...`
 #[derive(Debug, Subcommand)]
 pub enum Create {
+    /// Add a brand account (an ODM building devices for several brands).
+    Brand {
+        /// The brand's snapd account-id.
+        brand_id: String,
+        /// Print {"brand-id"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create an admin API token (printed once).
     Token {
         /// A name for it (shown in the audit log).
@@ -240,6 +253,12 @@ pub struct ModelSettings {
 /// `serialmint list ...`
 #[derive(Debug, Subcommand)]
 pub enum List {
+    /// Brand accounts.
+    Brands {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin API tokens (never their secrets).
     Tokens {
         /// Print JSON.
@@ -429,6 +448,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn execute(cli: Cli) -> Result<(), Error> {
     let mut overrides = cli.set.clone();
+    let brand = cli.brand.clone();
     let load = |overrides: &[(String, String)]| Config::load(cli.config.as_deref(), overrides);
     match cli.command {
         Command::Serve {
@@ -471,16 +491,24 @@ fn execute(cli: Cli) -> Result<(), Error> {
             let config = load(&overrides)?;
             block_on(bootstrap::init(&config, &brand_id, new_token, json))
         }
-        Command::Create(c) => admin(|client| async move { create(&client, c).await }),
-        Command::List(l) => admin(|client| async move { list(&client, l).await }),
-        Command::RegisterKey { key, json } => {
-            admin(|client| async move { keys::register(&client, &key, json).await })
-        }
-        Command::PushAccountKeys { files, json } => {
-            admin(|client| async move { keys::push(&client, &files, json).await })
-        }
+        Command::Create(c) => admin(
+            brand.clone(),
+            |client| async move { create(&client, c).await },
+        ),
+        Command::List(l) => admin(
+            brand.clone(),
+            |client| async move { list(&client, l).await },
+        ),
+        Command::RegisterKey { key, json } => admin(brand.clone(), |client| async move {
+            keys::register(&client, &key, json).await
+        }),
+        Command::PushAccountKeys { files, json } => admin(brand.clone(), |client| async move {
+            keys::push(&client, &files, json).await
+        }),
         Command::Import(Import::Key { name, file, json }) => {
-            admin(|client| async move { keys::import(&client, &name, &file, json).await })
+            admin(brand.clone(), |client| async move {
+                keys::import(&client, &name, &file, json).await
+            })
         }
         Command::Export(Export::SigningLog {
             format,
@@ -490,26 +518,32 @@ fn execute(cli: Cli) -> Result<(), Error> {
         }) => {
             let format = if json { ExportFormat::Json } else { format };
             let filter = log_filter(model, serial);
-            admin(|client| async move { signing_log::export(&client, format, filter).await })
+            admin(brand.clone(), |client| async move {
+                signing_log::export(&client, format, filter).await
+            })
         }
-        Command::Disable(t) => admin(|client| async move { toggle(&client, t, false).await }),
-        Command::Enable(t) => admin(|client| async move { toggle(&client, t, true).await }),
+        Command::Disable(t) => admin(brand.clone(), |client| async move {
+            toggle(&client, t, false).await
+        }),
+        Command::Enable(t) => admin(brand.clone(), |client| async move {
+            toggle(&client, t, true).await
+        }),
         Command::Delete(Delete::Model { name, json }) => {
-            admin(|client| async move { lifecycle::delete_model(&client, &name, json).await })
+            admin(brand.clone(), |client| async move {
+                lifecycle::delete_model(&client, &name, json).await
+            })
         }
         Command::Set(Set::ApiKey {
             model,
             api_key,
             generate: _,
             json,
-        }) => {
-            admin(
-                |client| async move { lifecycle::set_api_key(&client, &model, api_key, json).await },
-            )
-        }
-        Command::Revoke(Revoke::Token { id, json }) => {
-            admin(|client| async move { lifecycle::revoke_token(&client, id, json).await })
-        }
+        }) => admin(brand.clone(), |client| async move {
+            lifecycle::set_api_key(&client, &model, api_key, json).await
+        }),
+        Command::Revoke(Revoke::Token { id, json }) => admin(brand.clone(), |client| async move {
+            lifecycle::revoke_token(&client, id, json).await
+        }),
     }
 }
 
@@ -526,17 +560,18 @@ async fn toggle(client: &client::Client, t: Toggle, enabled: bool) -> Result<(),
 }
 
 /// Runs an admin verb with a client from the environment.
-fn admin<F, Fut>(verb: F) -> Result<(), Error>
+fn admin<F, Fut>(brand: Option<String>, verb: F) -> Result<(), Error>
 where
     F: FnOnce(client::Client) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
-    let client = client::Client::from_env()?;
+    let client = client::Client::from_env()?.for_brand(brand);
     block_on(verb(client))
 }
 
 async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
     match c {
+        Create::Brand { brand_id, json } => brands::create(client, &brand_id, json).await,
         Create::Token {
             name,
             role,
@@ -559,6 +594,7 @@ async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
 
 async fn list(client: &client::Client, l: List) -> Result<(), Error> {
     match l {
+        List::Brands { json } => brands::list(client, json).await,
         List::Tokens { json } => tokens::list(client, json).await,
         List::Keys { json } => keys::list(client, json).await,
         List::Models { long, json } => models::list(client, long, json).await,

@@ -56,7 +56,7 @@ pub async fn create(
         duplicate_policy: settings.duplicate_policy,
         serial_generation: settings.serial_generation,
         serial_prefix: settings.serial_prefix.clone(),
-        brand_id: None,
+        brand_id: client.brand().map(str::to_string),
     };
     let m: ModelView = client.post("/v1/models", &request).await?;
     if as_json {

@@ -68,7 +68,7 @@ pub async fn create(
     let path = format!("/v1/models/{}/serial-policies", path_segment(&model));
     let request = CreatePolicy {
         key,
-        brand_id: None,
+        brand_id: client.brand().map(str::to_string),
     };
     let p: PolicyView = client.post(&path, &request).await?;
     if as_json {

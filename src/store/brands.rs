@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::{Actor, Result, Store, StoreError, changed};
+use super::{Actor, Reason, Result, Store, StoreError, changed, violated};
 
 /// A brand account known to this vault.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -47,6 +47,41 @@ impl Store {
         Ok(brand)
     }
 
+    /// Creates a new brand (409 when it exists: an ODM adds each brand it builds for once).
+    pub async fn create_brand(&self, account_id: &str, actor: &Actor) -> Result<Brand> {
+        let mut tx = self.begin().await?;
+        let brand: Brand = sqlx::query_as(
+            "INSERT INTO brands (account_id) VALUES ($1) RETURNING account_id, created_at",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match violated(&e) {
+            Some("brands_pkey") => StoreError::Conflict(Reason::caused_by(
+                format!("brand {account_id:?} already exists"),
+                e,
+            )),
+            Some("brands_account_id_check") => StoreError::Invalid(Reason::caused_by(
+                format!(
+                    "invalid account-id {account_id:?}: letters, digits and dashes, \
+                     starting with a letter or digit"
+                ),
+                e,
+            )),
+            _ => e.into(),
+        })?;
+        changed(
+            &mut tx,
+            actor,
+            "brand.create",
+            account_id,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(brand)
+    }
+
     /// Every brand, oldest first.
     pub async fn brands(&self) -> Result<Vec<Brand>> {
         all_brands(&self.pool).await
@@ -61,9 +96,16 @@ impl Store {
             0 => Err(StoreError::NotFound(
                 "no brand yet; run `serialmint init --brand-id B` first".into(),
             )),
-            _ => Err(StoreError::Invalid(
-                "several brands exist; name one with \"brand-id\"".into(),
-            )),
+            _ => {
+                let names: Vec<&str> = brands.iter().map(|b| b.account_id.as_str()).collect();
+                Err(StoreError::Invalid(
+                    format!(
+                        "several brands exist ({}); name one with --brand (\"brand-id\")",
+                        names.join(", ")
+                    )
+                    .into(),
+                ))
+            }
         }
     }
 }

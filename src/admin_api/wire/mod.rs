@@ -33,6 +33,28 @@ pub struct List<T> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Brands: /v1/brands
+
+/// `POST /v1/brands`: add a brand account (an ODM building for several brands).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateBrand {
+    /// The brand's snapd account-id.
+    pub account_id: String,
+}
+
+/// A brand account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BrandView {
+    /// Its snapd account-id.
+    pub account_id: String,
+    /// When it was added.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Keys: /v1/keys
 
 /// `POST /v1/keys`: generate a key on the HSM (answered 202 with a pending [`KeyView`]).
