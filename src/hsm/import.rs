@@ -171,51 +171,6 @@ fn wipe(template: &mut [Attribute]) {
 }
 
 impl Hsm {
-    /// Runs `op` on a read-write session of its own on the first token that is up, on a
-    /// thread of its own (pooled sessions are read-only), under the key generation timeout.
-    /// `op` gets `keep`, which says whether the caller still waits: what it wrote after
-    /// the caller gave up, it removes again.
-    async fn on_own_session<T, F>(&self, what: &'static str, op: F) -> Result<T, HsmError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut LoggedInSession, &dyn Fn() -> bool) -> Result<T, OpError> + Send + 'static,
-    {
-        let token = self
-            .inner
-            .tokens
-            .iter()
-            .find(|t| t.shared.is_up())
-            .ok_or_else(|| self.unavailable(Vec::new()))?;
-        let shared = token.shared.clone();
-        let pin = token.shared.pin();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("hsm-import".into())
-            .spawn(move || {
-                let result = LoggedInSession::open(&shared.module, &shared.label, &pin, true)
-                    .and_then(|mut session| op(&mut session, &|| !tx.is_closed()));
-                let _ = tx.send(result);
-            })
-            .map_err(|e| HsmError::Fatal(format!("cannot start the {what} thread: {e}")))?;
-        let timeout = self.inner.keygen_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(HsmError::Timeout(format!(
-                "{what} did not finish within {} s",
-                timeout.as_secs_f64()
-            ))),
-            Ok(Err(_)) => Err(HsmError::Fatal(format!(
-                "the {what} thread ended without a result"
-            ))),
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => {
-                if matches!(e.class(), Some(super::error::ErrorClass::TokenGone)) {
-                    token.mark_down(&e);
-                }
-                Err(e.into_hsm(&token.shared.label, &token.shared.module.path, None))
-            }
-        }
-    }
-
     /// Imports `key` onto the first token that is up as the signing key `name` (CKA_LABEL),
     /// with CKA_ID = its SHA3-384 id: refused with [`HsmError::KeyExists`] when the token
     /// holds that id or a key of that name, before anything is written.

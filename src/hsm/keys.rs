@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::error::ErrorClass;
-use super::session::LoggedInSession;
+use super::session::{LoggedInSession, OpError};
 use super::verify::Verifier;
 use super::{Hsm, HsmError, KEY_ID_LEN};
 use crate::assertion::openpgp::RsaPublicKey;
@@ -63,6 +63,29 @@ impl Hsm {
                 "a key named {name:?} already exists"
             )));
         }
+        let owned = name.to_string();
+        let info = self
+            .on_own_session("key generation", move |session, keep| {
+                session.generate_rsa4096(&owned, keep)
+            })
+            .await?;
+        tracing::info!(name, key_id = %info.key_id, "RSA-4096 key generated on the token");
+        Ok(info)
+    }
+
+    /// Runs `op` on a read-write session of its own on the first token that is up, on a
+    /// thread of its own (pooled sessions are read-only), under the key generation timeout.
+    /// `op` gets `keep`, which says whether the caller still waits: what it wrote after
+    /// the caller gave up, it removes again.
+    pub(super) async fn on_own_session<T, F>(
+        &self,
+        what: &'static str,
+        op: F,
+    ) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut LoggedInSession, &dyn Fn() -> bool) -> Result<T, OpError> + Send + 'static,
+    {
         let token = self
             .inner
             .tokens
@@ -70,32 +93,26 @@ impl Hsm {
             .find(|t| t.shared.is_up())
             .ok_or_else(|| self.unavailable(Vec::new()))?;
         let shared = token.shared.clone();
-        let name_owned = name.to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let pin = token.shared.pin();
+        let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
-            .name("hsm-keygen".into())
+            .name(format!("hsm {what}"))
             .spawn(move || {
                 let result = LoggedInSession::open(&shared.module, &shared.label, &pin, true)
-                    .and_then(|mut session| {
-                        session.generate_rsa4096(&name_owned, || !tx.is_closed())
-                    });
+                    .and_then(|mut session| op(&mut session, &|| !tx.is_closed()));
                 let _ = tx.send(result);
             })
-            .map_err(|e| HsmError::Fatal(format!("cannot start key generation thread: {e}")))?;
+            .map_err(|e| HsmError::Fatal(format!("cannot start the {what} thread: {e}")))?;
         let timeout = self.inner.keygen_timeout;
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(HsmError::Timeout(format!(
-                "key generation did not finish within {} s",
+                "{what} did not finish within {} s",
                 timeout.as_secs_f64()
             ))),
-            Ok(Err(_)) => Err(HsmError::Fatal(
-                "key generation thread ended without a result".into(),
-            )),
-            Ok(Ok(Ok(info))) => {
-                tracing::info!(name, key_id = %info.key_id, token = %token.shared.label, "RSA-4096 key generated on the token");
-                Ok(info)
-            }
+            Ok(Err(_)) => Err(HsmError::Fatal(format!(
+                "the {what} thread ended without a result"
+            ))),
+            Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => {
                 if matches!(e.class(), Some(ErrorClass::TokenGone)) {
                     token.mark_down(&e);

@@ -16,35 +16,15 @@ pub struct Brand {
 impl Store {
     /// Creates the brand; creating an existing one is a no-op that returns it.
     pub async fn ensure_brand(&self, account_id: &str, actor: &Actor) -> Result<Brand> {
-        let mut tx = self.begin().await?;
-        let inserted: Option<Brand> = sqlx::query_as(
-            "INSERT INTO brands (account_id) VALUES ($1) ON CONFLICT DO NOTHING \
-             RETURNING account_id, created_at",
-        )
-        .bind(account_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let brand = match inserted {
-            Some(b) => {
-                changed(
-                    &mut tx,
-                    actor,
-                    "brand.create",
-                    account_id,
-                    serde_json::json!({}),
-                )
-                .await?;
-                b
-            }
-            None => {
-                sqlx::query_as("SELECT account_id, created_at FROM brands WHERE account_id = $1")
-                    .bind(account_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
-        tx.commit().await?;
-        Ok(brand)
+        match self.create_brand(account_id, actor).await {
+            Err(StoreError::Conflict(_)) => Ok(sqlx::query_as(
+                "SELECT account_id, created_at FROM brands WHERE account_id = $1",
+            )
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await?),
+            other => other,
+        }
     }
 
     /// Creates a new brand (409 when it exists: an ODM adds each brand it builds for once).

@@ -103,23 +103,7 @@ impl Store {
         .bind(model_pattern)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match violated(&e) {
-            Some("signing_keys_name_key") => StoreError::Conflict(Reason::caused_by(
-                format!("a key named {name:?} already exists"),
-                e,
-            )),
-            Some("signing_keys_brand_id_fkey") => {
-                StoreError::NotFound(Reason::caused_by(format!("no brand {brand_id:?}"), e))
-            }
-            Some("signing_keys_name_check") => StoreError::Invalid(Reason::caused_by(
-                format!(
-                    "invalid key name {name:?}: lowercase letters, digits and single dashes, \
-                     with at least one letter"
-                ),
-                e,
-            )),
-            _ => e.into(),
-        })?;
+        .map_err(|e| new_key_error(e, name, brand_id))?;
         changed(
             &mut tx,
             actor,
@@ -233,25 +217,11 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match violated(&e) {
-            Some("signing_keys_name_key") => StoreError::Conflict(Reason::caused_by(
-                format!("a key named {name:?} already exists"),
-                e,
-            )),
             Some("signing_keys_key_sha3_384_key") => StoreError::Conflict(Reason::caused_by(
                 format!("key {sha3_384} is already held"),
                 e,
             )),
-            Some("signing_keys_brand_id_fkey") => {
-                StoreError::NotFound(Reason::caused_by(format!("no brand {brand_id:?}"), e))
-            }
-            Some("signing_keys_name_check") => StoreError::Invalid(Reason::caused_by(
-                format!(
-                    "invalid key name {name:?}: lowercase letters, digits and single dashes, \
-                     with at least one letter"
-                ),
-                e,
-            )),
-            _ => e.into(),
+            _ => new_key_error(e, name, brand_id),
         })?;
         tx.commit().await?;
         Ok(key)
@@ -365,6 +335,27 @@ pub(super) async fn all_keys<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<Si
     )))
     .fetch_all(e)
     .await?)
+}
+
+/// A refused insert of a new key row, worded for the name and brand it was for.
+fn new_key_error(e: sqlx::Error, name: &str, brand_id: &str) -> StoreError {
+    match violated(&e) {
+        Some("signing_keys_name_key") => StoreError::Conflict(Reason::caused_by(
+            format!("a key named {name:?} already exists"),
+            e,
+        )),
+        Some("signing_keys_brand_id_fkey") => {
+            StoreError::NotFound(Reason::caused_by(format!("no brand {brand_id:?}"), e))
+        }
+        Some("signing_keys_name_check") => StoreError::Invalid(Reason::caused_by(
+            format!(
+                "invalid key name {name:?}: lowercase letters, digits and single dashes, \
+                 with at least one letter"
+            ),
+            e,
+        )),
+        _ => e.into(),
+    }
 }
 
 #[cfg(test)]
