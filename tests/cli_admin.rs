@@ -714,4 +714,71 @@ async fn several_brands_are_chosen_with_brand(pool: PgPool) {
     assert_eq!(widget["enabled"], true, "{acme}");
     let globex = s.json(t, &["list", "models", "--brand", "globex", "--json"]);
     assert_eq!(globex[0]["enabled"], false, "{globex}");
+
+    // A token limited to globex: its verbs act for globex without --brand; acme's models,
+    // the tokens, the audit log and new brands are out of its reach (403).
+    let limited = s.json(
+        t,
+        &[
+            "create",
+            "token",
+            "globex-ops",
+            "--role",
+            "admin",
+            "--brand",
+            "globex",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        limited["brands"],
+        serde_json::json!(["globex"]),
+        "{limited}"
+    );
+    let lt = limited["token"].as_str().unwrap().to_string();
+    let l = Some(lt.as_str());
+    let seen = s.json(l, &["list", "models", "--json"]);
+    assert_eq!(seen.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen[0]["api-key"], "globex-widget-key-0001");
+    s.ok(l, &["enable", "model", "widget"]);
+    s.ok(
+        l,
+        &[
+            "create",
+            "model",
+            "gizmo",
+            "--api-key",
+            "globex-gizmo-key-0001",
+        ],
+    );
+    let globex = s.json(t, &["list", "models", "--brand", "globex", "--json"]);
+    assert_eq!(globex.as_array().unwrap().len(), 2, "{globex}");
+    let acme = s.json(t, &["list", "models", "--brand", "acme", "--json"]);
+    assert_eq!(acme.as_array().unwrap().len(), 2, "{acme}");
+    for args in [
+        &["list", "models", "--brand", "acme"][..],
+        &["disable", "model", "widget", "--brand", "acme"],
+        &["list", "tokens"],
+        &["list", "audit-log"],
+        &["create", "brand", "initech"],
+    ] {
+        let out = s.run(l, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("HTTP 403") && err.contains("globex"),
+            "{args:?}: {err}"
+        );
+    }
+    let tokens = s.ok(t, &["list", "tokens"]);
+    let line = tokens.lines().find(|l| l.contains("globex-ops")).unwrap();
+    assert!(line.contains("globex"), "{tokens}");
+    let audit = s.json(t, &["list", "audit-log", "--json"]);
+    let created = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "token.create" && e["target"] == "globex-ops")
+        .unwrap();
+    assert_eq!(created["detail"]["brands"], serde_json::json!(["globex"]));
 }

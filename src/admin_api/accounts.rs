@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{AccountAssertionView, PushAnswer, PushedAssertion};
+use super::wire::{AccountAssertionView, PushAnswer, PushedAssertion, Query};
 use super::{Answer, Shared, list_of, ok};
 use crate::store::{AccountAssertion, Actor};
 
@@ -21,8 +21,11 @@ impl From<AccountAssertion> for AccountAssertionView {
 }
 
 /// `GET /v1/account-keys`.
-pub(super) async fn list(s: &Shared) -> ApiResult<Answer> {
-    list_of::<_, AccountAssertionView>(s.store.account_assertions().await?)
+pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
+    let brand = q.get("brand-id");
+    let mut held = s.store.account_assertions().await?;
+    held.retain(|a| brand.is_none_or(|b| a.account_id == b));
+    list_of::<_, AccountAssertionView>(held)
 }
 
 /// `POST /v1/account-keys`: an assertion stream; the first one that does not verify refuses

@@ -63,6 +63,12 @@ impl ApiError {
         )
     }
 
+    /// 403: a brand-limited token asked for another brand, or for something that is not any
+    /// one brand's (tokens, the audit log, brands, pushes).
+    pub fn other_brand(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "brand-forbidden", message)
+    }
+
     /// 429 for a client shut out for bad tokens; `Retry-After` in whole seconds, rounded up.
     pub fn throttled(wait: Duration) -> Self {
         let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);

@@ -125,18 +125,34 @@ pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
 }
 
 /// `GET /v1/keys/{name-or-id}`.
-pub(super) async fn show(s: &Shared, key: &str) -> ApiResult<Answer> {
-    let k = s.store.key(key).await?;
+pub(super) async fn show(s: &Shared, q: &Query, key: &str) -> ApiResult<Answer> {
+    let k = key_of_brand(s, q, key).await?;
     ok(&view_with_roles(k, &pushed_roles(s).await?))
+}
+
+/// The key named `key` (name or SHA3-384 id), when it is the brand's the request names
+/// (`?brand-id=`, always set for a brand-limited token); another brand's key is not found.
+async fn key_of_brand(s: &Shared, q: &Query, key: &str) -> ApiResult<SigningKey> {
+    let k = s.store.key(key).await?;
+    match q.get("brand-id") {
+        Some(b) if b != k.brand_id => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("brand {b} has no key {key:?}"),
+        )),
+        _ => Ok(k),
+    }
 }
 
 /// `POST /v1/keys/{name-or-id}/disable` and `/enable`.
 pub(super) async fn set_active(
     s: &Shared,
+    q: &Query,
     key: &str,
     active: bool,
     actor: &Actor,
 ) -> ApiResult<Answer> {
+    key_of_brand(s, q, key).await?;
     let k = if active {
         s.store.enable_key(key, actor).await?
     } else {
@@ -147,8 +163,13 @@ pub(super) async fn set_active(
 
 /// `POST /v1/keys`: records the key as pending and generates it in the background; 202 with
 /// `Location` to poll.
-pub(super) async fn create(s: &Arc<Shared>, req: CreateKey, actor: &Actor) -> ApiResult<Answer> {
-    let brand = s.brand(req.brand_id.as_deref()).await?;
+pub(super) async fn create(
+    s: &Arc<Shared>,
+    q: &Query,
+    req: CreateKey,
+    actor: &Actor,
+) -> ApiResult<Answer> {
+    let brand = s.brand(req.brand_id.as_deref(), q).await?;
     let types = req.allowed_types.unwrap_or_else(|| vec!["serial".into()]);
     let pattern = req.model_pattern.as_deref().unwrap_or("*");
     let key = s
@@ -171,12 +192,17 @@ pub(super) async fn create(s: &Arc<Shared>, req: CreateKey, actor: &Actor) -> Ap
 /// `key-name-taken`). The name and id are reserved in the store first; when the token
 /// refuses, the reservation goes again, and when the store cannot record the import, the
 /// token objects go again.
-pub(super) async fn import(s: &Shared, req: ImportKey, actor: &Actor) -> ApiResult<Answer> {
+pub(super) async fn import(
+    s: &Shared,
+    q: &Query,
+    req: ImportKey,
+    actor: &Actor,
+) -> ApiResult<Answer> {
     let key = crate::keyfile::parse(req.private_key.as_bytes())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     drop(req.private_key);
     let name = req.name;
-    let brand = s.brand(req.brand_id.as_deref()).await?;
+    let brand = s.brand(req.brand_id.as_deref(), q).await?;
     let id = key.public.key_id();
     let held = |m: String| ApiError::new(StatusCode::CONFLICT, "key-already-held", m);
     if let Some(k) = existing(s, &id).await? {
@@ -274,8 +300,8 @@ async fn generate(s: Arc<Shared>, name: String, actor: Actor) {
 }
 
 /// `POST /v1/keys/{name-or-id}/register`: the key's `account-key-request`, signed by itself.
-pub(super) async fn register(s: &Shared, key: &str) -> ApiResult<Answer> {
-    let k = s.store.key(key).await?;
+pub(super) async fn register(s: &Shared, q: &Query, key: &str) -> ApiResult<Answer> {
+    let k = key_of_brand(s, q, key).await?;
     if k.status != KeyStatus::Ready {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

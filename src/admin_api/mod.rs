@@ -152,11 +152,16 @@ impl Shared {
         Ok(http::read_body(req, MAX_ADMIN_BODY, self.body_timeout).await?)
     }
 
-    /// The brand a request means: the one named, else the only one.
-    async fn brand(&self, named: Option<&str>) -> ApiResult<String> {
-        match named {
-            Some(b) => Ok(b.to_string()),
-            None => Ok(self.store.default_brand().await?.account_id),
+    /// The brand a request means: the one its body names, else the one its query names
+    /// (`?brand-id=`; for a brand-limited token the router checked or set it), else the only
+    /// one. A body and a query naming different brands are refused.
+    async fn brand(&self, body: Option<&str>, q: &Query) -> ApiResult<String> {
+        match (body, q.get("brand-id")) {
+            (Some(b), Some(qb)) if b != qb => Err(ApiError::bad_request(format!(
+                "the body names brand {b:?} and the query brand {qb:?}"
+            ))),
+            (Some(b), _) | (None, Some(b)) => Ok(b.to_string()),
+            (None, None) => Ok(self.store.default_brand().await?.account_id),
         }
     }
 
@@ -169,6 +174,45 @@ impl Shared {
             .into_iter()
             .map(|p| (p.model_id, p))
             .collect())
+    }
+}
+
+/// What a token limited to `brands` may reach: the routes of one brand, named with
+/// `?brand-id=` (its only brand when it has one and names none); 403 for another brand and
+/// for what belongs to no one brand (tokens, the audit log, brands, account-key pushes).
+fn limit_to_brands(
+    brands: &[String],
+    method: &Method,
+    segments: &[&str],
+    q: &mut Query,
+) -> ApiResult<()> {
+    let list = brands.join(", ");
+    match (method, segments) {
+        (_, ["metrics"]) => return Ok(()),
+        (_, ["v1", "tokens" | "audit-log" | "brands", ..])
+        | (&Method::POST, ["v1", "account-keys"]) => {
+            return Err(ApiError::other_brand(format!(
+                "this token is limited to brands {list}: it may not use /{}",
+                segments.join("/")
+            )));
+        }
+        _ => {}
+    }
+    match q.get("brand-id") {
+        Some(b) if brands.iter().any(|x| x == b) => Ok(()),
+        Some(b) => Err(ApiError::other_brand(format!(
+            "this token is limited to brands {list}, not {b:?}"
+        ))),
+        None => match brands {
+            [only] => {
+                let only = only.clone();
+                q.set("brand-id", &only);
+                Ok(())
+            }
+            _ => Err(ApiError::bad_request(format!(
+                "this token is limited to brands {list}; name one with --brand (\"brand-id\")"
+            ))),
+        },
     }
 }
 
@@ -260,14 +304,17 @@ impl AdminApi {
         if !matches!(method, Method::GET | Method::HEAD) && token.role != Role::Admin {
             return Err(ApiError::read_only());
         }
-        let actor = Actor(token.name);
-        let q = Query::parse(req.uri().query().unwrap_or_default());
+        let mut q = Query::parse(req.uri().query().unwrap_or_default());
         let segments: Vec<String> = path
             .trim_matches('/')
             .split('/')
             .map(path_segment)
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        if let Some(brands) = &token.brands {
+            limit_to_brands(brands, &method, &segments, &mut q)?;
+        }
+        let actor = Actor(token.name);
         let a = &actor;
         use Method as M;
         match (&method, segments.as_slice()) {
@@ -275,21 +322,21 @@ impl AdminApi {
             (&M::GET, ["v1", "brands"]) => brands::list(s).await,
             (&M::POST, ["v1", "brands"]) => brands::create(s, s.body(req).await?, a).await,
             (&M::GET, ["v1", "keys"]) => keys::list(s, &q).await,
-            (&M::POST, ["v1", "keys"]) => keys::create(s, s.body(req).await?, a).await,
+            (&M::POST, ["v1", "keys"]) => keys::create(s, &q, s.body(req).await?, a).await,
             (&M::POST, ["v1", "keys", "import"]) => {
-                keys::import(s, keys::import_body(s, req).await?, a).await
+                keys::import(s, &q, keys::import_body(s, req).await?, a).await
             }
-            (&M::GET, ["v1", "keys", key]) => keys::show(s, key).await,
+            (&M::GET, ["v1", "keys", key]) => keys::show(s, &q, key).await,
             (&M::POST, ["v1", "keys", key, action @ ("enable" | "disable")]) => {
-                keys::set_active(s, key, *action == "enable", a).await
+                keys::set_active(s, &q, key, *action == "enable", a).await
             }
-            (&M::POST, ["v1", "keys", key, "register"]) => keys::register(s, key).await,
-            (&M::GET, ["v1", "account-keys"]) => accounts::list(s).await,
+            (&M::POST, ["v1", "keys", key, "register"]) => keys::register(s, &q, key).await,
+            (&M::GET, ["v1", "account-keys"]) => accounts::list(s, &q).await,
             (&M::POST, ["v1", "account-keys"]) => {
                 accounts::push(s, s.raw_body(req).await?, a).await
             }
             (&M::GET, ["v1", "models"]) => models::list(s, &q).await,
-            (&M::POST, ["v1", "models"]) => models::create(s, s.body(req).await?, a).await,
+            (&M::POST, ["v1", "models"]) => models::create(s, &q, s.body(req).await?, a).await,
             (&M::GET, ["v1", "models", name]) => models::show(s, &q, name).await,
             (&M::PATCH, ["v1", "models", name]) => {
                 let change = models::patch(s.body(req).await?)?;

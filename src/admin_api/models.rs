@@ -63,16 +63,21 @@ pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
 
 /// `GET /v1/models/{name}?brand-id=`.
 pub(super) async fn show(s: &Shared, q: &Query, name: &str) -> ApiResult<Answer> {
-    let brand = s.brand(q.get("brand-id")).await?;
+    let brand = s.brand(None, q).await?;
     let m = s.store.model(&brand, name).await?;
     let active = s.active_policies().await?;
     ok(&ModelView::new(&m, active.get(&m.id)))
 }
 
 /// `POST /v1/models`: 201.
-pub(super) async fn create(s: &Shared, req: CreateModel, actor: &Actor) -> ApiResult<Answer> {
+pub(super) async fn create(
+    s: &Shared,
+    q: &Query,
+    req: CreateModel,
+    actor: &Actor,
+) -> ApiResult<Answer> {
     let new = NewModel {
-        brand_id: s.brand(req.brand_id.as_deref()).await?,
+        brand_id: s.brand(req.brand_id.as_deref(), q).await?,
         name: req.name,
         api_key: req.api_key.unwrap_or_else(generate_api_key),
         rate_limit_per_sec: positive("rate-limit", req.rate_limit)?,
@@ -123,7 +128,7 @@ pub(super) async fn change(
     change: ModelChange,
     actor: &Actor,
 ) -> ApiResult<Answer> {
-    let brand = s.brand(q.get("brand-id")).await?;
+    let brand = s.brand(None, q).await?;
     let m = s.store.update_model(&brand, name, &change, actor).await?;
     let active = s.active_policies().await?;
     ok(&ModelView::new(&m, active.get(&m.id)))
@@ -131,7 +136,7 @@ pub(super) async fn change(
 
 /// `DELETE /v1/models/{name}?brand-id=`: only while no serial was issued (409 after).
 pub(super) async fn delete(s: &Shared, q: &Query, name: &str, actor: &Actor) -> ApiResult<Answer> {
-    let brand = s.brand(q.get("brand-id")).await?;
+    let brand = s.brand(None, q).await?;
     s.store.delete_model(&brand, name, actor).await?;
     ok(&Deleted {
         deleted: name.to_string(),

@@ -34,7 +34,7 @@ pub(super) async fn list(s: &Shared, q: &Query, model: Option<&str>) -> ApiResul
     let brand = q.get("brand-id");
     if let Some(m) = model {
         // A named model must exist: an empty history and a typo must not look alike.
-        let b = s.brand(brand).await?;
+        let b = s.brand(None, q).await?;
         s.store.model(&b, m).await?;
     }
     let policies = s.store.serial_policies(brand, model).await?;
@@ -59,9 +59,7 @@ pub(super) async fn create(
     req: CreatePolicy,
     actor: &Actor,
 ) -> ApiResult<Answer> {
-    let brand = s
-        .brand(req.brand_id.as_deref().or(q.get("brand-id")))
-        .await?;
+    let brand = s.brand(req.brand_id.as_deref(), q).await?;
     check_roles(s, &brand, model, &req.key).await?;
     let p = s
         .store

@@ -19,6 +19,7 @@ impl From<TokenRecord> for TokenView {
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
             revoked: t.revoked,
+            brands: t.brands,
         }
     }
 }
@@ -33,7 +34,13 @@ pub(super) async fn create(s: &Shared, req: CreateToken, actor: &Actor) -> ApiRe
     let role = req.role.unwrap_or(Role::ReadOnly);
     let t = s
         .store
-        .create_token(&req.name, role, req.expires_at, actor)
+        .create_token_for(
+            &req.name,
+            role,
+            req.expires_at,
+            req.brands.as_deref(),
+            actor,
+        )
         .await?;
     json(
         StatusCode::CREATED,
@@ -43,6 +50,7 @@ pub(super) async fn create(s: &Shared, req: CreateToken, actor: &Actor) -> ApiRe
             role,
             expires_at: req.expires_at,
             token: t.secret,
+            brands: t.info.brands,
         },
     )
 }

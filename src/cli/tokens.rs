@@ -15,6 +15,8 @@ struct Created<'a> {
     name: &'a str,
     role: Role,
     token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brands: Option<&'a [String]>,
 }
 
 /// Creates a token with `role`, printed once.
@@ -25,10 +27,19 @@ pub async fn create(
     expires_at: Option<OffsetDateTime>,
     as_json: bool,
 ) -> Result<(), Error> {
+    // `--brand B` (or `B1,B2`) on `create token` limits the token to those brands.
+    let brands = client.brand().map(|b| {
+        b.split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
     let request = CreateToken {
         name: name.to_string(),
         role: Some(role),
         expires_at,
+        brands,
     };
     let t: CreatedToken = client.post("/v1/tokens", &request).await?;
     if as_json {
@@ -36,6 +47,7 @@ pub async fn create(
             name: &t.name,
             role: t.role,
             token: &t.token,
+            brands: t.brands.as_deref(),
         })
     } else {
         outln!(
@@ -54,12 +66,21 @@ pub async fn list(client: &Client, as_json: bool) -> Result<(), Error> {
         &tokens.items,
         as_json,
         Clone::clone,
-        &["Id", "Name", "Role", "Expires", "Last used", "State"],
+        &[
+            "Id",
+            "Name",
+            "Role",
+            "Brands",
+            "Expires",
+            "Last used",
+            "State",
+        ],
         |t| {
             vec![
                 t.id.to_string(),
                 t.name.clone(),
                 t.role.to_string(),
+                t.brands.as_ref().map_or("all".into(), |b| b.join(",")),
                 short_time(t.expires_at),
                 short_time(t.last_used_at),
                 if t.revoked { "revoked" } else { "active" }.to_string(),

@@ -24,6 +24,8 @@ pub struct TokenInfo {
     pub role: Role,
     /// When it stops working, if ever.
     pub expires_at: Option<OffsetDateTime>,
+    /// The brands it may act for; `None`: every brand.
+    pub brands: Option<Vec<String>>,
 }
 
 /// A freshly created token: the secret is shown once and never stored.
@@ -55,19 +57,48 @@ impl Store {
         expires_at: Option<OffsetDateTime>,
         actor: &Actor,
     ) -> Result<NewToken> {
+        self.create_token_for(name, role, expires_at, None, actor)
+            .await
+    }
+
+    /// [`Store::create_token`] for a token limited to `brands` (`None`: every brand); each
+    /// must exist.
+    pub async fn create_token_for(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<OffsetDateTime>,
+        brands: Option<&[String]>,
+        actor: &Actor,
+    ) -> Result<NewToken> {
+        if let Some(list) = brands {
+            if list.is_empty() {
+                return Err(StoreError::Invalid(
+                    "a brand-limited token needs at least one brand".into(),
+                ));
+            }
+            let known = self.brands().await?;
+            if let Some(b) = list
+                .iter()
+                .find(|b| !known.iter().any(|k| &k.account_id == *b))
+            {
+                return Err(StoreError::NotFound(format!("no brand {b:?}").into()));
+            }
+        }
         if name.trim().is_empty() {
             return Err(StoreError::Invalid("a token needs a name".into()));
         }
         let secret = new_secret();
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO admin_tokens (name, token_sha256, role, expires_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO admin_tokens (name, token_sha256, role, expires_at, brands) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(token_hash(&secret).as_slice())
         .bind(role.as_str())
         .bind(expires_at)
+        .bind(brands)
         .fetch_one(&mut *tx)
         .await?;
         changed(
@@ -75,7 +106,7 @@ impl Store {
             actor,
             "token.create",
             name,
-            serde_json::json!({"role": role.as_str()}),
+            serde_json::json!({"role": role.as_str(), "brands": brands}),
         )
         .await?;
         tx.commit().await?;
@@ -85,6 +116,7 @@ impl Store {
                 name: name.to_string(),
                 role,
                 expires_at,
+                brands: brands.map(<[String]>::to_vec),
             },
             secret,
         })
@@ -96,7 +128,7 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE admin_tokens SET last_used_at = now() \
              WHERE token_sha256 = $1 AND {WORKS} \
-             RETURNING id, name, role, expires_at"
+             RETURNING id, name, role, expires_at, brands"
         )))
         .bind(token_hash(token).as_slice())
         .fetch_optional(&self.pool)
@@ -122,6 +154,8 @@ pub struct TokenRecord {
     pub last_used_at: Option<OffsetDateTime>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The brands it may act for; `None`: every brand.
+    pub brands: Option<Vec<String>>,
 }
 
 /// Which tokens authenticate: not revoked, not expired (by the database's clock).
@@ -131,7 +165,7 @@ impl Store {
     /// Every token, oldest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, role, created_at, expires_at, last_used_at, revoked \
+            "SELECT id, name, role, created_at, expires_at, last_used_at, revoked, brands \
              FROM admin_tokens ORDER BY id",
         )
         .fetch_all(&self.pool)

@@ -379,6 +379,9 @@ pub struct CreateToken {
         skip_serializing_if = "Option::is_none"
     )]
     pub expires_at: Option<OffsetDateTime>,
+    /// Limit the token to these brands (absent: every brand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brands: Option<Vec<String>>,
 }
 
 /// A new token: the only answer that carries its secret.
@@ -396,6 +399,9 @@ pub struct CreatedToken {
     pub expires_at: Option<OffsetDateTime>,
     /// The secret, shown this once.
     pub token: String,
+    /// The brands it is limited to (absent: every brand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brands: Option<Vec<String>>,
 }
 
 /// A token as listed (never its secret).
@@ -419,6 +425,9 @@ pub struct TokenView {
     pub last_used_at: Option<OffsetDateTime>,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The brands it is limited to (absent: every brand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brands: Option<Vec<String>>,
 }
 
 /// The answer to `POST /v1/tokens/{id}/revoke`.

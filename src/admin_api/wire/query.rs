@@ -49,6 +49,11 @@ impl Query {
         )
     }
 
+    /// Sets `name` to `value` (the router names a brand-limited token's only brand).
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.0.insert(name.to_string(), value.to_string());
+    }
+
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
