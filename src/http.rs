@@ -9,8 +9,8 @@
 //! signal); then each connection closes. All of it within [`Limits::drain_timeout`].
 //!
 //! TLS ([`serve_tls`]): the handshake runs on the connection's own task, after the connection
-//! took its slot, under the header timeout; the certificate comes from the acceptor's resolver
-//! (`tls.rs`), so a reload reaches the next handshake without touching open connections.
+//! took its slot, under the header timeout, with the acceptor current at accept (`tls.rs`), so
+//! a reload reaches the next handshake without touching open connections.
 //!
 //! Nothing here knows a route. A listener is a [`Handler`] served by [`serve`].
 
@@ -33,7 +33,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 /// A whole-body answer.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -106,7 +105,7 @@ pub async fn serve_tls<H: Handler>(
     listener: TcpListener,
     handler: H,
     limits: Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::tls::ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) {
     accept_loop(
@@ -154,7 +153,7 @@ impl hyper::body::Body for ChannelBody {
 
 async fn accept_loop<F, Fut, B>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::tls::ServerTls>,
     handle: F,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -188,8 +187,8 @@ async fn accept_loop<F, Fut, B>(
             None => {
                 tokio::spawn(conn.run(stream));
             }
-            Some(acceptor) => {
-                let handshake = acceptor.accept(stream);
+            Some(tls) => {
+                let handshake = tls.acceptor().accept(stream);
                 let timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
                     match tokio::time::timeout(timeout, handshake).await {

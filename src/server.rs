@@ -176,7 +176,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         device,
         device_api,
         limits,
-        device_tls.map(|t| t.acceptor()),
+        device_tls,
         stopped(stop_rx.clone()),
     ));
     let refresher = catalog.spawn_refresher(DEFAULT_FULL_RELOAD, stopped(stop_rx.clone()));
@@ -184,7 +184,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         admin,
         admin_api,
         limits,
-        admin_tls.map(|t| t.acceptor()),
+        admin_tls,
         stopped(stop_rx),
     ));
     // Both listeners are bound and serving: tell systemd (Type=notify; a no-op elsewhere).

@@ -2,14 +2,14 @@
 //! crypto library the tree already builds for its own RSA and hashing, so no second one, such
 //! as ring, is compiled).
 //!
-//! Server side: [`ServerTls`] loads a listener's PEM certificate chain and private key into a
-//! [`CertifiedKey`] held by [`ReloadingCert`], a [`ResolvesServerCert`] that hands every new
-//! handshake the current key. [`ServerTls::reload`] (on SIGHUP) reads the files again and swaps
-//! the `Arc`: connections already up keep the session they negotiated, new ones get the new
-//! certificate, nothing is dropped; a reload that fails keeps the old certificate and says why.
-//! With a client CA ([`ServerTls::load`]'s `client_ca`), the listener asks for and requires a
-//! client certificate issued by it (mutual TLS). The handshake itself runs in `http.rs`'s
-//! accept loop, bounded by the header timeout.
+//! Server side: [`ServerTls`] loads a listener's PEM certificate chain, private key and
+//! optional client CA into a rustls configuration and keeps its acceptor.
+//! [`ServerTls::reload`] (on SIGHUP) reads all the files again and swaps the acceptor whole:
+//! connections already up keep the session they negotiated, new ones get the new certificate
+//! and the new client CA, nothing is dropped; a reload that fails keeps the old configuration
+//! and says why. With a client CA, the listener asks for and requires a client certificate
+//! issued by it (mutual TLS). The handshake itself runs in `http.rs`'s accept loop, which asks
+//! for the current acceptor once per connection, bounded by the header timeout.
 //!
 //! Client side: [`client_config`] for the CLI: roots from a private CA file (when given) or
 //! the system's, and a client certificate for mutual TLS.
@@ -126,67 +126,42 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The current certificate of a listener, swapped whole on reload.
+/// A listener's certificate as loaded: every handshake of one configuration gets it.
 #[derive(Debug)]
-pub struct ReloadingCert {
-    current: RwLock<Arc<CertifiedKey>>,
-}
+struct LoadedCert(Arc<CertifiedKey>);
 
-impl ResolvesServerCert for ReloadingCert {
+impl ResolvesServerCert for LoadedCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().clone())
+        Some(self.0.clone())
     }
 }
 
-/// A listener's TLS: its files, its reloading certificate and the acceptor using it.
+/// A listener's TLS: its files and the acceptor made of them, swapped whole on reload.
 #[derive(Clone)]
 pub struct ServerTls {
     cert: PathBuf,
     key: PathBuf,
-    resolver: Arc<ReloadingCert>,
-    acceptor: TlsAcceptor,
+    client_ca: Option<PathBuf>,
+    current: Arc<RwLock<TlsAcceptor>>,
 }
 
 impl ServerTls {
     /// Loads `cert` (PEM chain, leaf first) and `key` (PEM PKCS#8, PKCS#1 or SEC1); with
     /// `client_ca`, requires clients to present a certificate issued by it.
     pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
-        let resolver = Arc::new(ReloadingCert {
-            current: RwLock::new(Arc::new(read_certified_key(cert, key)?)),
-        });
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?;
-        let builder = match client_ca {
-            Some(ca) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(read_roots(ca)?),
-                    provider(),
-                )
-                .build()
-                .map_err(|source| TlsError::ClientVerifier {
-                    path: ca.to_owned(),
-                    source,
-                })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            resolver,
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            client_ca: client_ca.map(Path::to_owned),
+            current: Arc::new(RwLock::new(acceptor(cert, key, client_ca)?)),
         })
     }
 
-    /// Reads the certificate and key files again and serves them to new connections; on
-    /// failure the old certificate stays.
+    /// Reads the certificate, key and client CA files again and serves them to new
+    /// connections (open ones keep what they negotiated); on failure the old ones stay.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = read_certified_key(&self.cert, &self.key)?;
-        *self.resolver.current.write() = Arc::new(fresh);
+        let fresh = acceptor(&self.cert, &self.key, self.client_ca.as_deref())?;
+        *self.current.write() = fresh;
         Ok(())
     }
 
@@ -195,10 +170,34 @@ impl ServerTls {
         &self.cert
     }
 
-    /// The acceptor for the accept loop.
+    /// The acceptor for the next handshake (the accept loop asks once per connection).
     pub fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor.clone()
+        self.current.read().clone()
     }
+}
+
+/// A server configuration of the files, as an acceptor.
+fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
+    let resolver = Arc::new(LoadedCert(Arc::new(read_certified_key(cert, key)?)));
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(read_roots(ca)?), provider())
+                    .build()
+                    .map_err(|source| TlsError::ClientVerifier {
+                        path: ca.to_owned(),
+                        source,
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The CLI's TLS: trust `ca` (a PEM file) when given, else the system's roots; present

@@ -180,7 +180,6 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
 
     // systemd's own check of the unit, with ExecStart pointing at the extracted binary.
     let bin = root.join("usr/bin/serialmint");
-    let exec = directives(&unit, "ExecStart")[0].to_string();
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -210,13 +209,30 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
         eprintln!("systemd-analyze not installed; unit not verified by systemd");
     }
 
-    // The packaged binary with the unit's command line and the packaged configuration, the
-    // secrets in 0600 files where the credentials would be, readiness to NOTIFY_SOCKET.
+    // The packaged binary with the unit's command line and the packaged configuration.
+    serve_as_the_unit(&bin, &unit, &toml_path, &hsm, &pool, None).await;
+}
+
+/// Runs `bin` as the unit would: the unit's `ExecStart` arguments (with `toml_path` for the
+/// packaged configuration), the secrets in 0400 files where `LoadCredential=` puts them,
+/// readiness told to a `NOTIFY_SOCKET`; as `user` (uid, gid) when given, as the unit's
+/// `User=` does. Checks `READY=1`, `/readyz` 200, the device listener, and `STOPPING=1` and a
+/// clean exit on SIGTERM.
+async fn serve_as_the_unit(
+    bin: &Path,
+    unit: &str,
+    toml_path: &Path,
+    hsm: &SoftHsm,
+    pool: &PgPool,
+    user: Option<(u32, u32)>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = directives(unit, "ExecStart")[0].to_string();
     let creds_dir = dir.path().join("credentials");
     std::fs::create_dir(&creds_dir).unwrap();
     for (name, text) in [
         ("pin", PIN.to_string()),
-        ("database-url", serve::database_url(&pool)),
+        ("database-url", serve::database_url(pool)),
     ] {
         let p = creds_dir.join(name);
         std::fs::write(&p, format!("{text}\n")).unwrap();
@@ -227,6 +243,18 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
     socket
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    if let Some((uid, gid)) = user {
+        // What systemd does for the unit's user: the credentials and the token are its own.
+        for p in [dir.path(), hsm.dir.path()] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        run(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(&creds_dir)
+            .arg(hsm.dir.path())
+            .arg(&socket_path));
+    }
     let args: Vec<String> = exec
         .split_whitespace()
         .skip(1)
@@ -238,8 +266,23 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
         })
         .collect();
     let (device, admin) = (common::free_port(), common::free_port());
+    let mut command = match user {
+        Some((uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "--no-new-privs",
+                "--",
+            ])
+            .arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     let mut child = KillOnDrop(
-        Command::new(&bin)
+        command
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -263,6 +306,17 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within a minute");
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    if let Some((uid, _)) = user {
+        // setpriv execs the binary in its own process: that process is the unit's user.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uids.split_whitespace()
+                .skip(1)
+                .all(|u| u == uid.to_string()),
+            "{uids}"
+        );
+    }
     assert!(
         common::wait_for_port(admin, Duration::from_secs(5)),
         "listening once ready"
@@ -282,4 +336,46 @@ async fn the_package_holds_a_hardened_unit_and_its_binary_serves_as_the_unit_run
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The package as `dpkg -i` installed it on this machine (CI: `scripts/test` installs it,
+/// sets `SERIALMINT_TEST_INSTALLED_PACKAGE=1`, runs this test and purges the package): dpkg
+/// knows it, postinst made the system user and `/etc/serialmint` its group's, and the
+/// installed binary serves with the installed unit's command line and the installed
+/// configuration, as the unit's user, the PIN in a 0400 file. Without the variable (a
+/// developer's machine, where nothing is installed) it says so and checks nothing.
+#[sqlx::test]
+async fn the_installed_package_serves_as_its_unit_runs_it(pool: PgPool) {
+    if std::env::var_os("SERIALMINT_TEST_INSTALLED_PACKAGE").is_none() {
+        eprintln!("SERIALMINT_TEST_INSTALLED_PACKAGE unset: the package is not installed here");
+        return;
+    }
+    let status = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "serialmint"]));
+    assert_eq!(status, "install ok installed");
+    let id = |flag: &str| -> u32 {
+        run(Command::new("id").args([flag, "serialmint"]))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let etc = std::fs::metadata("/etc/serialmint").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((etc.gid(), etc.mode() & 0o777), (gid, 0o750));
+    let unit = std::fs::read_to_string("/usr/lib/systemd/system/serialmint.service").unwrap();
+    assert!(
+        directives(&unit, "ExecStart")[0].starts_with("/usr/bin/serialmint "),
+        "{unit}"
+    );
+    let hsm = SoftHsm::new();
+    hsm.init_token(LABEL, PIN);
+    serve_as_the_unit(
+        Path::new("/usr/bin/serialmint"),
+        &unit,
+        Path::new("/etc/serialmint/serialmint.toml"),
+        &hsm,
+        &pool,
+        Some((uid, gid)),
+    )
+    .await;
 }

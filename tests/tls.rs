@@ -4,7 +4,8 @@
 //! working, and a broken certificate file keeps the old one); the CLI lists keys over https
 //! trusting a private CA through `SERIALMINT_ADMIN_CA` (and fails without it); with
 //! `admin.tls_client_ca` a client without a certificate, or with one from another CA, is
-//! refused and one with a certificate from the client CA gets through.
+//! refused and one with a certificate from the client CA gets through; a SIGHUP after the
+//! client CA file changed makes new connections need the new CA's certificates.
 //!
 //! Run with `cargo nextest run` (one process per test: SoftHSM is process-wide).
 
@@ -133,6 +134,21 @@ async fn get(s: &mut TlsStream<TcpStream>, path: &str) -> (u16, String) {
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).await.unwrap();
     (status, String::from_utf8(body).unwrap())
+}
+
+/// Whether a new connection presenting `client` gets `/healthz` 200 (a refused client
+/// certificate fails the handshake or, under TLS 1.3, the first read).
+async fn healthz_over_mtls(port: u16, ca: &Path, client: (&Path, &Path)) -> bool {
+    let Ok(mut s) = connect(port, ca, Some(client)).await else {
+        return false;
+    };
+    let ask = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if s.write_all(ask).await.is_err() {
+        return false;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    raw.starts_with(b"HTTP/1.1 200")
 }
 
 fn sighup(s: &Serve) {
@@ -323,6 +339,24 @@ async fn the_cli_talks_https_to_the_admin_listener_and_mutual_tls_refuses_strang
     let mut probe = connect(s.admin.port(), &ca_file, Some((&client_cert, &client_key)))
         .await
         .unwrap();
+    assert_eq!(get(&mut probe, "/healthz").await.0, 200);
+
+    // The client CA rotates: its file now names the other CA; a SIGHUP reads it again. New
+    // connections need a certificate from the new CA; the connection opened before goes on.
+    std::fs::write(&clients_file, ca.0.pem()).unwrap();
+    sighup(&s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !healthz_over_mtls(s.admin.port(), &ca_file, (&stranger_cert, &stranger_key)).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new client CA was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !healthz_over_mtls(s.admin.port(), &ca_file, (&client_cert, &client_key)).await,
+        "a certificate of the old client CA is refused after the reload"
+    );
     assert_eq!(get(&mut probe, "/healthz").await.0, 200);
     s.sigterm();
     assert!(
