@@ -211,6 +211,11 @@ pub struct Issuance {
     pub instance: String,
     /// The full serial assertion text (what the device is answered).
     pub serial_assertion: String,
+    /// On a remodel re-registration, the serial this one replaces, by its primary key
+    /// (`brand-id/model/serial`); `None` for a first registration.
+    pub original_serial: Option<String>,
+    /// The signing-log row of that serial, when this vault issued it.
+    pub original_serial_id: Option<i64>,
 }
 
 /// A row of the signing log: an issuance with its row id and the time it was recorded.

@@ -482,6 +482,8 @@ async fn models_change_and_delete_only_before_issuing(pool: PgPool) {
             signing_key_id: "key".into(),
             instance: "t".into(),
             serial_assertion: "type: serial\n".into(),
+            original_serial: None,
+            original_serial_id: None,
         }])
         .await
         .unwrap();
@@ -524,6 +526,8 @@ async fn the_signing_log_pages_and_exports_without_a_cap(pool: PgPool) {
             signing_key_id: "key".into(),
             instance: "t".into(),
             serial_assertion: format!("type: serial\nserial: SN{i:05}\nbody, with \"quotes\"\n"),
+            original_serial: None,
+            original_serial_id: None,
         })
         .collect();
     s.store.record_issuances(&rows).await.unwrap();

@@ -56,6 +56,8 @@ fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> Issuanc
         signing_key_id: "signkey".into(),
         instance: "test".into(),
         serial_assertion: format!("type: serial\nserial: {serial}\ndevice: {device}\n"),
+        original_serial: None,
+        original_serial_id: None,
     }
 }
 

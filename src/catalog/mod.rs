@@ -12,6 +12,8 @@
 //! follows `LISTEN serialmint_changes` (reconnecting when Postgres goes away) and reloads on
 //! every notification, with a periodic full reload as a safety net. This module holds no SQL.
 
+mod remodel;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +52,7 @@ pub struct Snapshot {
     device_models: HashMap<(String, String), Arc<DeviceModel>>,
     serial_keys: HashMap<i64, Result<Arc<SerialKey>, KeyRefusal>>,
     trust: Arc<TrustDb>,
+    remodel: remodel::RemodelTable,
     generation: u64,
 }
 
@@ -68,6 +71,7 @@ impl Default for Snapshot {
             device_models: HashMap::new(),
             serial_keys: HashMap::new(),
             trust: Arc::new(TrustDb::builtin()),
+            remodel: remodel::RemodelTable::default(),
             generation: 0,
         }
     }
@@ -461,7 +465,8 @@ impl Catalog {
             assertions,
             &self.trust,
             generation,
-        );
+        )
+        .with_remodel_policies(rows.remodel_policies);
         let mut current = self.current.write();
         if current.generation < generation {
             *current = Arc::new(snapshot);

@@ -266,6 +266,8 @@ mod tests {
             signing_key_id: "k".into(),
             instance: "i".into(),
             serial_assertion: format!("serial s{i}"),
+            original_serial: None,
+            original_serial_id: None,
         }
     }
 

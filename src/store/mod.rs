@@ -14,6 +14,7 @@ mod changes;
 mod keys;
 mod models;
 mod policies;
+mod remodel_policies;
 mod secret;
 mod signing_log;
 mod tokens;
@@ -34,6 +35,7 @@ pub use changes::{Change, ChangeListener};
 pub use keys::SigningKey;
 pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
+pub use remodel_policies::{NewRemodelPolicy, RemodelPolicy, compile_serial_pattern};
 pub use signing_log::LogFilter;
 pub use tokens::{NewToken, TokenInfo, TokenRecord};
 
@@ -227,6 +229,8 @@ pub struct CatalogRows {
     pub keys: Vec<SigningKey>,
     /// Every pushed account and account-key assertion.
     pub assertions: Vec<AccountAssertion>,
+    /// Every remodel policy.
+    pub remodel_policies: Vec<RemodelPolicy>,
 }
 
 /// Who made an admin change, for the audit log and `created_by` columns.
@@ -323,6 +327,7 @@ impl Store {
             active_policies: policies::all_active_policies(&mut *tx).await?,
             keys: keys::all_keys(&mut *tx).await?,
             assertions: accounts::all_account_assertions(&mut *tx).await?,
+            remodel_policies: remodel_policies::all_remodel_policies(&mut *tx).await?,
         };
         tx.commit().await?;
         Ok(rows)

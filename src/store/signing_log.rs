@@ -27,7 +27,8 @@ pub struct LogFilter {
 }
 
 const COLUMNS: &str = "id, brand_id, model_id, model_name, serial, revision, device_key_id, \
-                       request_id, signing_key_id, instance, issued_at, serial_assertion";
+                       request_id, signing_key_id, instance, issued_at, serial_assertion, \
+                       original_serial, original_serial_id";
 
 const FILTER: &str = "($1::text IS NULL OR brand_id = $1) \
      AND ($2::text IS NULL OR model_name = $2) \
@@ -101,13 +102,17 @@ impl Store {
         let mut tx = self.begin().await?;
         let written: Vec<Written> = sqlx::query_as(
             "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
-               device_key_id, request_id, signing_key_id, instance, serial_assertion) \
+               device_key_id, request_id, signing_key_id, instance, serial_assertion, \
+               original_serial, original_serial_id) \
              SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
-               t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion \
+               t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion, \
+               t.original_serial, t.original_serial_id \
              FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], \
-               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+               $12::int8[]) \
                AS t(brand_id, model_id, model_name, serial, revision, device_key_id, \
-                    request_id, signing_key_id, instance, serial_assertion) \
+                    request_id, signing_key_id, instance, serial_assertion, original_serial, \
+                    original_serial_id) \
              WHERE EXISTS (SELECT 1 FROM models WHERE id = t.model_id) \
              ORDER BY t.request_id \
              ON CONFLICT DO NOTHING RETURNING id, request_id, issued_at",
@@ -122,6 +127,18 @@ impl Store {
         .bind(column(|r| &r.signing_key_id))
         .bind(column(|r| &r.instance))
         .bind(column(|r| &r.serial_assertion))
+        .bind(
+            batch
+                .iter()
+                .map(|(r, _)| r.original_serial.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|(r, _)| r.original_serial_id)
+                .collect::<Vec<Option<i64>>>(),
+        )
         .fetch_all(&mut *tx)
         .await?;
         // Request-ids are unique among the candidates, so they name the inserted rows.
