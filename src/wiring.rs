@@ -56,6 +56,11 @@ impl DeviceCatalog for Catalog {
     fn trust(&self) -> Arc<TrustDb> {
         self.snapshot().trust().clone()
     }
+
+    fn remodel_allowed(&self, from: (&str, &str, &str), to: &DeviceModel) -> bool {
+        self.snapshot()
+            .remodel_allowed(from, (&to.brand_id, &to.name))
+    }
 }
 
 /// The signing log in Postgres: [`Store::record_issuances`] commits each group in one

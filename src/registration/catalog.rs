@@ -90,6 +90,12 @@ pub trait DeviceCatalog: Send + Sync + 'static {
     /// The trust database used to verify model assertions: the trusted roots plus the
     /// pushed accounts and account-keys.
     fn trust(&self) -> Arc<TrustDb>;
+    /// Whether a remodel policy lets the device holding the serial `from` (brand, model,
+    /// serial number) re-register as `to`. None does unless the catalog says so.
+    fn remodel_allowed(&self, from: (&str, &str, &str), to: &DeviceModel) -> bool {
+        let _ = (from, to);
+        false
+    }
 }
 
 /// Constant-time string equality (length leaks, content does not).

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod log;
+pub mod remodel;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use catalog::{
     AssertionKind, DeviceCatalog, DeviceModel, DuplicatePolicy, KeyRefusal, SerialKey, SerialScheme,
 };
 pub use log::{GroupCommit, LogError, SigningLog};
+pub use remodel::{RemodelError, RemodelRequest};
 pub use request_id::{RequestIdError, RequestIds};
 
 use crate::assertion::{
@@ -108,6 +110,9 @@ pub enum RegError {
     /// A signature from the HSM did not verify (503: the device retries).
     #[error("signature check failed; retry later")]
     SignatureCheck(String),
+    /// A remodel re-registration was refused (its own status and code).
+    #[error(transparent)]
+    Remodel(RemodelError),
 }
 
 impl RegError {
@@ -124,6 +129,7 @@ impl RegError {
             | BadModel(_) | SerialRequired(_) | InvalidSerial(_) => 400,
             NoSigningPolicy(_) | KeyRoleRefused(_) | RequestIdUsed | SerialTaken(_) => 409,
             KeyUnavailable(_) | Signing(_) | LogUnavailable(_) | SignatureCheck(_) => 503,
+            Remodel(e) => e.status(),
         }
     }
 
@@ -153,6 +159,7 @@ impl RegError {
             Signing(e) => e.code(),
             LogUnavailable(_) => "database-unavailable",
             SignatureCheck(_) => "signature-check-failed",
+            Remodel(e) => e.code(),
         }
     }
 
@@ -328,6 +335,7 @@ impl Registration {
             .map_err(|e| RegError::BadStream(e.to_string()))?;
         let model_a = Model::try_from(it.next().expect("shape checked"))
             .map_err(|e| RegError::BadStream(e.to_string()))?;
+        let remodel = RemodelRequest::from_stream(&req, it.next())?;
 
         // Self-signature, device key size, request-id.
         req.verify_self_signature()
@@ -352,7 +360,7 @@ impl Registration {
                 model: req.model().to_owned(),
             })?;
         *model_label = model.name.clone();
-        if !catalog::ct_eq(&model.api_key, api_key) || !model.enabled {
+        if !self.api_key_matches(remodel.as_ref(), &model, api_key) || !model.enabled {
             return Err(RegError::ModelNotAllowed(model.name.clone()));
         }
 
@@ -371,6 +379,10 @@ impl Registration {
             .trust()
             .check_model(&model_a, now)
             .map_err(|e| RegError::BadModel(e.to_string()))?;
+        let original = match &remodel {
+            Some(r) => Some(self.check_remodel(r, &req, &model, now).await?),
+            None => None,
+        };
 
         // The policy's key.
         let key = self.catalog.serial_key(&model).map_err(|e| match e {
@@ -466,6 +478,8 @@ impl Registration {
                 signing_key_id: key.key_id.clone(),
                 instance: self.instance.clone(),
                 serial_assertion: serial_text,
+                original_serial: original.as_ref().map(|o| o.key.clone()),
+                original_serial_id: original.and_then(|o| o.log_id),
             })
             .await?;
         match outcome {
