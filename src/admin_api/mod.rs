@@ -23,6 +23,7 @@ mod keys;
 mod models;
 mod policies;
 mod probes;
+mod remodel_policies;
 mod signing_log;
 pub mod throttle;
 mod tokens;
@@ -358,6 +359,7 @@ impl AdminApi {
                 policies::create(s, &q, name, s.body(req).await?, a).await
             }
             (&M::GET, ["v1", "serial-policies"]) => policies::list(s, &q, q.get("model")).await,
+            (m, ["v1", "remodel-policies"]) => remodel_policies::route(s, m, &q, req, a).await,
             (&M::GET, ["v1", "signing-log"]) => signing_log::page(s, &q).await,
             (&M::GET, ["v1", "signing-log", "export"]) => signing_log::export(s, &q).await,
             (&M::GET, ["v1", "tokens"]) => tokens::list(s).await,

@@ -70,10 +70,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a key, a model, a serial policy or an admin token.
+    /// Create a key, a model, a serial or remodel policy, or an admin token.
     #[command(subcommand)]
     Create(Create),
-    /// List keys, models, serial policies, serials or admin tokens.
+    /// List keys, models, serial or remodel policies, serials or admin tokens.
     #[command(subcommand)]
     List(List),
     /// Print the account-key-request of a key (signed by the key), for the brand store.
@@ -104,7 +104,7 @@ pub enum Command {
     /// Enable a key or a model again.
     #[command(subcommand)]
     Enable(Toggle),
-    /// Delete a model.
+    /// Delete a model or a remodel policy.
     #[command(subcommand)]
     Delete(Delete),
     /// Set a model's API key.
@@ -203,6 +203,8 @@ pub enum Create {
         #[arg(long)]
         json: bool,
     },
+    /// Let devices of one model re-register as another of the brand's (remodel).
+    RemodelPolicy(super::remodel::CreateArgs),
 }
 
 /// A model's serving settings (defaults: no rate limit, refuse duplicates, UUID serials).
@@ -264,6 +266,8 @@ pub enum List {
         #[arg(long)]
         json: bool,
     },
+    /// Remodel policies: which devices may re-register as which model.
+    RemodelPolicies(super::remodel::ListArgs),
     /// Issued serials from the signing log, newest first.
     Serials {
         /// Only this model.
@@ -327,6 +331,8 @@ pub enum Delete {
         #[arg(long)]
         json: bool,
     },
+    /// A remodel policy: devices of its original model may no longer re-register.
+    RemodelPolicy(super::remodel::DeleteArgs),
 }
 
 /// `serialmint set ...`

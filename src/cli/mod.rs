@@ -17,6 +17,7 @@ mod lifecycle;
 mod models;
 mod output;
 mod policies;
+mod remodel;
 mod signing_log;
 mod tokens;
 
@@ -129,6 +130,9 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Enable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, true).await
         }),
+        Command::Delete(Delete::RemodelPolicy(d)) => admin(brand.clone(), |client| async move {
+            remodel::delete(&client, d).await
+        }),
         Command::Delete(Delete::Model { name, json }) => {
             admin(brand.clone(), |client| async move {
                 lifecycle::delete_model(&client, &name, json).await
@@ -190,6 +194,7 @@ async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
         Create::SerialPolicy { model, key, json } => {
             policies::create(client, model, key, json).await
         }
+        Create::RemodelPolicy(a) => remodel::create(client, a).await,
     }
 }
 
@@ -200,6 +205,7 @@ async fn list(client: &client::Client, l: List) -> Result<(), Error> {
         List::Keys { json } => keys::list(client, json).await,
         List::Models { long, json } => models::list(client, long, json).await,
         List::SerialPolicies { model, json } => policies::list(client, model, json).await,
+        List::RemodelPolicies(a) => remodel::list(client, a).await,
         List::Serials {
             model,
             serial,

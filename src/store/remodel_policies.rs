@@ -80,7 +80,10 @@ fn policy_error(e: sqlx::Error, new: &NewRemodelPolicy, brand: &str) -> StoreErr
             e,
         )),
         Some("remodel_policies_from_brand_id_check") => StoreError::Invalid(Reason::caused_by(
-            format!("invalid from-brand {:?}: not a snapd account-id", new.from_brand_id),
+            format!(
+                "invalid from-brand {:?}: not a snapd account-id",
+                new.from_brand_id
+            ),
             e,
         )),
         Some("remodel_policies_from_model_check") => StoreError::Invalid(Reason::caused_by(
@@ -123,9 +126,16 @@ impl Store {
                     "the serial pattern is empty; leave it out to allow any serial".into(),
                 ));
             }
-            compile_serial_pattern(p).map_err(|e| {
-                StoreError::Invalid(format!("invalid serial pattern {p:?}: {e}").into())
-            })?;
+            // The pattern alone first, so an error points into what the admin wrote; the
+            // regex crate's message spans lines, its last one says what is wrong.
+            Regex::new(p)
+                .and_then(|_| compile_serial_pattern(p))
+                .map_err(|e| {
+                    let e = e.to_string();
+                    let why = e.lines().last().unwrap_or_default();
+                    let why = why.trim().trim_start_matches("error: ");
+                    StoreError::Invalid(format!("invalid serial pattern {p:?}: {why}").into())
+                })?;
         }
         let model = self.model(brand_id, &new.to_model).await?;
         let mut tx = self.begin().await?;

@@ -14,6 +14,7 @@
 //! in [`ModelPatch`], where `null` clears a rate limit.
 
 mod query;
+mod remodel;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 use crate::domain::{AssertionKind, DuplicatePolicy, KeyOrigin, KeyStatus, Role, SerialGeneration};
 
 pub use query::{AuditQuery, ExportFormat, ExportQuery, LogQuery, PageQuery, Query, QueryError};
+pub use remodel::{CreateRemodelPolicy, RemodelPolicyView};
 
 /// The media type of assertions (`POST /v1/account-keys`, `POST /v1/keys/{id}/register`).
 pub const ASSERTION_TYPE: &str = "application/x.ubuntu.assertion";
