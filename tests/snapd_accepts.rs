@@ -15,6 +15,8 @@ mod common;
 mod device;
 #[path = "common/keyfiles.rs"]
 mod keyfiles;
+#[path = "common/remodel.rs"]
+mod remodel;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
@@ -352,4 +354,121 @@ async fn snapd_accepts_a_serial_signed_by_an_imported_gpg_key(pool: PgPool) {
     );
     assert_eq!(v.out, "snapd accepted serial pc-imported-0001\n");
     println!("{}", v.out.trim_end());
+}
+
+/// The stream snapd 2.57 sends on a re-registration remodel, made by snapd's own asserts code
+/// (`tests/snapd/rereg_request.go`) with the cached device key `key_name`.
+fn snapd_rereg_request(
+    dir: &Path,
+    key_name: &str,
+    request_id: &str,
+    new_model: &[u8],
+    current: &[u8],
+    proposed: &str,
+) -> Vec<u8> {
+    require_go();
+    let key =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("device-keys/{key_name}-4096.pk8"));
+    let (model_path, serial_path) = (dir.join("rereg.model"), dir.join("rereg.serial"));
+    std::fs::write(&model_path, new_model).unwrap();
+    std::fs::write(&serial_path, current).unwrap();
+    let gopath = dir.join("gopath");
+    std::fs::create_dir_all(&gopath).unwrap();
+    let out = Command::new("go")
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapd/rereg_request.go"))
+        .args([key.as_os_str(), request_id.as_ref(), model_path.as_os_str()])
+        .args([serial_path.as_os_str(), proposed.as_ref()])
+        .current_dir(dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache"),
+        )
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .expect("go run starts");
+    assert!(
+        out.status.success(),
+        "rereg_request.go failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[sqlx::test]
+async fn snapd_accepts_a_re_registered_serial(pool: PgPool) {
+    use remodel::*;
+    let (_token, server) = setup(pool).await;
+    provision_model_b(&server).await;
+    allow_remodel(&server, Some("pc-snapd-[0-9]+")).await;
+    let dev = device_key("snapd-oracle", 4096);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Registered as pc; snapd accepts that serial with its chain.
+    let first = issue(&server, &dev, "pc-snapd-0003").await;
+    let v = snapd_verdict(
+        dir.path(),
+        "first",
+        &first.body,
+        &model_assertion(MODEL),
+        &dev.public.key_id(),
+    );
+    assert!(v.accepted, "{}", v.out);
+    let current = first.assertions()[0].encode();
+
+    // Remodel to pc-b: the request exactly as snapd makes it, with the original api-key.
+    let rid = server.request_id().await;
+    let model_b = model_assertion(MODEL_B);
+    let body = snapd_rereg_request(
+        dir.path(),
+        "snapd-oracle",
+        &rid,
+        &model_b,
+        &current,
+        "pc-snapd-0003",
+    );
+    let kinds: Vec<AssertionType> = serialmint::assertion::decode_stream(&body)
+        .unwrap()
+        .iter()
+        .map(|a| a.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AssertionType::SerialRequest,
+            AssertionType::Model,
+            AssertionType::Serial
+        ]
+    );
+    let a = server.post_serial_with_key(&body, API_KEY).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = snapd_verdict(dir.path(), "rereg", &a.body, &model_b, &dev.public.key_id());
+    assert!(
+        v.accepted,
+        "snapd refused the re-registered serial: {}",
+        v.out
+    );
+    assert_eq!(v.out, "snapd accepted serial pc-snapd-0003\n");
+    // For the new model, not the old one: snapd's identity check refuses it against pc.
+    let v = snapd_verdict(
+        dir.path(),
+        "rereg-old-model",
+        &a.body,
+        &model_assertion(MODEL),
+        &dev.public.key_id(),
+    );
+    assert!(!v.accepted, "{}", v.out);
+    assert!(
+        v.out
+            .contains("does not match provided device identity information"),
+        "{}",
+        v.out
+    );
+    println!("re-registered: {}", v.out.trim_end());
 }
