@@ -36,6 +36,7 @@ fn view(row: &LoggedIssuance, full: bool) -> IssuanceView {
         instance: i.instance.clone(),
         issued_at: row.issued_at,
         serial_assertion: full.then(|| i.serial_assertion.clone()),
+        original_serial: i.original_serial.clone(),
     }
 }
 

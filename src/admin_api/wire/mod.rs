@@ -470,6 +470,9 @@ pub struct IssuanceView {
     /// The serial assertion text (in exports only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_assertion: Option<String>,
+    /// On a remodel re-registration, the replaced serial's `brand-id/model/serial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_serial: Option<String>,
 }
 
 /// A page of the signing log, newest first.
