@@ -153,7 +153,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics)
-        .with_limits(AdminLimits::from_config(&config));
+        .with_limits(AdminLimits::from_config(&config))
+        .with_secure_cookies(admin_tls.is_some());
     let limits = Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,

@@ -103,6 +103,21 @@ impl ApiError {
         )
     }
 
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Its `Retry-After` in seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// The answer.
     pub fn response(&self) -> HttpResponse {
         let mut resp = http::json_error(self.status, self.code, &self.message);

@@ -27,6 +27,7 @@ mod remodel_policies;
 mod signing_log;
 pub mod throttle;
 mod tokens;
+pub mod ui;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -75,6 +76,8 @@ struct Shared {
     metrics: Option<PrometheusHandle>,
     body_timeout: Duration,
     throttle: AuthThrottle,
+    /// The dashboard's sessions (shared by every copy of the handler).
+    ui: Arc<ui::Ui>,
 }
 
 /// Limits of the admin listener's handler.
@@ -166,6 +169,34 @@ impl Shared {
         }
     }
 
+    /// 429 while `peer` is shut out for bad tokens.
+    fn throttle_check(&self, peer: SocketAddr) -> ApiResult<()> {
+        self.throttle
+            .check(peer.ip(), Instant::now())
+            .map_err(|wait| {
+                metrics::counter!("admin_auth_throttled_total").increment(1);
+                ApiError::throttled(wait)
+            })
+    }
+
+    /// The identity of `token`; an unknown one counts against `peer`'s address (401).
+    async fn token_info(&self, token: &str, peer: SocketAddr) -> ApiResult<TokenInfo> {
+        match self.store.authenticate(token).await? {
+            Some(info) => Ok(info),
+            None => {
+                metrics::counter!("admin_auth_failures_total").increment(1);
+                if let Some(delay) = self.throttle.failed(peer.ip(), Instant::now()) {
+                    tracing::warn!(
+                        client = %peer.ip(),
+                        delay_ms = delay.as_millis() as u64,
+                        "admin: too many bad tokens from this address; refusing it for a while"
+                    );
+                }
+                Err(ApiError::unauthorized())
+            }
+        }
+    }
+
     /// Each model's newest serial policy, by model id.
     async fn active_policies(&self) -> ApiResult<HashMap<i64, SerialPolicy>> {
         Ok(self
@@ -235,8 +266,16 @@ impl AdminApi {
                 metrics,
                 body_timeout: limits.body_timeout,
                 throttle: AuthThrottle::new(limits.throttle),
+                ui: Arc::default(),
             }),
         }
+    }
+
+    /// The same handler with the dashboard's cookies marked `Secure` (the admin listener
+    /// speaks TLS).
+    pub fn with_secure_cookies(self, secure: bool) -> Self {
+        self.shared.ui.set_secure(secure);
+        self
     }
 
     /// The same handler with other limits (and an empty bad-token table).
@@ -250,6 +289,7 @@ impl AdminApi {
                 metrics: s.metrics.clone(),
                 body_timeout: limits.body_timeout,
                 throttle: AuthThrottle::new(limits.throttle),
+                ui: s.ui.clone(),
             }),
         }
     }
@@ -261,11 +301,7 @@ impl AdminApi {
         req: &Request<Incoming>,
         peer: SocketAddr,
     ) -> ApiResult<TokenInfo> {
-        let throttle = &self.shared.throttle;
-        if let Err(wait) = throttle.check(peer.ip(), Instant::now()) {
-            metrics::counter!("admin_auth_throttled_total").increment(1);
-            return Err(ApiError::throttled(wait));
-        }
+        self.shared.throttle_check(peer)?;
         let token = req
             .headers()
             .get(AUTHORIZATION)
@@ -277,20 +313,7 @@ impl AdminApi {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        match self.shared.store.authenticate(token).await? {
-            Some(info) => Ok(info),
-            None => {
-                metrics::counter!("admin_auth_failures_total").increment(1);
-                if let Some(delay) = throttle.failed(peer.ip(), Instant::now()) {
-                    tracing::warn!(
-                        client = %peer.ip(),
-                        delay_ms = delay.as_millis() as u64,
-                        "admin: too many bad tokens from this address; refusing it for a while"
-                    );
-                }
-                Err(ApiError::unauthorized())
-            }
-        }
+        self.shared.token_info(token, peer).await
     }
 
     /// The route table: probes first (no token), then every authenticated route.
@@ -298,6 +321,9 @@ impl AdminApi {
         let s = &self.shared;
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        if ui::owns(&path) {
+            return Ok(ui::route(s, req, peer).await);
+        }
         if let Some(answer) = probes::unauthenticated(s, &method, &path).await {
             return answer;
         }

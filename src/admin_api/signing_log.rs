@@ -47,6 +47,7 @@ fn filter(q: LogQuery) -> LogFilter {
         serial_prefix: q.serial,
         since: q.since,
         until: q.until,
+        device_key: q.device_key,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct LogFilter {
     pub since: Option<OffsetDateTime>,
     /// Only issued before this.
     pub until: Option<OffsetDateTime>,
+    /// Only serials for this device key (its SHA3-384 id).
+    pub device_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, brand_id, model_id, model_name, serial, revision, device_key_id, \
@@ -34,7 +36,8 @@ const FILTER: &str = "($1::text IS NULL OR brand_id = $1) \
      AND ($2::text IS NULL OR model_name = $2) \
      AND ($3::text IS NULL OR starts_with(serial, $3)) \
      AND ($4::timestamptz IS NULL OR issued_at >= $4) \
-     AND ($5::timestamptz IS NULL OR issued_at < $5)";
+     AND ($5::timestamptz IS NULL OR issued_at < $5) \
+     AND ($6::text IS NULL OR device_key_id = $6)";
 
 /// Row id and time of a row the batch insert wrote, by request-id.
 #[derive(sqlx::FromRow)]
@@ -203,13 +206,14 @@ impl Store {
     ) -> Result<Vec<LoggedIssuance>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM signing_log WHERE {FILTER} \
-             AND ($6::int8 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+             AND ($7::int8 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
         )))
         .bind(filter.brand_id.as_deref())
         .bind(filter.model.as_deref())
         .bind(filter.serial_prefix.as_deref())
         .bind(filter.since)
         .bind(filter.until)
+        .bind(filter.device_key.as_deref())
         .bind(before_id)
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.pool)
@@ -231,6 +235,7 @@ impl Store {
             .bind(filter.serial_prefix.as_deref())
             .bind(filter.since)
             .bind(filter.until)
+            .bind(filter.device_key.as_deref())
             .fetch(&self.pool);
         loop {
             let item = match rows.try_next().await {

@@ -118,11 +118,13 @@ pub struct LogQuery {
     pub since: Option<OffsetDateTime>,
     /// Only rows signed before this.
     pub until: Option<OffsetDateTime>,
+    /// Only serials for this device key (SHA3-384 id).
+    pub device_key: Option<String>,
 }
 
 impl LogQuery {
-    /// From `brand-id`, `model`, `serial`, `since` and `until` (empty `model`/`serial` are
-    /// no filter).
+    /// From `brand-id`, `model`, `serial`, `since`, `until` and `device-key` (empty `model`,
+    /// `serial` and `device-key` are no filter).
     pub fn from_query(q: &Query) -> Result<Self, QueryError> {
         Ok(LogQuery {
             brand_id: q.get("brand-id").map(str::to_string),
@@ -130,6 +132,7 @@ impl LogQuery {
             serial: q.non_empty("serial"),
             since: q.time("since")?,
             until: q.time("until")?,
+            device_key: q.non_empty("device-key"),
         })
     }
 
@@ -138,7 +141,8 @@ impl LogQuery {
             .put("model", self.model.as_deref())
             .put("serial", self.serial.as_deref())
             .time("since", self.since)
-            .time("until", self.until);
+            .time("until", self.until)
+            .put("device-key", self.device_key.as_deref());
     }
 }
 
