@@ -109,7 +109,9 @@ pub async fn page(s: &Shared, v: &Viewer, raw: &Query) -> ApiResult<Answer> {
             a #export href=(format!("/ui/signing-log/export.csv?{export}")) { "Export these as CSV" }
         }
         table #results {
-            caption { (rows.len()) " serials, newest first" }
+            caption {
+                (rows.len()) @if rows.len() == 1 { " serial" } @else { " serials" } ", newest first"
+            }
             thead { tr {
                 th scope="col" { "Issued (UTC)" } th scope="col" { "Brand" }
                 th scope="col" { "Model" } th scope="col" { "Serial" } th scope="col" { "Rev." }
