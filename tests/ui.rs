@@ -370,3 +370,188 @@ async fn the_signing_log_search_finds_a_serial_and_exports_the_same_filter(pool:
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     assert!(csv.body.contains("SN0042") && !csv.body.contains("SN0043"));
 }
+
+async fn widget(s: &Server) {
+    let model = serialmint::store::NewModel {
+        brand_id: "acme".into(),
+        name: "widget".into(),
+        api_key: "widget-api-key-0123456789".into(),
+        rate_limit_per_sec: None,
+        rate_limit_burst: None,
+        duplicate_policy: Default::default(),
+        serial_generation: Default::default(),
+        serial_prefix: String::new(),
+    };
+    s.store
+        .create_model(&model, &Actor::bootstrap())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test]
+async fn admin_actions_are_audited_under_the_token_name(pool: PgPool) {
+    let s = start(pool, lenient()).await;
+    widget(&s).await;
+    let cookie = sign_in(s.addr, &s.admin).await;
+    let page = exchange(s.addr, "GET", "/ui/models", Some(&cookie), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("widg… (25 characters)"),
+        "the API key is masked"
+    );
+    assert!(!page.body.contains("widget-api-key-0123456789"));
+    assert!(page.body.contains("data-confirm=\"Disable model widget?"));
+    assert!(!page.body.contains("Remodel policies"), "none yet");
+    s.store
+        .create_remodel_policy(
+            "acme",
+            &serialmint::store::NewRemodelPolicy {
+                from_brand_id: "acme".into(),
+                from_model: "gadget-v1".into(),
+                to_model: "widget".into(),
+                serial_pattern: Some("W[0-9]+".into()),
+            },
+            &Actor::bootstrap(),
+        )
+        .await
+        .unwrap();
+    let page = exchange(s.addr, "GET", "/ui/models", Some(&cookie), None).await;
+    assert!(page.body.contains("Remodel policies"), "{}", page.body);
+    assert!(page.body.contains("acme / gadget-v1"));
+    assert!(page.body.contains("<code>W[0-9]+</code>"));
+    let csrf = page.csrf_field().unwrap();
+
+    let r = exchange(
+        s.addr,
+        "POST",
+        "/ui/models/acme/widget/disable",
+        Some(&cookie),
+        Some(&[("csrf", csrf.as_str())]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/ui/models?done=disabled"));
+    assert!(!s.store.model("acme", "widget").await.unwrap().enabled);
+    let audit = s.store.audit_log(None, 10).await.unwrap();
+    assert_eq!(audit[0].action, "model.update");
+    assert_eq!(
+        audit[0].actor, "admin",
+        "the session's token name, as the CLI's"
+    );
+    let page = exchange(
+        s.addr,
+        "GET",
+        "/ui/models?done=disabled",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(page.body.contains("The model was disabled"));
+    assert!(page.body.contains("Enable model"));
+
+    // A token, its secret shown once on the answer and never in the list.
+    let r = exchange(
+        s.addr,
+        "POST",
+        "/ui/tokens",
+        Some(&cookie),
+        Some(&[
+            ("csrf", csrf.as_str()),
+            ("name", "line-3"),
+            ("role", "read-only"),
+            ("days", "30"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.body.find("id=\"secret\">").unwrap() + "id=\"secret\">".len();
+    let secret = &r.body[at..at + r.body[at..].find('<').unwrap()];
+    assert!(secret.starts_with("smt_"), "{secret}");
+    let info = s
+        .store
+        .authenticate(secret)
+        .await
+        .unwrap()
+        .expect("it works");
+    assert_eq!(info.role, Role::ReadOnly);
+    assert!(info.expires_at.is_some());
+    let list = exchange(s.addr, "GET", "/ui/tokens", Some(&cookie), None).await;
+    assert!(list.body.contains("line-3") && !list.body.contains(secret));
+    let audit = exchange(s.addr, "GET", "/ui/audit", Some(&cookie), None).await;
+    assert_eq!(audit.status, 200);
+    assert!(
+        audit.body.contains("token.create") || audit.body.contains("token"),
+        "{}",
+        audit.body
+    );
+    assert!(audit.body.contains("model.update"));
+
+    // Read-only: no action forms, and posting one anyway is refused.
+    let ro = sign_in(s.addr, &s.reader).await;
+    let page = exchange(s.addr, "GET", "/ui/models", Some(&ro), None).await;
+    assert!(
+        !page.body.contains("data-confirm"),
+        "no actions for read-only"
+    );
+    let ro_csrf = page.csrf_field().unwrap();
+    for path in ["/ui/models/acme/widget/enable", "/ui/tokens"] {
+        let r = exchange(
+            s.addr,
+            "POST",
+            path,
+            Some(&ro),
+            Some(&[("csrf", ro_csrf.as_str()), ("name", "x")]),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    assert!(!s.store.model("acme", "widget").await.unwrap().enabled);
+}
+
+#[sqlx::test]
+async fn brand_limited_tokens_see_their_brands_only(pool: PgPool) {
+    let s = start(pool, lenient()).await;
+    widget(&s).await;
+    let actor = Actor::bootstrap();
+    s.store.ensure_brand("other", &actor).await.unwrap();
+    let limited = s
+        .store
+        .create_token_for(
+            "acme-line",
+            Role::Admin,
+            None,
+            Some(&["other".to_string()]),
+            &actor,
+        )
+        .await
+        .unwrap()
+        .secret;
+    let cookie = sign_in(s.addr, &limited).await;
+    let page = exchange(s.addr, "GET", "/ui/models", Some(&cookie), None).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("widget"), "another brand's model");
+    for path in ["/ui/audit", "/ui/tokens"] {
+        let r = exchange(s.addr, "GET", path, Some(&cookie), None).await;
+        assert_eq!(r.status, 403, "{path}");
+    }
+    let csrf = page.csrf_field().unwrap();
+    let r = exchange(
+        s.addr,
+        "POST",
+        "/ui/models/acme/widget/disable",
+        Some(&cookie),
+        Some(&[("csrf", csrf.as_str())]),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(s.store.model("acme", "widget").await.unwrap().enabled);
+    let r = exchange(
+        s.addr,
+        "GET",
+        "/ui/signing-log?brand-id=acme",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}

@@ -209,3 +209,54 @@ async fn a_read_only_token_changes_nothing_and_forms_need_their_csrf_token(pool:
     let r = web::exchange(l.serve.admin, "GET", "/ui/", Some(&cookie), None).await;
     assert_eq!(r.status, 200, "the session survives refused forms");
 }
+
+#[sqlx::test]
+async fn an_admin_disables_a_model_only_after_confirming(pool: PgPool) {
+    let l = line(&pool).await;
+    let b = Browser::start("actions").await;
+    b.sign_in(&l.base, &l.admin).await;
+    b.find("#chart").await;
+    b.click("a[href='/ui/models']").await;
+    let card = "#model-testrootorg-pc";
+    b.find(card).await;
+    b.screenshot("1-models").await;
+    // A new serial-policy revision with the chosen key, confirmed, made by the session's token.
+    b.click(&format!("{card} form[action$='/serial-policy'] button"))
+        .await;
+    b.client.accept_alert().await.unwrap();
+    let notice = b.text("#notice").await;
+    assert!(notice.contains("serial-policy revision"), "{notice}");
+    let newest = b.text(&format!("{card} tbody tr")).await;
+    assert!(
+        newest.starts_with('2') && newest.contains(KEY_NAME) && newest.contains("operator"),
+        "{newest}"
+    );
+    // Dismissed: nothing happens.
+    b.click(&format!("{card} button.danger")).await;
+    let asked = b.client.get_alert_text().await.expect("a confirmation");
+    assert!(asked.contains("Disable model pc?"), "{asked}");
+    b.client.dismiss_alert().await.unwrap();
+    let store = Store::from_pool(pool.clone());
+    assert!(store.model("testrootorg", "pc").await.unwrap().enabled);
+    // Confirmed: disabled and audited under the token's name.
+    b.click(&format!("{card} button.danger")).await;
+    b.client.accept_alert().await.unwrap();
+    let notice = b.text("#notice").await;
+    assert!(notice.contains("disabled"), "{notice}");
+    assert!(!store.model("testrootorg", "pc").await.unwrap().enabled);
+    b.screenshot("2-disabled").await;
+    b.click("a[href='/ui/audit']").await;
+    b.wait_for_text("model.update").await;
+    let audit = b.text("#audit tbody tr").await;
+    assert!(
+        audit.contains("operator") && audit.contains("model.update"),
+        "{audit}"
+    );
+    b.screenshot("3-audit").await;
+    b.click("a[href='/ui/keys']").await;
+    let keys = b.text("#keys").await;
+    assert!(
+        keys.contains(KEY_NAME) && keys.contains("registered"),
+        "{keys}"
+    );
+}

@@ -111,9 +111,21 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
     }
 
-    /// The text of `css`.
+    /// The text of `css`. The live parts of a page replace their elements while a test reads
+    /// them (a found element may be gone by the time its text is asked for): found again until
+    /// it answers, within the same patience.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("its text")
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("{css} changed while read ({e}); reading it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the text of {css}: {e}"),
+            }
+        }
     }
 
     /// Types `text` into the input `css`.

@@ -18,6 +18,7 @@
 //!   inline script or style, no framing. The JavaScript is served from `/ui/static/`.
 //! - Tokens and cookies are never logged.
 
+mod manage;
 mod overview;
 mod pages;
 mod search;
@@ -212,6 +213,10 @@ async fn route_inner(s: &Shared, req: Request<Incoming>, peer: SocketAddr) -> An
             "/ui/overview.json" => overview::json(s, v).await,
             "/ui/signing-log" => search::page(s, v, &q).await,
             "/ui/signing-log/export.csv" => search::export(s, v, &q).await,
+            "/ui/models" => manage::models_page(s, v, &q).await,
+            "/ui/keys" => manage::keys_page(s, v).await,
+            "/ui/tokens" => manage::tokens_page(s, v, None).await,
+            "/ui/audit" => manage::audit_page(s, v).await,
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -352,9 +357,5 @@ async fn post(
     if !v.is_admin() {
         return Err(ApiError::read_only());
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        format!("no action {path}"),
-    ))
+    manage::act(s, v, path, &fields).await
 }

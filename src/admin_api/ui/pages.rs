@@ -11,7 +11,14 @@ use super::Viewer;
 use crate::domain::Role;
 
 /// The sections of the navigation bar: path and label.
-const NAV: &[(&str, &str)] = &[("/ui/", "Overview"), ("/ui/signing-log", "Signing log")];
+const NAV: &[(&str, &str)] = &[
+    ("/ui/", "Overview"),
+    ("/ui/signing-log", "Signing log"),
+    ("/ui/models", "Models"),
+    ("/ui/keys", "Keys"),
+    ("/ui/tokens", "Tokens"),
+    ("/ui/audit", "Audit log"),
+];
 
 /// The hidden CSRF field every form of a session carries.
 pub fn csrf_field(v: &Viewer) -> Markup {
