@@ -99,7 +99,10 @@ fn serial_route_seeds_reach_every_outcome() {
             &[(200, None), (200, None), (200, None)],
         ),
         ("proposed_in_body", &[(200, None)]),
-        ("remodel", &[(200, None)]),
+        // The current serial as the stream's third assertion without snapd's `original-*`
+        // headers (`overlord/devicestate/remodel.go` always sends both): an incomplete
+        // re-registration, refused before anything is signed.
+        ("remodel", &[(400, Some("remodel-request-incomplete"))]),
         ("resigned", &[(200, None), (200, None)]),
         (
             "refusals",
