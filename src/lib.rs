@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod device_api;
 pub mod domain;
+pub mod evidence;
 pub mod hsm;
 pub mod http;
 pub mod keyfile;

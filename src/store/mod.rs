@@ -10,6 +10,7 @@
 mod accounts;
 mod audit;
 mod brands;
+mod chain;
 mod changes;
 mod dashboard;
 mod keys;
@@ -349,13 +350,33 @@ async fn changed(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
-        .bind(&actor.0)
-        .bind(action)
-        .bind(target)
-        .bind(sqlx::types::Json(detail))
-        .execute(&mut **tx)
-        .await?;
+    use crate::evidence::chain::{AuditRow, Chain, audit_row_bytes, canonical_json};
+    // The audit chain: lock its head, link the row, store both (docs/EVIDENT-LOG.md).
+    let locked = chain::lock_head(tx, Chain::AuditLog).await?;
+    let mut head = locked.head;
+    let detail = canonical_json(&detail);
+    let row = AuditRow {
+        at: locked.now,
+        actor: &actor.0,
+        action,
+        target,
+        detail: &detail,
+    };
+    let (seq, hash) = head.append(|seq| audit_row_bytes(seq, &row));
+    sqlx::query(
+        "INSERT INTO audit_log (actor, action, target, detail, at, chain_seq, chain_hash) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
+    )
+    .bind(&actor.0)
+    .bind(action)
+    .bind(target)
+    .bind(&detail)
+    .bind(locked.now)
+    .bind(seq)
+    .bind(hash.as_slice())
+    .execute(&mut **tx)
+    .await?;
+    chain::set_head(tx, Chain::AuditLog, &head).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANGES_CHANNEL)
         .bind(format!("{action} {target}"))

@@ -8,8 +8,9 @@
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, chain};
 use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
+use crate::evidence::chain::{Chain, ChainHash, signing_row_bytes};
 
 /// Filters for listing and exporting the signing log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,19 +104,29 @@ impl Store {
             |f: fn(&Issuance) -> &str| -> Vec<&str> { batch.iter().map(|(r, _)| f(r)).collect() };
 
         let mut tx = self.begin().await?;
+        // The chain: lock its head (serializing appenders on every instance), link every
+        // candidate in batch order, and store the new head in the INSERT's own statement.
+        let locked = chain::lock_head(&mut tx, Chain::SigningLog).await?;
+        let mut head = locked.head.clone();
+        let links: Vec<(i64, ChainHash)> = batch
+            .iter()
+            .map(|(r, _)| head.append(|seq| signing_row_bytes(seq, locked.now, r)))
+            .collect();
         let written: Vec<Written> = sqlx::query_as(
-            "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
+            "WITH head AS (UPDATE log_chain_heads SET seq = $16, hash = $17, updated_at = now() \
+               WHERE chain = 'signing-log') \
+             INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
                device_key_id, request_id, signing_key_id, instance, serial_assertion, \
-               original_serial, original_serial_id) \
+               original_serial, original_serial_id, issued_at, chain_seq, chain_hash) \
              SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
                t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion, \
-               t.original_serial, t.original_serial_id \
+               t.original_serial, t.original_serial_id, $13, t.chain_seq, t.chain_hash \
              FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], \
                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-               $12::int8[]) \
+               $12::int8[], $14::int8[], $15::bytea[]) \
                AS t(brand_id, model_id, model_name, serial, revision, device_key_id, \
                     request_id, signing_key_id, instance, serial_assertion, original_serial, \
-                    original_serial_id) \
+                    original_serial_id, chain_seq, chain_hash) \
              WHERE EXISTS (SELECT 1 FROM models WHERE id = t.model_id) \
              ORDER BY t.request_id \
              ON CONFLICT DO NOTHING RETURNING id, request_id, issued_at",
@@ -142,8 +153,21 @@ impl Store {
                 .map(|(r, _)| r.original_serial_id)
                 .collect::<Vec<Option<i64>>>(),
         )
+        .bind(locked.now)
+        .bind(links.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>())
+        .bind(
+            links
+                .iter()
+                .map(|(_, h)| h.to_vec())
+                .collect::<Vec<Vec<u8>>>(),
+        )
+        .bind(head.seq)
+        .bind(head.hash.to_vec())
         .fetch_all(&mut *tx)
         .await?;
+        if written.len() != batch.len() {
+            relink(&mut tx, locked, &batch, &written).await?;
+        }
         // Request-ids are unique among the candidates, so they name the inserted rows.
         let mut written: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
             .into_iter()
@@ -279,6 +303,46 @@ async fn by_request_id<'e, E: sqlx::PgExecutor<'e>>(
     .bind(request_id)
     .fetch_optional(e)
     .await?)
+}
+
+/// The rare path of a batch where some candidates were not inserted (a conflict, a deleted
+/// model): the inserted rows are linked again without the gaps, in the same order, and the
+/// head follows. The numbers are cleared first, so the unique index never sees two rows on
+/// one number.
+async fn relink(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    locked: chain::Locked,
+    batch: &[(&Issuance, i32)],
+    written: &[Written],
+) -> Result<()> {
+    let ids: std::collections::HashMap<&str, i64> = written
+        .iter()
+        .map(|w| (w.request_id.as_str(), w.id))
+        .collect();
+    let mut head = locked.head;
+    let mut rows: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
+    for (r, _) in batch {
+        if let Some(id) = ids.get(r.request_id.as_str()) {
+            let (seq, hash) = head.append(|seq| signing_row_bytes(seq, locked.now, r));
+            rows.0.push(*id);
+            rows.1.push(seq);
+            rows.2.push(hash.to_vec());
+        }
+    }
+    sqlx::query("UPDATE signing_log SET chain_seq = NULL WHERE id = ANY($1)")
+        .bind(&rows.0)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE signing_log s SET chain_seq = t.seq, chain_hash = t.hash \
+         FROM UNNEST($1::int8[], $2::int8[], $3::bytea[]) AS t(id, seq, hash) WHERE s.id = t.id",
+    )
+    .bind(&rows.0)
+    .bind(&rows.1)
+    .bind(&rows.2)
+    .execute(&mut **tx)
+    .await?;
+    chain::set_head(tx, Chain::SigningLog, &head).await
 }
 
 /// Why `r` was not inserted: the committed (or same-transaction) row that holds its

@@ -1,0 +1,1 @@
+//! The offline verifier (placeholder until the export carries the chain fields).
