@@ -178,6 +178,18 @@ named_choices! {
 }
 
 named_choices! {
+    /// What a signing key is for.
+    #[derive(Default)]
+    pub enum KeyPurpose as "key purpose" {
+        /// Assertions (serials, account-key-requests): the default.
+        #[default]
+        Assertions = "assertions",
+        /// Only the tamper-evident log's checkpoints; never an assertion.
+        Audit = "audit",
+    }
+}
+
+named_choices! {
     /// The kinds of assertion the server holds and serves after a serial.
     pub enum AssertionKind as "assertion type" {
         /// An `account` assertion (primary key: account-id).

@@ -23,6 +23,7 @@
 pub mod admin_api;
 pub mod assertion;
 pub mod catalog;
+pub mod checkpointer;
 pub mod cli;
 pub mod config;
 pub mod device_api;

@@ -149,6 +149,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .await;
     // The admin plane shares the slot: keys can be made once the HSM opens, no restart.
     let backend = Arc::new(HsmBackend::new(hsm.clone(), trust));
+    // The tamper-evident log's checkpoints, signed with the audit key through the same HSM.
+    let checkpointer = crate::checkpointer::spawn(
+        store.clone(),
+        hsm.clone(),
+        crate::checkpointer::CheckpointPolicy {
+            rows: config.checkpoint_rows,
+            every: config.checkpoint_every,
+            instance: instance_name(&config),
+        },
+        stopped(stop_rx.clone()),
+    );
     let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
@@ -194,7 +205,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(signal, "shutting down");
     notify(sd_notify::NotifyState::Stopping);
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(device_task, admin_task, refresher, reloader);
+    let _ = tokio::join!(device_task, admin_task, refresher, reloader, checkpointer);
     tracing::info!("stopped");
     Ok(())
 }

@@ -288,6 +288,69 @@ async fn tokens_gate_everything_but_health(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn an_audit_key_never_signs_an_assertion(pool: PgPool) {
+    let s = start(pool, Arc::new(FakeBackend)).await;
+    let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
+    let k = admin
+        .send_json(
+            Method::POST,
+            "/v1/keys",
+            &json!({"name": "audit", "purpose": "audit"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (k["purpose"].as_str(), k["allowed-types"].clone()),
+        (Some("audit"), json!([]))
+    );
+    for _ in 0..50 {
+        if admin.get_json("/v1/keys/audit").await.unwrap()["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+        .send_json(
+            Method::POST,
+            "/v1/models",
+            &json!({"name": "widget", "api-key": "0123456789abcdef0123"}),
+        )
+        .await
+        .unwrap();
+    // Neither a serial policy nor an account-key-request.
+    let e = admin
+        .send_json(
+            Method::POST,
+            "/v1/models/widget/serial-policies",
+            &json!({"key": "audit"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 409, "{e}");
+    assert!(e.to_string().contains("audit key"), "{e}");
+    let e = admin
+        .send_json(Method::POST, "/v1/keys/audit/register", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 409, "{e}");
+    // An audit key takes no assertion types.
+    let e = admin
+        .send_json(
+            Method::POST,
+            "/v1/keys",
+            &json!({"name": "audit2", "purpose": "audit", "allowed-types": ["serial"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 400, "{e}");
+    // Checkpoints are listed (none yet: no server checkpointer runs here).
+    assert_eq!(
+        admin.get_json("/v1/checkpoints").await.unwrap(),
+        json!({"items": []})
+    );
+}
+
+#[sqlx::test]
 async fn keys_are_created_asynchronously_and_rotate_through_policies(pool: PgPool) {
     let s = start(pool, Arc::new(FakeBackend)).await;
     let admin = Client::new(&s.base, Some(s.admin.clone())).unwrap();
@@ -832,6 +895,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tokens"),
     ("POST", "/v1/tokens/1/revoke"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/checkpoints"),
     ("GET", "/v1/no-such-route"),
 ];
 

@@ -37,7 +37,8 @@ fn named(text: &str) -> BTreeSet<String> {
         .filter(|t| t.contains('_') && !t.starts_with('_'))
         .filter(|t| {
             [
-                "_total", "_seconds", "_up", "_depth", "_size", "_sum", "_count",
+                "_total", "_seconds", "_up", "_depth", "_size", "_sum", "_count", "_seq", "_late",
+                "_rows",
             ]
             .iter()
             .any(|s| t.ends_with(s))

@@ -1,8 +1,9 @@
-//! `/v1/audit-log`: who changed what, when (newest first).
+//! `/v1/audit-log`: who changed what, when (newest first); `/v1/checkpoints`: the
+//! tamper-evident log's signed checkpoints, for copying off the machine.
 
 use super::error::ApiResult;
-use super::wire::{AuditEntryView, AuditQuery, Query};
-use super::{Answer, Shared, list_of};
+use super::wire::{AuditEntryView, AuditQuery, CheckpointList, Query};
+use super::{Answer, Shared, list_of, ok};
 use crate::store::AuditEntry;
 
 impl From<AuditEntry> for AuditEntryView {
@@ -21,4 +22,11 @@ impl From<AuditEntry> for AuditEntryView {
 pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
     let q = AuditQuery::from_query(q)?;
     list_of::<_, AuditEntryView>(s.store.audit_log(q.since, q.size()).await?)
+}
+
+/// `GET /v1/checkpoints`.
+pub(super) async fn checkpoints(s: &Shared) -> ApiResult<Answer> {
+    ok(&CheckpointList {
+        items: s.store.checkpoints().await?,
+    })
 }

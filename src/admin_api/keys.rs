@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List, Query};
 use super::{Answer, Shared, json, ok};
 use crate::assertion::{AccountKey, Constraints, decode};
-use crate::domain::{AssertionKind, KeyStatus};
+use crate::domain::{AssertionKind, KeyPurpose, KeyStatus};
 use crate::http;
 use crate::store::{Actor, SigningKey};
 
@@ -103,6 +103,7 @@ impl From<SigningKey> for KeyView {
             public_key: k.public_key,
             created_at: k.created_at,
             origin: k.origin,
+            purpose: k.purpose,
             roles: Roles::NotRegistered.to_string(),
         }
     }
@@ -170,12 +171,26 @@ pub(super) async fn create(
     actor: &Actor,
 ) -> ApiResult<Answer> {
     let brand = s.brand(req.brand_id.as_deref(), q).await?;
-    let types = req.allowed_types.unwrap_or_else(|| vec!["serial".into()]);
-    let pattern = req.model_pattern.as_deref().unwrap_or("*");
-    let key = s
-        .store
-        .create_pending_key(&req.name, &brand, &types, pattern, actor)
-        .await?;
+    let key = match req.purpose.unwrap_or_default() {
+        KeyPurpose::Assertions => {
+            let types = req.allowed_types.unwrap_or_else(|| vec!["serial".into()]);
+            let pattern = req.model_pattern.as_deref().unwrap_or("*");
+            s.store
+                .create_pending_key(&req.name, &brand, &types, pattern, actor)
+                .await?
+        }
+        KeyPurpose::Audit => {
+            if req.allowed_types.is_some() || req.model_pattern.is_some() {
+                return Err(ApiError::bad_request(
+                    "an audit key signs no assertion: allowed-types and model-pattern do not \
+                     apply",
+                ));
+            }
+            s.store
+                .create_pending_audit_key(&req.name, &brand, actor)
+                .await?
+        }
+    };
     tokio::spawn(generate(s.clone(), req.name, actor.clone()));
     let location = HeaderValue::from_str(&format!("/v1/keys/{}", key.name));
     let mut resp = json(StatusCode::ACCEPTED, &KeyView::from(key))?;
@@ -307,6 +322,16 @@ pub(super) async fn register(s: &Shared, q: &Query, key: &str) -> ApiResult<Answ
             StatusCode::CONFLICT,
             "key-not-ready",
             format!("key {:?} is {}", k.name, k.status),
+        ));
+    }
+    if k.purpose == KeyPurpose::Audit {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key-purpose-audit",
+            format!(
+                "key {:?} is an audit key: it signs the log's checkpoints, never an assertion",
+                k.name
+            ),
         ));
     }
     let text = s.backend.account_key_request(&k).await?;

@@ -221,7 +221,7 @@ fn limit_to_brands(
     let list = brands.join(", ");
     match (method, segments) {
         (_, ["metrics"]) => return Ok(()),
-        (_, ["v1", "tokens" | "audit-log" | "brands", ..])
+        (_, ["v1", "tokens" | "audit-log" | "brands" | "checkpoints", ..])
         | (&Method::POST, ["v1", "account-keys"]) => {
             return Err(ApiError::other_brand(format!(
                 "this token is limited to brands {list}: it may not use /{}",
@@ -392,7 +392,8 @@ impl AdminApi {
             (&M::POST, ["v1", "tokens"]) => tokens::create(s, s.body(req).await?, a).await,
             (&M::POST, ["v1", "tokens", id, "revoke"]) => tokens::revoke(s, id, a).await,
             (&M::GET, ["v1", "audit-log"]) => audit::list(s, &q).await,
-            (_, ["metrics"] | ["v1", "keys", _] | ["v1", "audit-log"]) => {
+            (&M::GET, ["v1", "checkpoints"]) => audit::checkpoints(s).await,
+            (_, ["metrics"] | ["v1", "keys", _] | ["v1", "audit-log" | "checkpoints"]) => {
                 Ok(http::streamed(http::method_not_allowed("GET")))
             }
             (

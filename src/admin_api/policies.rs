@@ -84,6 +84,16 @@ async fn check_roles(s: &Shared, brand: &str, model: &str, key: &str) -> ApiResu
             ),
         ))
     };
+    if k.purpose == crate::domain::KeyPurpose::Audit {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key-purpose-audit",
+            format!(
+                "key {:?} is an audit key: it signs the log's checkpoints, never an assertion",
+                k.name
+            ),
+        ));
+    }
     match roles_of(&pushed_roles(s).await?, &k) {
         Roles::NotRegistered | Roles::Any => Ok(()),
         Roles::Unreadable(e) => refuse(format!("its account-key cannot be read: {e}")),

@@ -34,6 +34,7 @@ fn key(id: i64, sha: &str, pattern: &str, active: bool) -> SigningKey {
         error: None,
         created_at: OffsetDateTime::UNIX_EPOCH,
         origin: Default::default(),
+        purpose: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::admin_api::wire::ExportFormat;
-use crate::domain::{DuplicatePolicy, Role, SerialGeneration, UnknownChoice};
+use crate::domain::{DuplicatePolicy, KeyPurpose, Role, SerialGeneration, UnknownChoice};
 
 /// serialmint: an on-prem serial vault for snapd devices, keys in a PKCS#11 HSM.
 #[derive(Debug, Parser)]
@@ -170,6 +170,10 @@ pub enum Create {
     Key {
         /// The key name (lowercase letters, digits, dashes).
         name: String,
+        /// assertions (serials and other assertions), or audit (signs only the tamper-evident
+        /// log's checkpoints, never an assertion).
+        #[arg(long, default_value = "assertions", value_parser = choice(KeyPurpose::names(), str::parse::<KeyPurpose>))]
+        purpose: KeyPurpose,
         /// Print {"name", "sha3-384"}.
         #[arg(long)]
         json: bool,
@@ -385,6 +389,16 @@ pub enum Export {
         /// Same as --format json.
         #[arg(long)]
         json: bool,
+    },
+    /// The tamper-evident log's signed checkpoints, one JSON object per line (keep a copy
+    /// off the machine for `verify-log --checkpoints`).
+    Checkpoints,
+    /// The audit key's public key as PEM (SubjectPublicKeyInfo), for `verify-log
+    /// --audit-key`: the newest ready, active audit key, or the one named.
+    AuditKey {
+        /// The audit key's name or SHA3-384 id.
+        #[arg(allow_hyphen_values = true)]
+        key: Option<String>,
     },
 }
 

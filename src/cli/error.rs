@@ -34,6 +34,15 @@ pub enum Error {
         #[source]
         source: StoreError,
     },
+    /// No ready, active audit key to export (`export audit-key`).
+    #[error("there is no audit key: make one with `serialmint create key NAME --purpose audit`")]
+    NoAuditKey,
+    /// A tamper-evidence input (export, audit key, checkpoints) cannot be used.
+    #[error("{0}")]
+    Evidence(String),
+    /// `verify-log` found the log tampered with (the findings are printed first).
+    #[error("the log does not verify: {0} finding(s)")]
+    Tampered(usize),
     /// `SERIALMINT_ADMIN_URL` is neither an http:// nor an https:// URL.
     #[error("SERIALMINT_ADMIN_URL must be an http:// or https:// URL (got {0:?})")]
     NotHttp(String),

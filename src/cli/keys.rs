@@ -11,7 +11,7 @@ use super::Error;
 use super::client::{Client, path_segment};
 use super::output::{outln, print_json, print_rows, write_out};
 use crate::admin_api::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List, PushAnswer};
-use crate::domain::{KeyOrigin, KeyStatus};
+use crate::domain::{KeyOrigin, KeyPurpose, KeyStatus};
 
 /// `create key --json`.
 #[derive(Serialize)]
@@ -69,10 +69,16 @@ fn spinner(name: &str, hidden: bool) -> ProgressBar {
 
 /// Asks the server to generate key `name` on the HSM and waits (spinner with elapsed time)
 /// until it is ready or failed.
-pub async fn create(client: &Client, name: &str, as_json: bool) -> Result<(), Error> {
+pub async fn create(
+    client: &Client,
+    name: &str,
+    purpose: KeyPurpose,
+    as_json: bool,
+) -> Result<(), Error> {
     let request = CreateKey {
         name: name.to_string(),
         brand_id: client.brand().map(str::to_string),
+        purpose: (purpose != KeyPurpose::Assertions).then_some(purpose),
         ..CreateKey::default()
     };
     let mut key: KeyView = client.post("/v1/keys", &request).await?;

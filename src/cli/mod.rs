@@ -12,6 +12,7 @@ mod bootstrap;
 mod brands;
 pub mod client;
 mod error;
+mod evidence;
 mod keys;
 mod lifecycle;
 mod models;
@@ -124,6 +125,12 @@ fn execute(cli: Cli) -> Result<(), Error> {
                 signing_log::export(&client, format, filter).await
             })
         }
+        Command::Export(Export::Checkpoints) => admin(brand.clone(), |client| async move {
+            evidence::export_checkpoints(&client).await
+        }),
+        Command::Export(Export::AuditKey { key }) => admin(brand.clone(), |client| async move {
+            evidence::export_audit_key(&client, key.as_deref()).await
+        }),
         Command::Disable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, false).await
         }),
@@ -183,7 +190,11 @@ async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
             expires_at,
             json,
         } => tokens::create(client, &name, role, expires_at, json).await,
-        Create::Key { name, json } => keys::create(client, &name, json).await,
+        Create::Key {
+            name,
+            purpose,
+            json,
+        } => keys::create(client, &name, purpose, json).await,
         Create::Model {
             name,
             api_key,

@@ -106,6 +106,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`log.filter`).
     pub log_filter: String,
+    /// A checkpoint of the tamper-evident log is taken once this many rows follow the newest
+    /// (`log.checkpoint_rows`).
+    pub checkpoint_rows: u64,
+    /// ... or once the newest is this old and rows follow it (`log.checkpoint_secs`).
+    pub checkpoint_every: Duration,
     /// File the token PIN was read from at load (`hsm.pin_file`); `token_pin` holds it.
     pub token_pin_file: Option<PathBuf>,
     /// File the database URL was read from at load (`database.url_file`); `database_url`
@@ -173,6 +178,8 @@ impl fmt::Debug for Config {
             trusted_assertions,
             log_format,
             log_filter,
+            checkpoint_rows,
+            checkpoint_every,
             token_pin_file,
             database_url_file,
             more_pins_file,
@@ -213,6 +220,8 @@ impl fmt::Debug for Config {
             .field("trusted_assertions", trusted_assertions)
             .field("log_format", log_format)
             .field("log_filter", log_filter)
+            .field("checkpoint_rows", checkpoint_rows)
+            .field("checkpoint_every", checkpoint_every)
             .field("token_pin_file", token_pin_file)
             .field("database_url_file", database_url_file)
             .field("more_pins_file", more_pins_file)
@@ -284,6 +293,8 @@ impl Default for Config {
             trusted_assertions: None,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            checkpoint_rows: 1000,
+            checkpoint_every: Duration::from_secs(60),
             token_pin_file: None,
             database_url_file: None,
             more_pins_file: None,

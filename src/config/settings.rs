@@ -308,6 +308,23 @@ pub const SETTINGS: &[Setting] = &[
         }
     ),
     setting!(
+        "log.checkpoint_rows",
+        "SERIALMINT_LOG_CHECKPOINT_ROWS",
+        "1000",
+        false,
+        "a checkpoint of the tamper-evident signing and audit logs (signed with the audit \
+         key) is taken once this many rows follow the newest",
+        |c, v| positive(&mut c.checkpoint_rows, v)
+    ),
+    setting!(
+        "log.checkpoint_secs",
+        "SERIALMINT_LOG_CHECKPOINT_SECS",
+        "60",
+        false,
+        "... or once the newest checkpoint is this old and rows follow it",
+        |c, v| secs(&mut c.checkpoint_every, v)
+    ),
+    setting!(
         "hsm.pin_file",
         "SERIALMINT_TOKEN_PIN_FILE",
         "(none)",

@@ -6,4 +6,5 @@
 //! database and no HSM. `docs/EVIDENT-LOG.md` specifies the bytes for third parties.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod verify;

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::{Actor, Reason, Result, Store, StoreError, changed, violated};
-use crate::domain::{KeyOrigin, KeyStatus};
+use crate::domain::{KeyOrigin, KeyPurpose, KeyStatus};
 
 /// A signing key as recorded in the store.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -36,12 +36,16 @@ pub struct SigningKey {
     /// Generated on the token, or imported onto it.
     #[sqlx(try_from = "String")]
     pub origin: KeyOrigin,
+    /// Assertions, or only the tamper-evident log's checkpoints (an audit key).
+    #[sqlx(try_from = "String")]
+    pub purpose: KeyPurpose,
 }
 
 impl SigningKey {
     /// Whether this key may sign an assertion of `kind` for `model`.
     pub fn may_sign(&self, kind: &str, model: &str) -> bool {
-        self.active
+        self.purpose == KeyPurpose::Assertions
+            && self.active
             && self.status == KeyStatus::Ready
             && self.allowed_types.iter().any(|t| t == kind)
             && glob_match(&self.model_pattern, model)
@@ -69,7 +73,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 const KEY_COLUMNS: &str = "id, name, brand_id, key_sha3_384, public_key, allowed_types, \
-                           model_pattern, active, status, error, created_at, origin";
+                           model_pattern, active, status, error, created_at, origin, \
+                           purpose";
 
 impl Store {
     /// Records a key about to be generated (status pending). Fails with a conflict when the
@@ -87,6 +92,39 @@ impl Store {
         } else {
             allowed_types.to_vec()
         };
+        self.insert_pending_key(
+            name,
+            brand_id,
+            &types,
+            model_pattern,
+            KeyPurpose::Assertions,
+            actor,
+        )
+        .await
+    }
+
+    /// Records an audit key about to be generated (status pending): it signs the
+    /// tamper-evident log's checkpoints and nothing else (no assertion types, and
+    /// [`SigningKey::may_sign`] is false whatever is asked).
+    pub async fn create_pending_audit_key(
+        &self,
+        name: &str,
+        brand_id: &str,
+        actor: &Actor,
+    ) -> Result<SigningKey> {
+        self.insert_pending_key(name, brand_id, &[], "*", KeyPurpose::Audit, actor)
+            .await
+    }
+
+    async fn insert_pending_key(
+        &self,
+        name: &str,
+        brand_id: &str,
+        types: &[String],
+        model_pattern: &str,
+        purpose: KeyPurpose,
+        actor: &Actor,
+    ) -> Result<SigningKey> {
         let mut tx = self.begin().await?;
         // A failed generation leaves its name free for another try.
         sqlx::query("DELETE FROM signing_keys WHERE name = $1 AND status = 'failed'")
@@ -94,13 +132,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let key: SigningKey = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO signing_keys (name, brand_id, allowed_types, model_pattern) \
-             VALUES ($1, $2, $3, $4) RETURNING {KEY_COLUMNS}"
+            "INSERT INTO signing_keys (name, brand_id, allowed_types, model_pattern, purpose) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}"
         )))
         .bind(name)
         .bind(brand_id)
-        .bind(&types)
+        .bind(types)
         .bind(model_pattern)
+        .bind(purpose.as_str())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| new_key_error(e, name, brand_id))?;
@@ -109,7 +148,10 @@ impl Store {
             actor,
             "key.create",
             name,
-            serde_json::json!({"status": "pending"}),
+            match purpose {
+                KeyPurpose::Assertions => serde_json::json!({"status": "pending"}),
+                KeyPurpose::Audit => serde_json::json!({"status": "pending", "purpose": "audit"}),
+            },
         )
         .await?;
         tx.commit().await?;

@@ -19,7 +19,9 @@ mod remodel;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use crate::domain::{AssertionKind, DuplicatePolicy, KeyOrigin, KeyStatus, Role, SerialGeneration};
+use crate::domain::{
+    AssertionKind, DuplicatePolicy, KeyOrigin, KeyPurpose, KeyStatus, Role, SerialGeneration,
+};
 
 pub use query::{AuditQuery, ExportFormat, ExportQuery, LogQuery, PageQuery, Query, QueryError};
 pub use remodel::{CreateRemodelPolicy, RemodelPolicyView};
@@ -74,6 +76,10 @@ pub struct CreateKey {
     /// Models the key may sign for, as a glob (`*` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_pattern: Option<String>,
+    /// What the key is for: `assertions` (when absent) or `audit` (only the tamper-evident
+    /// log's checkpoints; then neither `allowed-types` nor `model-pattern`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<KeyPurpose>,
 }
 
 /// A signing key.
@@ -104,6 +110,10 @@ pub struct KeyView {
     /// Generated on the token or imported onto it (`generated` from older servers).
     #[serde(default)]
     pub origin: KeyOrigin,
+    /// `assertions`, or `audit` for a key that signs only the log's checkpoints
+    /// (`assertions` from older servers).
+    #[serde(default)]
+    pub purpose: KeyPurpose,
     /// What it may sign, from its pushed account-key: the `constraints` in short
     /// (`serial model=foo-.*; system-user`), `any` when that account-key has none, or
     /// `not registered` when none was pushed.
@@ -597,4 +607,14 @@ mod tests {
         assert_eq!(e.message, "gone");
         assert_eq!(e.error_list[0].code, "not-found");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tamper-evident log: /v1/checkpoints
+
+/// `GET /v1/checkpoints`: every checkpoint, per chain oldest first (signing log first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointList {
+    /// The checkpoints, as `serialmint verify-log --checkpoints` reads them.
+    pub items: Vec<crate::evidence::checkpoint::Checkpoint>,
 }
