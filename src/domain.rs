@@ -230,6 +230,19 @@ pub struct Issuance {
     pub original_serial_id: Option<i64>,
 }
 
+/// A signing-log row as exported: the row and its link in the tamper-evident chain
+/// (`docs/EVIDENT-LOG.md`; both `None` for rows written before the chain started).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExportedIssuance {
+    /// The row.
+    #[sqlx(flatten)]
+    pub row: LoggedIssuance,
+    /// Its sequence number in the chain.
+    pub chain_seq: Option<i64>,
+    /// Its chain hash (32 bytes).
+    pub chain_hash: Option<Vec<u8>>,
+}
+
 /// A row of the signing log: an issuance with its row id and the time it was recorded.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct LoggedIssuance {

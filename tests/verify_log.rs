@@ -11,26 +11,38 @@ mod device;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serialmint::admin_api::AdminApi;
+use serialmint::admin_api::backend::HsmBackend;
 use serialmint::assertion::RsaPublicKey;
 use serialmint::checkpointer::{CheckpointPolicy, take_due};
+use serialmint::domain::Role;
 use serialmint::evidence::checkpoint::{Checkpoint, CheckpointError};
+use serialmint::hsm::Hsm;
+use serialmint::http::{self as shttp, Limits};
 use serialmint::signer::SignBackend;
-use serialmint::store::Store;
+use serialmint::store::{Actor, Store};
+use serialmint::wiring::LazyHsm;
 use sqlx::PgPool;
 
 use device::*;
 
-/// A running vault with an audit key on its token.
+/// A running vault with an audit key on its token: the device listener, the admin
+/// listener (for the CLI's exports) and a place for the exported files.
 struct Vault {
-    _token: Token,
+    token: Token,
     server: Server,
     backend: Arc<dyn SignBackend>,
     audit: RsaPublicKey,
     pool: PgPool,
     issued: usize,
+    admin_url: String,
+    admin_token: String,
+    dir: tempfile::TempDir,
 }
 
 async fn vault(pool: PgPool) -> Vault {
@@ -52,15 +64,72 @@ async fn vault(pool: PgPool) -> Vault {
         .mark_key_ready("audit", &audit_id, &audit.encode(), &admin())
         .await
         .unwrap();
-    let backend = token.backend().await;
-    let server = start(config(&token), store, backend.clone()).await;
+    let hsm = Arc::new(LazyHsm::open(
+        Hsm::open(token.hsm_config()).await.expect("token opens"),
+    ));
+    let backend: Arc<dyn SignBackend> = hsm.clone();
+    let config = config(&token);
+    let server = start(config.clone(), store.clone(), backend.clone()).await;
+    let admin_token = store
+        .create_token("admin", Role::Admin, None, &Actor::bootstrap())
+        .await
+        .unwrap()
+        .secret;
+    let trust = serialmint::server::trusted_roots(&config).unwrap();
+    let api = AdminApi::new(
+        store,
+        server.catalog.clone(),
+        Arc::new(HsmBackend::new(hsm, trust)),
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(shttp::serve(
+        listener,
+        api,
+        Limits::default(),
+        std::future::pending::<()>(),
+    ));
     Vault {
-        _token: token,
+        token,
         server,
         backend,
         audit,
         pool,
         issued: 0,
+        admin_url,
+        admin_token,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// What `serialmint verify-log` said.
+struct Verdict {
+    ok: bool,
+    stdout: String,
+}
+
+impl Verdict {
+    /// The findings, as printed after `FOUND `.
+    fn findings(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("FOUND "))
+            .collect()
+    }
+
+    fn window(&self) -> i64 {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("rows after the newest checkpoint: "))
+            .expect("the window is reported");
+        line["rows after the newest checkpoint: ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
@@ -86,6 +155,72 @@ impl Vault {
             let a = self.server.post_serial(&body(&spec, &dev)).await;
             assert_eq!(a.status, 200, "{}", a.text());
         }
+    }
+
+    /// Runs the serialmint binary with the admin URL and token (and nothing else of this
+    /// process' environment); returns success, stdout and stderr.
+    async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_serialmint"));
+        cmd.args(args)
+            .env_clear()
+            .env("SERIALMINT_ADMIN_URL", &self.admin_url)
+            .env("SERIALMINT_ADMIN_TOKEN", &self.admin_token);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Exports the signing log, the checkpoints and the audit key with the CLI into files.
+    async fn export(&self) {
+        for (args, file) in [
+            (&["export", "signing-log", "--json"][..], "export.json"),
+            (&["export", "checkpoints"][..], "checkpoints.jsonl"),
+            (&["export", "audit-key"][..], "audit.pem"),
+        ] {
+            let (ok, out, err) = self.cli(args).await;
+            assert!(ok, "{args:?}: {err}");
+            std::fs::write(self.path(file), out).unwrap();
+        }
+    }
+
+    /// Runs `serialmint verify-log` on the exported files (offline: no admin URL needed).
+    async fn verify(&self, checkpoints: &str) -> Verdict {
+        let export = self.path("export.json");
+        let key = self.path("audit.pem");
+        let cps = self.path(checkpoints);
+        let (ok, stdout, stderr) = self
+            .cli(&[
+                "verify-log",
+                "--export",
+                export.to_str().unwrap(),
+                "--audit-key",
+                key.to_str().unwrap(),
+                "--checkpoints",
+                cps.to_str().unwrap(),
+            ])
+            .await;
+        if !ok {
+            assert!(
+                stderr.contains("the log does not verify"),
+                "verify-log failed otherwise: {stderr}"
+            );
+        }
+        Verdict { ok, stdout }
+    }
+
+    /// Exports and verifies with the database's own checkpoints.
+    async fn export_and_verify(&self) -> Verdict {
+        self.export().await;
+        self.verify("checkpoints.jsonl").await
     }
 
     async fn checkpoint(&self, rows: u64) -> Vec<Checkpoint> {
@@ -142,4 +277,36 @@ async fn checkpoints_are_signed_on_the_token_with_the_audit_key(pool: PgPool) {
     let audit = v.server.store.key("audit").await.unwrap();
     assert!(!audit.may_sign("serial", MODEL));
     assert!(audit.allowed_types.is_empty());
+}
+
+#[sqlx::test]
+async fn an_untouched_log_verifies_offline(pool: PgPool) {
+    let mut v = vault(pool).await;
+    v.issue(4).await;
+    v.checkpoint(1000).await;
+    v.issue(2).await;
+    let verdict = v.export_and_verify().await;
+    assert!(verdict.ok, "{}", verdict.stdout);
+    assert!(verdict.findings().is_empty(), "{}", verdict.stdout);
+    assert!(
+        verdict
+            .stdout
+            .contains("signing-log: 6 chained rows (newest seq 6)"),
+        "{}",
+        verdict.stdout
+    );
+    assert!(
+        verdict
+            .stdout
+            .contains("checkpoints: 1 valid, the newest at seq 4")
+    );
+    assert_eq!(verdict.window(), 2, "two rows after the newest checkpoint");
+    // The export carries the chain fields; the audit key file is PEM.
+    let export = std::fs::read_to_string(v.path("export.json")).unwrap();
+    assert!(export.contains("\"chain-seq\":6") && export.contains("\"chain-hash\":\""));
+    let pem = std::fs::read_to_string(v.path("audit.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    // The verifier needs no server: the same files verify with the admin API gone.
+    drop(v.server);
+    let _ = &v.token;
 }

@@ -14,7 +14,7 @@ use super::wire::{
     CSV_HEADER, ExportFormat, ExportQuery, IssuanceView, LogQuery, PageQuery, Query, SigningLogPage,
 };
 use super::{Answer, Shared, ok};
-use crate::domain::LoggedIssuance;
+use crate::domain::{ExportedIssuance, LoggedIssuance};
 use crate::http;
 use crate::store::LogFilter;
 
@@ -37,6 +37,9 @@ fn view(row: &LoggedIssuance, full: bool) -> IssuanceView {
         issued_at: row.issued_at,
         serial_assertion: full.then(|| i.serial_assertion.clone()),
         original_serial: i.original_serial.clone(),
+        model_id: None,
+        chain_seq: None,
+        chain_hash: None,
     }
 }
 
@@ -108,8 +111,21 @@ pub fn issuance_csv(row: &LoggedIssuance) -> String {
     out
 }
 
-/// Appends one row to the export body in `format`.
-fn push_row(buf: &mut String, format: ExportFormat, row: &LoggedIssuance, first: bool) {
+/// An exported row's view: the full row, with the model's row id and the chain link the
+/// tamper-evident log's canonical bytes need (`docs/EVIDENT-LOG.md`).
+fn exported_view(e: &ExportedIssuance) -> IssuanceView {
+    IssuanceView {
+        model_id: Some(e.row.issuance.model_id),
+        chain_seq: e.chain_seq,
+        chain_hash: e.chain_hash.as_deref().map(crate::evidence::chain::hex),
+        ..view(&e.row, true)
+    }
+}
+
+/// Appends one row to the export body in `format` (the chain fields in JSON only: the CSV
+/// columns stay as they were).
+fn push_row(buf: &mut String, format: ExportFormat, e: &ExportedIssuance, first: bool) {
+    let row = &e.row;
     match format {
         ExportFormat::Csv => buf.push_str(&issuance_csv(row)),
         ExportFormat::Json => {
@@ -118,7 +134,7 @@ fn push_row(buf: &mut String, format: ExportFormat, row: &LoggedIssuance, first:
             }
             buf.push('\n');
             // Through `Value` for sorted keys, as the paged answers.
-            match serde_json::to_value(view(row, true)) {
+            match serde_json::to_value(exported_view(e)) {
                 Ok(v) => buf.push_str(&v.to_string()),
                 Err(e) => tracing::error!(id = row.id, error = %e, "unexportable row"),
             }

@@ -116,6 +116,23 @@ pub enum Command {
     /// Import a private key onto the HSM.
     #[command(subcommand)]
     Import(Import),
+    /// Check the tamper-evident signing log offline (no database, no HSM): the hash chain of
+    /// an export, every checkpoint's signature with the audit key, and that each checkpoint
+    /// matches the chain; names each finding and the rows after the newest checkpoint.
+    /// Exits 1 when anything is found.
+    VerifyLog {
+        /// The signing log as `serialmint export signing-log --json` wrote it, unfiltered
+        /// (`-` for stdin).
+        #[arg(long)]
+        export: PathBuf,
+        /// The audit public key (PEM), as `serialmint export audit-key` printed it.
+        #[arg(long)]
+        audit_key: PathBuf,
+        /// Checkpoints: `serialmint export checkpoints` output, or a service log holding
+        /// `log checkpoint` lines (repeatable; copies of one checkpoint count once).
+        #[arg(long)]
+        checkpoints: Vec<PathBuf>,
+    },
     /// Write shell completions and man pages into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets {

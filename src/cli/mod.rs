@@ -131,6 +131,11 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Export(Export::AuditKey { key }) => admin(brand.clone(), |client| async move {
             evidence::export_audit_key(&client, key.as_deref()).await
         }),
+        Command::VerifyLog {
+            export,
+            audit_key,
+            checkpoints,
+        } => evidence::verify_log(&export, &audit_key, &checkpoints),
         Command::Disable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, false).await
         }),

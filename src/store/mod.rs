@@ -28,8 +28,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 pub use crate::domain::{
-    AssertionKind, DuplicatePolicy, Issuance, KeyOrigin, KeyStatus, LoggedIssuance, RecordOutcome,
-    Role, SerialGeneration,
+    AssertionKind, DuplicatePolicy, ExportedIssuance, Issuance, KeyOrigin, KeyStatus,
+    LoggedIssuance, RecordOutcome, Role, SerialGeneration,
 };
 pub use accounts::{AccountAssertion, NewAccountAssertion};
 pub use audit::AuditEntry;

@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
 use super::{Result, Store, StoreError, chain};
-use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
+use crate::domain::{ExportedIssuance, Issuance, LoggedIssuance, RecordOutcome};
 use crate::evidence::chain::{Chain, ChainHash, signing_row_bytes};
 
 /// Filters for listing and exporting the signing log.
@@ -244,16 +244,18 @@ impl Store {
         .await?)
     }
 
-    /// Streams every matching row, oldest first, into `sink` without a row cap or buffering
+    /// Streams every matching row with its chain link, oldest first, into `sink` without a row cap or buffering
     /// the whole log; stops early when the receiver goes away. An error mid-way is sent as
     /// the last item.
     pub async fn export_signing_log(
         &self,
         filter: &LogFilter,
-        sink: tokio::sync::mpsc::Sender<Result<LoggedIssuance>>,
+        sink: tokio::sync::mpsc::Sender<Result<ExportedIssuance>>,
     ) {
-        let query = format!("SELECT {COLUMNS} FROM signing_log WHERE {FILTER} ORDER BY id");
-        let mut rows = sqlx::query_as::<_, LoggedIssuance>(sqlx::AssertSqlSafe(query))
+        let query = format!(
+            "SELECT {COLUMNS}, chain_seq, chain_hash FROM signing_log WHERE {FILTER} ORDER BY id"
+        );
+        let mut rows = sqlx::query_as::<_, ExportedIssuance>(sqlx::AssertSqlSafe(query))
             .bind(filter.brand_id.as_deref())
             .bind(filter.model.as_deref())
             .bind(filter.serial_prefix.as_deref())

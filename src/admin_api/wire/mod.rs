@@ -483,6 +483,16 @@ pub struct IssuanceView {
     /// On a remodel re-registration, the replaced serial's `brand-id/model/serial`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_serial: Option<String>,
+    /// The model's row id (in JSON exports only: the chain hashes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<i64>,
+    /// The row's sequence number in the tamper-evident chain (JSON exports only; absent for
+    /// rows written before the chain started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_seq: Option<i64>,
+    /// Its chain hash, 64 hex digits (JSON exports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_hash: Option<String>,
 }
 
 /// A page of the signing log, newest first.
