@@ -223,6 +223,14 @@ impl Vault {
         self.verify("checkpoints.jsonl").await
     }
 
+    /// Runs SQL on the database as an administrator with write access would.
+    async fn sql(&self, statements: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     async fn checkpoint(&self, rows: u64) -> Vec<Checkpoint> {
         take_due(
             &self.server.store,
@@ -309,4 +317,158 @@ async fn an_untouched_log_verifies_offline(pool: PgPool) {
     // The verifier needs no server: the same files verify with the admin API gone.
     drop(v.server);
     let _ = &v.token;
+}
+
+/// A vault with `before` serials under checkpoint 1 and `after` serials after it.
+async fn vault_with(pool: PgPool, before: usize, after: usize) -> Vault {
+    let mut v = vault(pool).await;
+    v.issue(before).await;
+    assert_eq!(
+        v.checkpoint(1000).await.len(),
+        2,
+        "both chains' first checkpoints"
+    );
+    v.issue(after).await;
+    v
+}
+
+/// How verify-log names the row issued `seq`-th (serials are numbered from 0).
+fn label(seq: i64) -> String {
+    format!("serial evlog-{:04} of {BRAND}/{MODEL}", seq - 1)
+}
+
+#[sqlx::test]
+async fn an_updated_serial_is_named_as_a_changed_row(pool: PgPool) {
+    let v = vault_with(pool, 5, 0).await;
+    v.sql("UPDATE signing_log SET serial = 'forged-0002' WHERE chain_seq = 3")
+        .await;
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    let found = verdict.findings();
+    assert_eq!(found.len(), 1, "{}", verdict.stdout);
+    assert!(
+        found[0].starts_with(&format!(
+            "row changed: seq 3 (serial forged-0002 of {BRAND}/{MODEL}, id "
+        )),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[0].ends_with("does not match its hash"),
+        "{}",
+        found[0]
+    );
+}
+
+#[sqlx::test]
+async fn a_deleted_middle_row_is_named(pool: PgPool) {
+    let v = vault_with(pool, 5, 0).await;
+    v.sql("DELETE FROM signing_log WHERE chain_seq = 3").await;
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    assert_eq!(
+        verdict.findings(),
+        ["row deleted: seq 3 is missing"],
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[sqlx::test]
+async fn deleting_the_newest_rows_shows_before_a_checkpoint_and_is_counted_after_it(pool: PgPool) {
+    let v = vault_with(pool, 5, 3).await;
+    // After the newest checkpoint (seq 5): rows 6..8 are the window nothing can vouch for.
+    v.sql("DELETE FROM signing_log WHERE chain_seq = 8").await;
+    let verdict = v.export_and_verify().await;
+    assert!(verdict.ok, "{}", verdict.stdout);
+    assert_eq!(verdict.window(), 2, "{}", verdict.stdout);
+    // Into what the checkpoint covers: a truncation.
+    v.sql("DELETE FROM signing_log WHERE chain_seq >= 5").await;
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    assert_eq!(
+        verdict.findings(),
+        ["log truncated: checkpoint 1 covers seq 5, the log ends at seq 4"],
+        "{}",
+        verdict.stdout
+    );
+}
+
+#[sqlx::test]
+async fn swapped_sequence_numbers_are_named_as_reordered(pool: PgPool) {
+    let v = vault_with(pool, 5, 0).await;
+    v.sql(
+        "UPDATE signing_log SET chain_seq = 1000000 WHERE chain_seq = 2; \
+         UPDATE signing_log SET chain_seq = 2 WHERE chain_seq = 3; \
+         UPDATE signing_log SET chain_seq = 3 WHERE chain_seq = 1000000;",
+    )
+    .await;
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    let found = verdict.findings();
+    assert_eq!(found.len(), 2, "{}", verdict.stdout);
+    assert!(
+        found[0].starts_with(&format!("rows reordered: seq 2 ({}, id ", label(3)))
+            && found[0].ends_with("was written as seq 3"),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[1].starts_with(&format!("rows reordered: seq 3 ({}, id ", label(2)))
+            && found[1].ends_with("was written as seq 2"),
+        "{}",
+        found[1]
+    );
+}
+
+#[sqlx::test]
+async fn a_checkpoint_signed_by_another_key_is_named_as_forged(pool: PgPool) {
+    let mut v = vault_with(pool, 3, 1).await;
+    // A database administrator inserts checkpoint 2 for the head, signed with a key of
+    // their own (not the audit key on the token).
+    let (hash,): (Vec<u8>,) =
+        sqlx::query_as("SELECT chain_hash FROM signing_log WHERE chain_seq = 4")
+            .fetch_one(&v.pool)
+            .await
+            .unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let hex = serialmint::evidence::chain::hex(&hash);
+    let text = Checkpoint::message("signing-log", 2, 4, &hex, at, "test-instance");
+    let forger = common::TestKey::store();
+    let sig = forger.raw_sign(&aws_lc_rs::signature::RSA_PKCS1_SHA512, text.as_bytes());
+    sqlx::query(
+        "INSERT INTO log_checkpoints (chain, number, seq, hash, at, instance, key_id, signature) \
+         VALUES ('signing-log', 2, 4, $1, $2, 'test-instance', $3, $4)",
+    )
+    .bind(&hash)
+    .bind(at)
+    .bind(v.audit.key_id())
+    .bind(&sig)
+    .execute(&v.pool)
+    .await
+    .unwrap();
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    assert_eq!(
+        verdict.findings(),
+        [
+            "checkpoint forged: checkpoint 2 of the signing-log (seq 4) is not signed by the audit \
+             key"
+        ],
+        "{}",
+        verdict.stdout
+    );
+    // A checkpoint deleted from the middle of the copy is missing.
+    v.sql("DELETE FROM log_checkpoints WHERE number = 2").await;
+    v.issue(1).await;
+    assert_eq!(v.checkpoint(1).await.len(), 1);
+    v.sql("DELETE FROM log_checkpoints WHERE chain = 'signing-log' AND number = 1")
+        .await;
+    let verdict = v.export_and_verify().await;
+    assert_eq!(
+        verdict.findings(),
+        ["checkpoint missing: number 1"],
+        "{}",
+        verdict.stdout
+    );
 }
