@@ -472,3 +472,104 @@ async fn a_checkpoint_signed_by_another_key_is_named_as_forged(pool: PgPool) {
         verdict.stdout
     );
 }
+
+#[sqlx::test]
+async fn the_running_checkpointer_signs_by_rows_and_keeps_the_metrics(pool: PgPool) {
+    let metrics = serialmint::server::metrics_handle().expect("a metrics recorder");
+    let mut v = vault(pool).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = serialmint::checkpointer::spawn(
+        v.server.store.clone(),
+        v.backend.clone(),
+        CheckpointPolicy {
+            rows: 2,
+            every: Duration::from_secs(3600),
+            instance: "test-instance".into(),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    let signing_seq = |cps: Vec<Checkpoint>| {
+        cps.into_iter()
+            .filter(|c| c.chain == "signing-log")
+            .map(|c| c.seq)
+            .max()
+    };
+    v.issue(3).await;
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = signing_seq(v.server.store.checkpoints().await.unwrap());
+        if seen == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, Some(3), "the checkpointer signed the head");
+    // One more row is under checkpoint_rows: no checkpoint, but the head moves.
+    v.issue(1).await;
+    let want = "evidence_chain_head_seq{chain=\"signing-log\"} 4";
+    let mut rendered = String::new();
+    for _ in 0..50 {
+        rendered = metrics.render();
+        if rendered.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rendered.contains(want), "{rendered}");
+    for m in [
+        "evidence_checkpoint_seq{chain=\"signing-log\"} 3",
+        "evidence_checkpoint_lag_rows{chain=\"signing-log\"} 1",
+        "evidence_checkpoint_late{chain=\"signing-log\"} 0",
+        "evidence_checkpoint_age_seconds{chain=\"signing-log\"}",
+    ] {
+        assert!(rendered.contains(m), "{m} in {rendered}");
+    }
+    assert_eq!(
+        signing_seq(v.server.store.checkpoints().await.unwrap()),
+        Some(3)
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[sqlx::test]
+async fn a_late_checkpoint_raises_the_alert_metric_and_the_vault_stays_ready(pool: PgPool) {
+    let metrics = serialmint::server::metrics_handle().expect("a metrics recorder");
+    let mut v = vault(pool).await;
+    // No usable audit key: checkpoints cannot be signed.
+    v.server.store.disable_key("audit", &admin()).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = serialmint::checkpointer::spawn(
+        v.server.store.clone(),
+        v.backend.clone(),
+        CheckpointPolicy {
+            rows: 1000,
+            every: Duration::from_secs(1),
+            instance: "test-instance".into(),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    v.issue(1).await;
+    let late = "evidence_checkpoint_late{chain=\"signing-log\"} 1";
+    let mut rendered = String::new();
+    for _ in 0..100 {
+        rendered = metrics.render();
+        if rendered.contains(late) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rendered.contains(late), "{rendered}");
+    assert!(v.server.store.checkpoints().await.unwrap().is_empty());
+    let port: u16 = v.admin_url.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || common::http_get(port, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let _ = stop.send(());
+    task.await.unwrap();
+}
