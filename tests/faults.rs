@@ -2,8 +2,9 @@
 //! (snapd's TestRootPrivKey as the brand key of testrootorg) and a real Postgres (a fresh
 //! database per test):
 //!
-//! - SIGKILL under load: every serial a client received is in the signing log, and the server
-//!   restarted on the same database and token serves again with no manual step.
+//! - SIGKILL under load: every serial a client received is in the signing log, the server
+//!   restarted on the same database and token serves again with no manual step, and the
+//!   signing log is one hash chain that verifies.
 //! - SIGTERM under load: requests in flight when the signal comes get their answer (a valid
 //!   serial, or a clean 503 when the signer or the log cannot finish them in time), new
 //!   connections are refused, and the process exits 0 within a bound. "In flight" includes
@@ -16,8 +17,8 @@
 //!   408 from the body-read timeout.
 //!
 //! - Two processes on one database and one token: request-ids are accepted across them, an
-//!   identical request sent to both issues once, and a change made in the database reaches
-//!   both.
+//!   identical request sent to both issues once, both under load at once append to one hash
+//!   chain that verifies, and a change made in the database reaches both.
 //!
 //! Run with `cargo nextest run` (one process per test: SoftHSM is process-wide).
 
@@ -229,6 +230,38 @@ async fn signing_log(pool: &PgPool) -> HashSet<Received> {
         .collect()
 }
 
+/// The whole signing log is one hash chain that verifies (the offline verifier over the rows
+/// as Postgres holds them): no gap, no row out of order, every link recomputes.
+async fn assert_one_chain(pool: &PgPool) {
+    use serialmint::domain::ExportedIssuance;
+    use serialmint::evidence::chain::signing_row_bytes;
+    use serialmint::evidence::verify::{Entry, verify};
+    let rows: Vec<ExportedIssuance> = sqlx::query_as(
+        "SELECT id, brand_id, model_id, model_name, serial, revision, device_key_id, \
+         request_id, signing_key_id, instance, issued_at, serial_assertion, original_serial, \
+         original_serial_id, chain_seq, chain_hash FROM signing_log",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let n = rows.len();
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .map(|e| {
+            let (at, issuance) = (e.row.issued_at, e.row.issuance);
+            Entry {
+                seq: e.chain_seq,
+                hash: e.chain_hash.and_then(|h| h.try_into().ok()),
+                label: issuance.serial.clone(),
+                bytes_at: Box::new(move |seq| signing_row_bytes(seq, at, &issuance)),
+            }
+        })
+        .collect();
+    let report = verify(&entries, &[], None);
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!((report.chained_rows, report.last_seq), (n, n as i64));
+}
+
 #[track_caller]
 fn assert_all_logged(received: &[Received], logged: &HashSet<Received>) {
     let missing: Vec<&Received> = received.iter().filter(|r| !logged.contains(r)).collect();
@@ -289,6 +322,8 @@ async fn sigkill_under_load_loses_no_logged_serial_and_restarts(pool: PgPool) {
     assert!(signing_log(&pool).await.contains(&fresh));
     let (status, body) = common::http_get(server.admin.port(), "/readyz");
     assert_eq!(status, 200, "{body}");
+    // The chain written before the kill and after the restart is one, and verifies.
+    assert_one_chain(&pool).await;
 }
 
 #[sqlx::test]
@@ -589,6 +624,19 @@ async fn two_processes_share_request_ids_changes_and_issue_once(pool: PgPool) {
     }
     assert_eq!(signing_log(&pool).await.len(), 5);
 
+    // Both processes under load at once: their group commits append to one chain.
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = Arc::new(Outcomes::default());
+    let mut clients = load(a.device, &keys, stop.clone(), out.clone());
+    clients.extend(load(b.device, &keys, stop.clone(), out.clone()));
+    wait_for_serials(&out, 4 * CLIENTS, Duration::from_secs(90), &a).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.expect("a client failed");
+    }
+    assert_one_chain(&pool).await;
+    let loaded = signing_log(&pool).await.len() - 5;
+
     // An admin change, made in the database: both catalogs follow it (LISTEN/NOTIFY).
     let store = Store::from_pool(pool.clone());
     let change = serialmint::store::ModelChange {
@@ -625,5 +673,6 @@ async fn two_processes_share_request_ids_changes_and_issue_once(pool: PgPool) {
         "both instances refused the disabled model {:?} after the change ({before_seen} served before)",
         changed.elapsed()
     );
-    assert_eq!(signing_log(&pool).await.len(), 5 + before_seen);
+    assert_eq!(signing_log(&pool).await.len(), 5 + loaded + before_seen);
+    assert_one_chain(&pool).await;
 }
