@@ -37,6 +37,13 @@ impl Chain {
         }
     }
 
+    /// The chain of this name (`signing-log`, `audit-log`).
+    pub fn from_name(name: &str) -> Option<Chain> {
+        [Chain::SigningLog, Chain::AuditLog]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
+
     /// The tag the canonical bytes start with.
     pub fn tag(self) -> &'static str {
         match self {

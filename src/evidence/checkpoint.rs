@@ -107,9 +107,7 @@ impl Checkpoint {
 
     /// Which chain it is of.
     pub fn chain_kind(&self) -> Option<Chain> {
-        [Chain::SigningLog, Chain::AuditLog]
-            .into_iter()
-            .find(|c| c.as_str() == self.chain)
+        Chain::from_name(&self.chain)
     }
 
     fn malformed(&self, what: &str) -> CheckpointError {

@@ -50,23 +50,33 @@ struct CheckpointRow {
     signature: Vec<u8>,
 }
 
-impl From<CheckpointRow> for Checkpoint {
-    fn from(r: CheckpointRow) -> Self {
-        let hash = ChainHash::try_from(r.hash.as_slice()).unwrap_or([0; 32]);
-        let chain = if r.chain == Chain::AuditLog.as_str() {
-            Chain::AuditLog
-        } else {
-            Chain::SigningLog
-        };
-        Checkpoint::new_signed(
+/// The chain named in a row (the tables' CHECK constraints admit only the two names).
+fn chain_of(name: &str) -> Result<Chain> {
+    Chain::from_name(name)
+        .ok_or_else(|| StoreError::Database(format!("corrupt row: unknown chain {name:?}").into()))
+}
+
+/// A chain hash read from a row (the tables' CHECK constraints keep it 32 bytes).
+fn hash_of(chain: Chain, bytes: &[u8]) -> Result<ChainHash> {
+    ChainHash::try_from(bytes).map_err(|_| {
+        StoreError::Database(format!("corrupt row: a {chain} hash is not 32 bytes").into())
+    })
+}
+
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = StoreError;
+
+    fn try_from(r: CheckpointRow) -> Result<Self> {
+        let chain = chain_of(&r.chain)?;
+        Ok(Checkpoint::new_signed(
             chain,
             r.number,
-            (r.seq, &hash),
+            (r.seq, &hash_of(chain, &r.hash)?),
             r.at,
             &r.instance,
             &r.key_id,
             &r.signature,
-        )
+        ))
     }
 }
 
@@ -81,17 +91,13 @@ const STATE: &str = "SELECT h.chain, h.seq, h.hash, c.number, c.seq AS cp_seq, c
 fn states(rows: Vec<StateRow>) -> Result<Vec<ChainState>> {
     rows.into_iter()
         .map(|r| {
-            let chain = if r.chain == Chain::AuditLog.as_str() {
-                Chain::AuditLog
-            } else {
-                Chain::SigningLog
-            };
-            let hash = ChainHash::try_from(r.hash.as_slice()).map_err(|_| {
-                StoreError::Database(format!("corrupt row: the {chain} head's hash").into())
-            })?;
+            let chain = chain_of(&r.chain)?;
             Ok(ChainState {
                 chain,
-                head: Head { seq: r.seq, hash },
+                head: Head {
+                    seq: r.seq,
+                    hash: hash_of(chain, &r.hash)?,
+                },
                 newest: r
                     .number
                     .zip(r.cp_seq)
@@ -131,7 +137,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(Checkpoint::from).collect())
+        rows.into_iter().map(Checkpoint::try_from).collect()
     }
 }
 
