@@ -895,6 +895,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tokens"),
     ("POST", "/v1/tokens/1/revoke"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/audit-log/export"),
     ("GET", "/v1/checkpoints"),
     ("GET", "/v1/no-such-route"),
 ];

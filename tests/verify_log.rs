@@ -185,6 +185,7 @@ impl Vault {
             (&["export", "signing-log", "--json"][..], "export.json"),
             (&["export", "checkpoints"][..], "checkpoints.jsonl"),
             (&["export", "audit-key"][..], "audit.pem"),
+            (&["export", "audit-log"][..], "audit-log.json"),
         ] {
             let (ok, out, err) = self.cli(args).await;
             assert!(ok, "{args:?}: {err}");
@@ -197,6 +198,7 @@ impl Vault {
         let export = self.path("export.json");
         let key = self.path("audit.pem");
         let cps = self.path(checkpoints);
+        let audit = self.path("audit-log.json");
         let (ok, stdout, stderr) = self
             .cli(&[
                 "verify-log",
@@ -206,6 +208,8 @@ impl Vault {
                 key.to_str().unwrap(),
                 "--checkpoints",
                 cps.to_str().unwrap(),
+                "--audit-export",
+                audit.to_str().unwrap(),
             ])
             .await;
         if !ok {
@@ -306,9 +310,15 @@ async fn an_untouched_log_verifies_offline(pool: PgPool) {
     assert!(
         verdict
             .stdout
-            .contains("checkpoints: 1 valid, the newest at seq 4")
+            .contains("\ncheckpoints: 1 valid, the newest at seq 4")
     );
     assert_eq!(verdict.window(), 2, "two rows after the newest checkpoint");
+    // The audit log's chain (the provisioning's admin changes) and its checkpoint verify too.
+    assert!(
+        verdict.stdout.contains("audit-log: checkpoints: 1 valid"),
+        "{}",
+        verdict.stdout
+    );
     // The export carries the chain fields; the audit key file is PEM.
     let export = std::fs::read_to_string(v.path("export.json")).unwrap();
     assert!(export.contains("\"chain-seq\":6") && export.contains("\"chain-hash\":\""));
@@ -572,4 +582,20 @@ async fn a_late_checkpoint_raises_the_alert_metric_and_the_vault_stays_ready(poo
     assert_eq!(status, 200, "{body}");
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+#[sqlx::test]
+async fn an_edited_audit_entry_is_named_in_the_audit_log(pool: PgPool) {
+    let v = vault_with(pool, 2, 0).await;
+    v.sql("UPDATE audit_log SET actor = 'nobody' WHERE chain_seq = 2")
+        .await;
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    let found = verdict.findings();
+    assert_eq!(found.len(), 1, "{}", verdict.stdout);
+    assert!(
+        found[0].starts_with("audit-log: row changed: seq 2 (") && found[0].contains(" by nobody)"),
+        "{}",
+        found[0]
+    );
 }

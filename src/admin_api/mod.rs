@@ -392,6 +392,7 @@ impl AdminApi {
             (&M::POST, ["v1", "tokens"]) => tokens::create(s, s.body(req).await?, a).await,
             (&M::POST, ["v1", "tokens", id, "revoke"]) => tokens::revoke(s, id, a).await,
             (&M::GET, ["v1", "audit-log"]) => audit::list(s, &q).await,
+            (&M::GET, ["v1", "audit-log", "export"]) => audit::export(s).await,
             (&M::GET, ["v1", "checkpoints"]) => audit::checkpoints(s).await,
             (_, ["metrics"] | ["v1", "keys", _] | ["v1", "audit-log" | "checkpoints"]) => {
                 Ok(http::streamed(http::method_not_allowed("GET")))

@@ -132,6 +132,10 @@ pub enum Command {
         /// `log checkpoint` lines (repeatable; copies of one checkpoint count once).
         #[arg(long)]
         checkpoints: Vec<PathBuf>,
+        /// The admin audit log as `serialmint export audit-log` wrote it: its chain and its
+        /// checkpoints are checked too.
+        #[arg(long)]
+        audit_export: Option<PathBuf>,
     },
     /// Write shell completions and man pages into DIR (for packaging).
     #[command(hide = true)]
@@ -407,6 +411,9 @@ pub enum Export {
         #[arg(long)]
         json: bool,
     },
+    /// The whole admin audit log with its chain links, oldest first, as JSON (for
+    /// `verify-log --audit-export`).
+    AuditLog,
     /// The tamper-evident log's signed checkpoints, one JSON object per line (keep a copy
     /// off the machine for `verify-log --checkpoints`).
     Checkpoints,

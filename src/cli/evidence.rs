@@ -1,16 +1,20 @@
-//! The tamper-evident log's verbs: `export checkpoints` and `export audit-key` (through the
-//! admin API), and `verify-log` (offline: no database, no HSM).
+//! The tamper-evident log's verbs: `export checkpoints`, `export audit-key` and `export
+//! audit-log` (through the admin API), and `verify-log` (offline: no database, no HSM).
 
 use std::path::Path;
 
 use super::Error;
 use super::client::{Client, path_segment};
 use super::output::outln;
-use crate::admin_api::wire::{CheckpointList, IssuanceView, KeyView, List};
+use crate::admin_api::wire::{AuditEntryView, CheckpointList, IssuanceView, KeyView, List};
 use crate::assertion::RsaPublicKey;
 use crate::domain::{Issuance, KeyPurpose, KeyStatus};
-use crate::evidence::chain::{Chain, parse_hex, signing_row_bytes};
-use crate::evidence::checkpoint::{public_key_pem, read_checkpoints, read_public_key_pem};
+use crate::evidence::chain::{
+    AuditRow, Chain, audit_row_bytes, canonical_json, parse_hex, signing_row_bytes,
+};
+use crate::evidence::checkpoint::{
+    Checkpoint, public_key_pem, read_checkpoints, read_public_key_pem,
+};
 use crate::evidence::verify::{Entry, Report, verify};
 
 /// Prints every checkpoint, one JSON object per line.
@@ -21,6 +25,18 @@ pub async fn export_checkpoints(client: &Client) -> Result<(), Error> {
         outln!("{line}")?;
     }
     Ok(())
+}
+
+/// Prints the whole audit log with its chain links as a JSON array, one entry per line.
+pub async fn export_audit_log(client: &Client) -> Result<(), Error> {
+    let list: List<AuditEntryView> = client.get("/v1/audit-log/export").await?;
+    let lines = list
+        .items
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Evidence(e.to_string()))?;
+    outln!("[\n{}\n]", lines.join(",\n"))
 }
 
 /// Prints the audit key's public key as PEM: the named key, or the newest ready, active one.
@@ -61,19 +77,44 @@ fn read(path: &Path) -> Result<String, Error> {
     text.map_err(|e| Error::Evidence(format!("cannot read {}: {e}", path.display())))
 }
 
+/// A row's `chain-hash`, when it has one.
+fn chain_hash(label: &str, h: Option<&str>) -> Result<Option<[u8; 32]>, Error> {
+    h.map(|h| {
+        parse_hex(h)
+            .ok_or_else(|| Error::Evidence(format!("{label}: chain-hash is not 64 hex digits")))
+    })
+    .transpose()
+}
+
+/// An audit-log export entry as the chain hashes it.
+fn audit_entry(row: AuditEntryView) -> Result<Entry, Error> {
+    let label = format!("{} {} by {}", row.action, row.target, row.actor);
+    let hash = chain_hash(&label, row.chain_hash.as_deref())?;
+    let detail = canonical_json(&row.detail);
+    Ok(Entry {
+        seq: row.chain_seq,
+        hash,
+        label,
+        bytes_at: Box::new(move |seq| {
+            let r = AuditRow {
+                at: row.at,
+                actor: &row.actor,
+                action: &row.action,
+                target: &row.target,
+                detail: &detail,
+            };
+            audit_row_bytes(seq, &r)
+        }),
+    })
+}
+
 /// A JSON export row as the chain hashes it.
 fn entry(row: IssuanceView) -> Result<Entry, Error> {
     let label = format!(
         "serial {} of {}/{}, id {}",
         row.serial, row.brand_id, row.model, row.id
     );
-    let hash =
-        match &row.chain_hash {
-            Some(h) => Some(parse_hex(h).ok_or_else(|| {
-                Error::Evidence(format!("{label}: chain-hash is not 64 hex digits"))
-            })?),
-            None => None,
-        };
+    let hash = chain_hash(&label, row.chain_hash.as_deref())?;
     if row.chain_seq.is_some() && (row.model_id.is_none() || row.serial_assertion.is_none()) {
         return Err(Error::Evidence(format!(
             "{label}: the export lacks model-id or serial-assertion; use `serialmint export \
@@ -103,33 +144,92 @@ fn entry(row: IssuanceView) -> Result<Entry, Error> {
     })
 }
 
-/// Verifies the signing log's export `export` against the audit key (PEM) and the
-/// checkpoints in `checkpoint_files`, all offline.
+/// Reads a JSON export of `what`.
+fn read_export<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, Error> {
+    serde_json::from_str(&read(path)?).map_err(|e| {
+        Error::Evidence(format!(
+            "{} is not a JSON {what} export (`serialmint export {what}{}`): {e}",
+            path.display(),
+            if what == "signing-log" { " --json" } else { "" }
+        ))
+    })
+}
+
+/// What `verify-log` checked: the signing log, and the audit log when given.
+pub struct Reports {
+    /// The signing log's.
+    pub signing_log: Report,
+    /// The audit log's, when its export was given.
+    pub audit_log: Option<Report>,
+}
+
+/// Verifies the signing log's export `export` (and the audit log's, when given) against the
+/// audit key (PEM) and the checkpoints in `checkpoint_files`, all offline.
 pub fn verify_files(
     export: &Path,
     audit_key: &Path,
     checkpoint_files: &[std::path::PathBuf],
-) -> Result<Report, Error> {
-    let rows: Vec<IssuanceView> = serde_json::from_str(&read(export)?).map_err(|e| {
-        Error::Evidence(format!(
-            "{} is not a JSON signing-log export (`serialmint export signing-log --json`): {e}",
-            export.display()
-        ))
-    })?;
+    audit_export: Option<&Path>,
+) -> Result<Reports, Error> {
+    let rows: Vec<IssuanceView> = read_export(export, "signing-log")?;
     let entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
     let key = read_public_key_pem(&read(audit_key)?)
         .map_err(|e| Error::Evidence(format!("{}: {e}", audit_key.display())))?;
-    let mut checkpoints = Vec::new();
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for f in checkpoint_files {
-        let found = read_checkpoints(&read(f)?)
-            .map_err(|e| Error::Evidence(format!("{}: {e}", f.display())))?;
         checkpoints.extend(
-            found
-                .into_iter()
-                .filter(|c| c.chain == Chain::SigningLog.as_str()),
+            read_checkpoints(&read(f)?)
+                .map_err(|e| Error::Evidence(format!("{}: {e}", f.display())))?,
         );
     }
-    Ok(verify(&entries, &checkpoints, Some(&key)))
+    let of = |chain: Chain| -> Vec<Checkpoint> {
+        checkpoints
+            .iter()
+            .filter(|c| c.chain == chain.as_str())
+            .cloned()
+            .collect()
+    };
+    let audit_log = match audit_export {
+        Some(path) => {
+            let rows: Vec<AuditEntryView> = read_export(path, "audit-log")?;
+            let entries = rows
+                .into_iter()
+                .map(audit_entry)
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(verify(&entries, &of(Chain::AuditLog), Some(&key)))
+        }
+        None => None,
+    };
+    Ok(Reports {
+        signing_log: verify(&entries, &of(Chain::SigningLog), Some(&key)),
+        audit_log,
+    })
+}
+
+/// Prints one chain's report; findings get `prefix`.
+fn print_report(chain: Chain, r: &Report, prefix: &str) -> Result<(), Error> {
+    outln!(
+        "{chain}: {} chained rows (newest seq {}), {} rows from before the chain",
+        r.chained_rows,
+        r.last_seq,
+        r.unchained_rows
+    )?;
+    match r.newest_checkpoint_seq {
+        Some(seq) => outln!(
+            "{prefix}checkpoints: {} valid, the newest at seq {seq}",
+            r.valid_checkpoints
+        )?,
+        None => outln!("{prefix}checkpoints: none valid")?,
+    }
+    outln!(
+        "{prefix}rows after the newest checkpoint: {} (deleting the newest of these would not \
+         show)",
+        r.rows_after_checkpoint
+    )?;
+    for f in &r.findings {
+        outln!("FOUND {prefix}{f}")?;
+    }
+    Ok(())
 }
 
 /// `serialmint verify-log`: prints what was checked and every finding; an error when there
@@ -138,31 +238,19 @@ pub fn verify_log(
     export: &Path,
     audit_key: &Path,
     checkpoint_files: &[std::path::PathBuf],
+    audit_export: Option<&Path>,
 ) -> Result<(), Error> {
-    let r = verify_files(export, audit_key, checkpoint_files)?;
-    outln!(
-        "signing-log: {} chained rows (newest seq {}), {} rows from before the chain",
-        r.chained_rows,
-        r.last_seq,
-        r.unchained_rows
-    )?;
-    match r.newest_checkpoint_seq {
-        Some(seq) => outln!(
-            "checkpoints: {} valid, the newest at seq {seq}",
-            r.valid_checkpoints
-        )?,
-        None => outln!("checkpoints: none valid")?,
+    let r = verify_files(export, audit_key, checkpoint_files, audit_export)?;
+    // The signing log's lines as they always were; the audit log's prefixed.
+    print_report(Chain::SigningLog, &r.signing_log, "")?;
+    let mut found = r.signing_log.findings.len();
+    if let Some(a) = &r.audit_log {
+        print_report(Chain::AuditLog, a, "audit-log: ")?;
+        found += a.findings.len();
     }
-    outln!(
-        "rows after the newest checkpoint: {} (deleting the newest of these would not show)",
-        r.rows_after_checkpoint
-    )?;
-    for f in &r.findings {
-        outln!("FOUND {f}")?;
-    }
-    if r.is_clean() {
+    if found == 0 {
         outln!("OK: the chain and every checkpoint verify")
     } else {
-        Err(Error::Tampered(r.findings.len()))
+        Err(Error::Tampered(found))
     }
 }

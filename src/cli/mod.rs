@@ -125,6 +125,9 @@ fn execute(cli: Cli) -> Result<(), Error> {
                 signing_log::export(&client, format, filter).await
             })
         }
+        Command::Export(Export::AuditLog) => admin(brand.clone(), |client| async move {
+            evidence::export_audit_log(&client).await
+        }),
         Command::Export(Export::Checkpoints) => admin(brand.clone(), |client| async move {
             evidence::export_checkpoints(&client).await
         }),
@@ -135,7 +138,8 @@ fn execute(cli: Cli) -> Result<(), Error> {
             export,
             audit_key,
             checkpoints,
-        } => evidence::verify_log(&export, &audit_key, &checkpoints),
+            audit_export,
+        } => evidence::verify_log(&export, &audit_key, &checkpoints, audit_export.as_deref()),
         Command::Disable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, false).await
         }),

@@ -20,7 +20,31 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// An audit entry as exported: with its link in the tamper-evident chain (both `None` for
+/// entries written before the chain started).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExportedAuditEntry {
+    /// The entry.
+    #[sqlx(flatten)]
+    pub entry: AuditEntry,
+    /// Its sequence number in the audit-log chain.
+    pub chain_seq: Option<i64>,
+    /// Its chain hash (32 bytes).
+    pub chain_hash: Option<Vec<u8>>,
+}
+
 impl Store {
+    /// The whole audit log with the chain links, oldest first (admin changes only: small
+    /// enough to answer in one piece).
+    pub async fn audit_log_export(&self) -> Result<Vec<ExportedAuditEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT at, actor, action, target, detail, chain_seq, chain_hash FROM audit_log \
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The newest `limit` audit entries (only those at or after `since` when given), newest
     /// first.
     pub async fn audit_log(

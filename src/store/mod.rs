@@ -32,7 +32,7 @@ pub use crate::domain::{
     LoggedIssuance, RecordOutcome, Role, SerialGeneration,
 };
 pub use accounts::{AccountAssertion, NewAccountAssertion};
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, ExportedAuditEntry};
 pub use brands::Brand;
 pub use changes::{Change, ChangeListener};
 pub use checkpoints::{ChainState, CheckpointTx};

@@ -525,6 +525,16 @@ pub struct AuditEntryView {
     pub target: String,
     /// The change's details.
     pub detail: serde_json::Value,
+    /// Its sequence number in the tamper-evident chain (in exports only).
+    #[serde(rename = "chain-seq", default, skip_serializing_if = "Option::is_none")]
+    pub chain_seq: Option<i64>,
+    /// Its chain hash, 64 hex digits (in exports only).
+    #[serde(
+        rename = "chain-hash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub chain_hash: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
