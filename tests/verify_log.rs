@@ -235,6 +235,25 @@ impl Vault {
             .unwrap();
     }
 
+    /// Starts the checkpointer with these thresholds.
+    fn run_checkpointer(&self, rows: u64, every: Duration) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let policy = CheckpointPolicy {
+            rows,
+            every,
+            instance: "test-instance".into(),
+        };
+        let task = serialmint::checkpointer::spawn(
+            self.server.store.clone(),
+            self.backend.clone(),
+            policy,
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        Running { stop, task }
+    }
+
     async fn checkpoint(&self, rows: u64) -> Vec<Checkpoint> {
         take_due(
             &self.server.store,
@@ -483,23 +502,41 @@ async fn a_checkpoint_signed_by_another_key_is_named_as_forged(pool: PgPool) {
     );
 }
 
+/// A checkpointer running as `serve` runs it, until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+/// Waits (at most 10 s) until the metrics exposition contains `want`; returns it.
+async fn metric_shows(
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    want: &str,
+) -> String {
+    let mut rendered = String::new();
+    for _ in 0..100 {
+        rendered = metrics.render();
+        if rendered.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rendered.contains(want), "{want} in {rendered}");
+    rendered
+}
+
 #[sqlx::test]
 async fn the_running_checkpointer_signs_by_rows_and_keeps_the_metrics(pool: PgPool) {
     let metrics = serialmint::server::metrics_handle().expect("a metrics recorder");
     let mut v = vault(pool).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = serialmint::checkpointer::spawn(
-        v.server.store.clone(),
-        v.backend.clone(),
-        CheckpointPolicy {
-            rows: 2,
-            every: Duration::from_secs(3600),
-            instance: "test-instance".into(),
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    );
+    let running = v.run_checkpointer(2, Duration::from_secs(3600));
     let signing_seq = |cps: Vec<Checkpoint>| {
         cps.into_iter()
             .filter(|c| c.chain == "signing-log")
@@ -518,16 +555,7 @@ async fn the_running_checkpointer_signs_by_rows_and_keeps_the_metrics(pool: PgPo
     assert_eq!(seen, Some(3), "the checkpointer signed the head");
     // One more row is under checkpoint_rows: no checkpoint, but the head moves.
     v.issue(1).await;
-    let want = "evidence_chain_head_seq{chain=\"signing-log\"} 4";
-    let mut rendered = String::new();
-    for _ in 0..50 {
-        rendered = metrics.render();
-        if rendered.contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(rendered.contains(want), "{rendered}");
+    let rendered = metric_shows(&metrics, "evidence_chain_head_seq{chain=\"signing-log\"} 4").await;
     for m in [
         "evidence_checkpoint_seq{chain=\"signing-log\"} 3",
         "evidence_checkpoint_lag_rows{chain=\"signing-log\"} 1",
@@ -540,8 +568,7 @@ async fn the_running_checkpointer_signs_by_rows_and_keeps_the_metrics(pool: PgPo
         signing_seq(v.server.store.checkpoints().await.unwrap()),
         Some(3)
     );
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[sqlx::test]
@@ -550,38 +577,20 @@ async fn a_late_checkpoint_raises_the_alert_metric_and_the_vault_stays_ready(poo
     let mut v = vault(pool).await;
     // No usable audit key: checkpoints cannot be signed.
     v.server.store.disable_key("audit", &admin()).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = serialmint::checkpointer::spawn(
-        v.server.store.clone(),
-        v.backend.clone(),
-        CheckpointPolicy {
-            rows: 1000,
-            every: Duration::from_secs(1),
-            instance: "test-instance".into(),
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    );
+    let running = v.run_checkpointer(1000, Duration::from_secs(1));
     v.issue(1).await;
-    let late = "evidence_checkpoint_late{chain=\"signing-log\"} 1";
-    let mut rendered = String::new();
-    for _ in 0..100 {
-        rendered = metrics.render();
-        if rendered.contains(late) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(rendered.contains(late), "{rendered}");
+    metric_shows(
+        &metrics,
+        "evidence_checkpoint_late{chain=\"signing-log\"} 1",
+    )
+    .await;
     assert!(v.server.store.checkpoints().await.unwrap().is_empty());
     let port: u16 = v.admin_url.rsplit(':').next().unwrap().parse().unwrap();
     let (status, body) = tokio::task::spawn_blocking(move || common::http_get(port, "/readyz"))
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[sqlx::test]
