@@ -608,3 +608,45 @@ async fn an_edited_audit_entry_is_named_in_the_audit_log(pool: PgPool) {
         found[0]
     );
 }
+
+#[sqlx::test]
+async fn a_chain_recomputed_after_an_edit_contradicts_the_checkpoint(pool: PgPool) {
+    use serialmint::domain::ExportedIssuance;
+    use serialmint::evidence::chain::{GENESIS, link, signing_row_bytes};
+    let v = vault_with(pool, 5, 0).await;
+    // An administrator who knows the algorithm edits row 3 and recomputes every link from
+    // there, so the chain is consistent again; only the HSM-signed checkpoint disagrees.
+    v.sql("UPDATE signing_log SET serial = 'forged-0002' WHERE chain_seq = 3")
+        .await;
+    let rows: Vec<ExportedIssuance> = sqlx::query_as(
+        "SELECT id, brand_id, model_id, model_name, serial, revision, device_key_id, \
+         request_id, signing_key_id, instance, issued_at, serial_assertion, original_serial, \
+         original_serial_id, chain_seq, chain_hash FROM signing_log ORDER BY chain_seq",
+    )
+    .fetch_all(&v.pool)
+    .await
+    .unwrap();
+    let mut prev = GENESIS;
+    for r in &rows {
+        let seq = r.chain_seq.unwrap();
+        let hash = link(
+            &prev,
+            &signing_row_bytes(seq, r.row.issued_at, &r.row.issuance),
+        );
+        sqlx::query("UPDATE signing_log SET chain_hash = $1 WHERE chain_seq = $2")
+            .bind(hash.to_vec())
+            .bind(seq)
+            .execute(&v.pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    let verdict = v.export_and_verify().await;
+    assert!(!verdict.ok);
+    assert_eq!(
+        verdict.findings(),
+        ["checkpoint 1 does not match the chain at seq 5: the chain was rewritten after it"],
+        "{}",
+        verdict.stdout
+    );
+}
