@@ -366,6 +366,82 @@ fn label(seq: i64) -> String {
     format!("serial evlog-{:04} of {BRAND}/{MODEL}", seq - 1)
 }
 
+/// Runs `serialmint verify-log --live` against the running vault, with the audit key (and
+/// optionally checkpoints) from files.
+async fn verify_live(v: &Vault, checkpoints: Option<&str>) -> Verdict {
+    let key = v.path("audit.pem");
+    let mut args = vec![
+        "verify-log".to_string(),
+        "--live".into(),
+        "--audit-key".into(),
+        key.to_str().unwrap().into(),
+    ];
+    if let Some(file) = checkpoints {
+        args.push("--checkpoints".into());
+        args.push(v.path(file).to_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, stderr) = v.cli(&args).await;
+    if !ok {
+        assert!(
+            stderr.contains("the log does not verify"),
+            "verify-log --live failed otherwise: {stderr}"
+        );
+    }
+    Verdict { ok, stdout }
+}
+
+#[sqlx::test]
+async fn verify_log_live_checks_what_the_admin_api_serves(pool: PgPool) {
+    let mut v = vault(pool).await;
+    v.issue(4).await;
+    v.checkpoint(1000).await;
+    v.issue(1).await;
+    v.export().await;
+    // Untouched: the chain, the audit log and the server's checkpoints verify, with the same
+    // checkpoints also given from a file (copies count once).
+    let verdict = verify_live(&v, Some("checkpoints.jsonl")).await;
+    assert!(verdict.ok, "{}", verdict.stdout);
+    assert!(
+        verdict
+            .stdout
+            .contains("\ncheckpoints: 1 valid, the newest at seq 4"),
+        "{}",
+        verdict.stdout
+    );
+    assert_eq!(verdict.window(), 1);
+    assert!(verdict.stdout.contains("audit-log: checkpoints: 1 valid"));
+    // An edit in the database shows at once, and deleting the server's checkpoints does not
+    // hide a truncation from the copy kept elsewhere.
+    v.sql("UPDATE signing_log SET serial = 'forged-0001' WHERE chain_seq = 2")
+        .await;
+    let verdict = verify_live(&v, None).await;
+    assert!(!verdict.ok);
+    let found = verdict.findings();
+    assert_eq!(found.len(), 1, "{}", verdict.stdout);
+    assert!(found[0].starts_with("row changed: seq 2 "), "{}", found[0]);
+    assert!(
+        verdict.stdout.contains("\ncheckpoints: 1 valid"),
+        "the server's own checkpoint, no file given: {}",
+        verdict.stdout
+    );
+    v.sql(
+        "UPDATE signing_log SET serial = 'evlog-0001' WHERE chain_seq = 2; \
+         DELETE FROM signing_log WHERE chain_seq >= 4; DELETE FROM log_checkpoints;",
+    )
+    .await;
+    let verdict = verify_live(&v, Some("checkpoints.jsonl")).await;
+    assert!(!verdict.ok, "{}", verdict.stdout);
+    assert!(
+        verdict
+            .findings()
+            .iter()
+            .any(|f| f.starts_with("log truncated: ")),
+        "{}",
+        verdict.stdout
+    );
+}
+
 #[sqlx::test]
 async fn an_updated_serial_is_named_as_a_changed_row(pool: PgPool) {
     let v = vault_with(pool, 5, 0).await;

@@ -123,8 +123,14 @@ pub enum Command {
     VerifyLog {
         /// The signing log as `serialmint export signing-log --json` wrote it, unfiltered
         /// (`-` for stdin).
+        #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+        export: Option<PathBuf>,
+        /// Fetch the signing log, the audit log and the server's checkpoints from the admin
+        /// API (`SERIALMINT_ADMIN_URL`, `SERIALMINT_ADMIN_TOKEN`) instead of export files. The
+        /// audit key still comes from `--audit-key` (a copy kept off the server), and
+        /// checkpoints kept elsewhere (`--checkpoints`) are checked beside the server's.
         #[arg(long)]
-        export: PathBuf,
+        live: bool,
         /// The audit public key (PEM), as `serialmint export audit-key` printed it.
         #[arg(long)]
         audit_key: PathBuf,
@@ -133,8 +139,8 @@ pub enum Command {
         #[arg(long)]
         checkpoints: Vec<PathBuf>,
         /// The admin audit log as `serialmint export audit-log` wrote it: its chain and its
-        /// checkpoints are checked too.
-        #[arg(long)]
+        /// checkpoints are checked too (with `--live`, the server's audit log always is).
+        #[arg(long, conflicts_with = "live")]
         audit_export: Option<PathBuf>,
     },
     /// Write shell completions and man pages into DIR (for packaging).

@@ -1,5 +1,6 @@
 //! The tamper-evident log's verbs: `export checkpoints`, `export audit-key` and `export
-//! audit-log` (through the admin API), and `verify-log` (offline: no database, no HSM).
+//! audit-log` (through the admin API), and `verify-log` (offline over export files: no
+//! database, no HSM; or `--live`, over what the admin API serves now).
 
 use std::path::Path;
 
@@ -163,16 +164,11 @@ pub struct Reports {
     pub audit_log: Option<Report>,
 }
 
-/// Verifies the signing log's export `export` (and the audit log's, when given) against the
-/// audit key (PEM) and the checkpoints in `checkpoint_files`, all offline.
-pub fn verify_files(
-    export: &Path,
+/// The audit key (PEM) in `audit_key` and the checkpoints in `checkpoint_files`.
+fn key_and_checkpoints(
     audit_key: &Path,
     checkpoint_files: &[std::path::PathBuf],
-    audit_export: Option<&Path>,
-) -> Result<Reports, Error> {
-    let rows: Vec<IssuanceView> = read_export(export, "signing-log")?;
-    let entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+) -> Result<(RsaPublicKey, Vec<Checkpoint>), Error> {
     let key = read_public_key_pem(&read(audit_key)?)
         .map_err(|e| Error::Evidence(format!("{}: {e}", audit_key.display())))?;
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
@@ -182,6 +178,18 @@ pub fn verify_files(
                 .map_err(|e| Error::Evidence(format!("{}: {e}", f.display())))?,
         );
     }
+    Ok((key, checkpoints))
+}
+
+/// Verifies the signing log's rows (and the audit log's, when given) against the audit key
+/// and the checkpoints: where they came from (files or the admin API) is the caller's.
+fn verify_rows(
+    rows: Vec<IssuanceView>,
+    audit_rows: Option<Vec<AuditEntryView>>,
+    key: &RsaPublicKey,
+    checkpoints: &[Checkpoint],
+) -> Result<Reports, Error> {
+    let entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
     let of = |chain: Chain| -> Vec<Checkpoint> {
         checkpoints
             .iter()
@@ -189,21 +197,37 @@ pub fn verify_files(
             .cloned()
             .collect()
     };
-    let audit_log = match audit_export {
-        Some(path) => {
-            let rows: Vec<AuditEntryView> = read_export(path, "audit-log")?;
+    let audit_log = match audit_rows {
+        Some(rows) => {
             let entries = rows
                 .into_iter()
                 .map(audit_entry)
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(verify(&entries, &of(Chain::AuditLog), Some(&key)))
+            Some(verify(&entries, &of(Chain::AuditLog), Some(key)))
         }
         None => None,
     };
     Ok(Reports {
-        signing_log: verify(&entries, &of(Chain::SigningLog), Some(&key)),
+        signing_log: verify(&entries, &of(Chain::SigningLog), Some(key)),
         audit_log,
     })
+}
+
+/// Verifies the signing log's export `export` (and the audit log's, when given) against the
+/// audit key (PEM) and the checkpoints in `checkpoint_files`, all offline.
+pub fn verify_files(
+    export: &Path,
+    audit_key: &Path,
+    checkpoint_files: &[std::path::PathBuf],
+    audit_export: Option<&Path>,
+) -> Result<Reports, Error> {
+    let rows: Vec<IssuanceView> = read_export(export, "signing-log")?;
+    let audit_rows = match audit_export {
+        Some(path) => Some(read_export::<Vec<AuditEntryView>>(path, "audit-log")?),
+        None => None,
+    };
+    let (key, checkpoints) = key_and_checkpoints(audit_key, checkpoint_files)?;
+    verify_rows(rows, audit_rows, &key, &checkpoints)
 }
 
 /// Prints one chain's report; findings get `prefix`.
@@ -232,15 +256,46 @@ fn print_report(chain: Chain, r: &Report, prefix: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `serialmint verify-log`: prints what was checked and every finding; an error when there
-/// is one.
+/// `serialmint verify-log --export FILE`: prints what was checked and every finding; an
+/// error when there is one.
 pub fn verify_log(
     export: &Path,
     audit_key: &Path,
     checkpoint_files: &[std::path::PathBuf],
     audit_export: Option<&Path>,
 ) -> Result<(), Error> {
-    let r = verify_files(export, audit_key, checkpoint_files, audit_export)?;
+    report(verify_files(
+        export,
+        audit_key,
+        checkpoint_files,
+        audit_export,
+    )?)
+}
+
+/// `serialmint verify-log --live`: the signing log, the audit log and the checkpoints as the
+/// admin API serves them now, checked against the audit key from a file (the server is not
+/// trusted for it) and beside any checkpoints kept elsewhere; printed as `verify_log` does.
+pub async fn verify_live(
+    client: &Client,
+    audit_key: &Path,
+    checkpoint_files: &[std::path::PathBuf],
+) -> Result<(), Error> {
+    let (key, mut checkpoints) = key_and_checkpoints(audit_key, checkpoint_files)?;
+    let mut export = Vec::new();
+    client
+        .download("/v1/signing-log/export?format=json", &mut export)
+        .await?;
+    let rows: Vec<IssuanceView> = serde_json::from_slice(&export).map_err(|e| {
+        Error::Evidence(format!("the server's signing-log export is not JSON: {e}"))
+    })?;
+    let audit: List<AuditEntryView> = client.get("/v1/audit-log/export").await?;
+    let served: CheckpointList = client.get("/v1/checkpoints").await?;
+    checkpoints.extend(served.items);
+    report(verify_rows(rows, Some(audit.items), &key, &checkpoints)?)
+}
+
+/// Prints both reports; an error counting the findings when there are any.
+fn report(r: Reports) -> Result<(), Error> {
     // The signing log's lines as they always were; the audit log's prefixed.
     print_report(Chain::SigningLog, &r.signing_log, "")?;
     let mut found = r.signing_log.findings.len();

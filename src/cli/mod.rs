@@ -135,11 +135,25 @@ fn execute(cli: Cli) -> Result<(), Error> {
             evidence::export_audit_key(&client, key.as_deref()).await
         }),
         Command::VerifyLog {
+            export: None,
+            live: true,
+            audit_key,
+            checkpoints,
+            ..
+        } => admin(brand.clone(), |client| async move {
+            evidence::verify_live(&client, &audit_key, &checkpoints).await
+        }),
+        Command::VerifyLog {
             export,
             audit_key,
             checkpoints,
             audit_export,
-        } => evidence::verify_log(&export, &audit_key, &checkpoints, audit_export.as_deref()),
+            ..
+        } => {
+            // clap requires --export unless --live, and refuses both.
+            let export = export.ok_or(Error::Evidence("give --export FILE or --live".into()))?;
+            evidence::verify_log(&export, &audit_key, &checkpoints, audit_export.as_deref())
+        }
         Command::Disable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, false).await
         }),
