@@ -124,6 +124,12 @@ async fn an_operator_watches_devices_register_live_and_finds_a_serial(pool: PgPo
     assert_eq!(marker, "kept", "updated in place, not by a reload");
     let today = b.text("#models-today").await;
     assert!(today.contains("pc") && today.contains('3'), "{today}");
+    // The token's pool as the server holds it: in rotation, its sessions counted.
+    let hsm = b.text("#hsm-tokens").await;
+    assert!(
+        hsm.contains(" up ") && hsm.contains(" open, ") && hsm.contains(" waiting"),
+        "{hsm}"
+    );
     b.screenshot("2-live").await;
 
     b.click("a[href='/ui/signing-log']").await;

@@ -111,6 +111,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether the HSM can sign (for `/readyz`).
     fn hsm_healthy(&self) -> bool;
+
+    /// Each token's health (the dashboard's sessions column); empty without an HSM.
+    fn hsm_tokens(&self) -> Vec<crate::hsm::TokenHealth> {
+        Vec::new()
+    }
 }
 
 /// The backend when no HSM is available: every HSM operation fails with one clear reason.
@@ -356,5 +361,12 @@ impl Backend for HsmBackend {
 
     fn hsm_healthy(&self) -> bool {
         self.slot.get().is_some_and(|hsm| hsm.health().is_up())
+    }
+
+    fn hsm_tokens(&self) -> Vec<crate::hsm::TokenHealth> {
+        self.slot
+            .get()
+            .map(|hsm| hsm.health().tokens)
+            .unwrap_or_default()
     }
 }

@@ -159,24 +159,44 @@ pub async fn figures(s: &Shared, v: &Viewer) -> ApiResult<Figures> {
         "signer-refusals",
         by_label(&samples, "signer_refused_total", "reason"),
     );
-    let mut tokens: Vec<Vec<String>> = samples
-        .iter()
-        .filter(|x| x.name == "hsm_token_up")
-        .map(|x| {
-            let label = x.label("token");
-            let recoveries = one(
-                &samples,
-                "hsm_token_recoveries_total",
-                Some(("token", label)),
-            )
-            .unwrap_or(0.0);
-            vec![
-                label.to_string(),
-                if x.value > 0.0 { "up" } else { "down" }.to_string(),
-                format!("{recoveries:.0}"),
-            ]
-        })
-        .collect();
+    // The pool's own view when the HSM is open (sessions included), else the metrics'.
+    let pools = s.backend.hsm_tokens();
+    let mut tokens: Vec<Vec<String>> = if pools.is_empty() {
+        samples
+            .iter()
+            .filter(|x| x.name == "hsm_token_up")
+            .map(|x| {
+                let label = x.label("token");
+                let recoveries = one(
+                    &samples,
+                    "hsm_token_recoveries_total",
+                    Some(("token", label)),
+                )
+                .unwrap_or(0.0);
+                vec![
+                    label.to_string(),
+                    if x.value > 0.0 { "up" } else { "down" }.to_string(),
+                    "–".to_string(),
+                    format!("{recoveries:.0}"),
+                ]
+            })
+            .collect()
+    } else {
+        pools
+            .iter()
+            .map(|t| {
+                vec![
+                    t.label.clone(),
+                    if t.up { "up" } else { "down" }.to_string(),
+                    format!(
+                        "{} of {} open, {} idle, {} waiting",
+                        t.sessions, t.max_sessions, t.available, t.waiting
+                    ),
+                    t.recoveries.to_string(),
+                ]
+            })
+            .collect()
+    };
     tokens.sort();
     f.tables.insert("hsm-tokens", tokens);
     let depth = one(&samples, "signer_queue_depth", None).unwrap_or(0.0);
@@ -254,7 +274,7 @@ pub async fn page_of(s: &Shared, v: &Viewer) -> ApiResult<Markup> {
                 (table("signer-refusals", "Signer refusals (503) by reason (this instance)",
                     &["Reason", "Count"], rows(&f, "signer-refusals")))
                 (table("hsm-tokens", "HSM tokens (this instance)",
-                    &["Token", "State", "Recoveries"], rows(&f, "hsm-tokens")))
+                    &["Token", "State", "Sessions", "Recoveries"], rows(&f, "hsm-tokens")))
             }
         },
     ))
