@@ -93,6 +93,10 @@ impl SigningLog for Store {
                 .map_err(LogError::backend)
         })
     }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(async move { Store::ping(self).await.map_err(LogError::backend) })
+    }
 }
 
 impl SignBackend for crate::hsm::Hsm {

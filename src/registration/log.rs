@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +27,10 @@ pub enum LogError {
     /// The log's backend failed (for the store: Postgres unreachable or refusing).
     #[error("signing log unavailable: {0}")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// A commit or look-up failed a moment ago and the background probe has not seen the
+    /// log answer since: refused at once, before anything is signed.
+    #[error("signing log unavailable: its last commit failed; waiting for it to answer again")]
+    Down,
     /// The group-commit writer is gone (shutting down).
     #[error("signing log unavailable: its writer stopped")]
     WriterStopped,
@@ -77,6 +82,57 @@ pub trait SigningLog: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>>;
     /// The next value of the model's serial counter (prefix+counter generation).
     fn next_counter(&self, model_id: i64) -> BoxFuture<'_, Result<i64, LogError>>;
+    /// Whether the log answers a trivial question (the probe that lifts [`LogError::Down`]).
+    fn ping(&self) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// How often the background probe asks a log that failed whether it answers again.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether the log failed lately, and whether a probe is already asking it.
+#[derive(Debug, Default)]
+struct Health {
+    down: AtomicBool,
+    probing: AtomicBool,
+}
+
+impl Health {
+    /// Marks the log down and, unless one runs, starts the probe that marks it up again.
+    fn mark_down(self: &Arc<Self>, log: &Arc<dyn SigningLog>, timeout: Duration) {
+        if !self.down.swap(true, Ordering::AcqRel) {
+            metrics::gauge!("signing_log_down").set(1.0);
+            tracing::warn!("signing log down: serial requests get 503 until it answers again");
+        }
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (health, log) = (self.clone(), log.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if bounded(timeout.min(PROBE_TIMEOUT), log.ping())
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            health.probing.store(false, Ordering::Release);
+            health.down.store(false, Ordering::Release);
+            metrics::gauge!("signing_log_down").set(0.0);
+            tracing::info!("signing log answers again: serial requests are served");
+        });
+    }
+}
+
+/// The longest one probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a failure says the log is unreachable (so later requests should not wait for it).
+fn is_outage(e: &LogError) -> bool {
+    matches!(e, LogError::Backend(_) | LogError::TimedOut(_))
 }
 
 struct Pending {
@@ -92,6 +148,7 @@ pub struct GroupCommit {
     log: Arc<dyn SigningLog>,
     tx: mpsc::Sender<Pending>,
     timeout: Duration,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -107,8 +164,41 @@ impl GroupCommit {
     /// down).
     pub fn start(log: Arc<dyn SigningLog>, max_batch: usize, timeout: Duration) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 8);
-        tokio::spawn(writer(log.clone(), rx, max_batch.max(1), timeout));
-        Self { log, tx, timeout }
+        let health = Arc::new(Health::default());
+        tokio::spawn(writer(
+            log.clone(),
+            rx,
+            max_batch.max(1),
+            timeout,
+            health.clone(),
+        ));
+        Self {
+            log,
+            tx,
+            timeout,
+            health,
+        }
+    }
+
+    /// `Err(LogError::Down)` while a recent failure has not been followed by a probe that
+    /// saw the log answer: callers refuse at once instead of waiting out a pool timeout and
+    /// spending a signature on a row that cannot be written.
+    pub fn check_up(&self) -> Result<(), LogError> {
+        if self.health.down.load(Ordering::Acquire) {
+            Err(LogError::Down)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Notes a failed look-up: an outage marks the log down as a failed commit does.
+    fn noted<T>(&self, r: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(e) = &r
+            && is_outage(e)
+        {
+            self.health.mark_down(&self.log, self.timeout);
+        }
+        r
     }
 
     /// The log underneath (for look-ups).
@@ -133,12 +223,12 @@ impl GroupCommit {
         model: &str,
         serial: &str,
     ) -> Result<Option<LoggedIssuance>, LogError> {
-        bounded(self.timeout, self.log.latest(brand_id, model, serial)).await
+        self.noted(bounded(self.timeout, self.log.latest(brand_id, model, serial)).await)
     }
 
     /// The model's next counter value, bounded by the same timeout.
     pub async fn next_counter(&self, model_id: i64) -> Result<i64, LogError> {
-        bounded(self.timeout, self.log.next_counter(model_id)).await
+        self.noted(bounded(self.timeout, self.log.next_counter(model_id)).await)
     }
 }
 
@@ -156,6 +246,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
     timeout: Duration,
+    health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
@@ -183,6 +274,9 @@ async fn writer(
             Err(e) => {
                 metrics::counter!("signing_log_errors_total").increment(1);
                 tracing::warn!(error = %e, rows = rows.len(), "signing log commit failed");
+                if is_outage(&e) {
+                    health.mark_down(&log, timeout);
+                }
                 for p in batch.drain(..) {
                     let _ = p.reply.send(Err(e.clone()));
                 }

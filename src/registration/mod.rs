@@ -107,6 +107,10 @@ pub enum RegError {
     /// The signing log (Postgres) is unavailable: nothing issued (503).
     #[error("signing log unavailable; retry later")]
     LogUnavailable(#[source] LogError),
+    /// The signing log failed a moment ago and has not answered since: refused before
+    /// signing (503, `database-unavailable`, as `LogUnavailable`).
+    #[error("signing log unavailable since a failed commit; retry later")]
+    LogDown,
     /// A signature from the HSM did not verify (503: the device retries).
     #[error("signature check failed; retry later")]
     SignatureCheck(String),
@@ -128,7 +132,7 @@ impl RegError {
             BadStream(_) | BadSignature(_) | WeakDeviceKey(_) | BadRequestId | ExpiredRequestId
             | BadModel(_) | SerialRequired(_) | InvalidSerial(_) => 400,
             NoSigningPolicy(_) | KeyRoleRefused(_) | RequestIdUsed | SerialTaken(_) => 409,
-            KeyUnavailable(_) | Signing(_) | LogUnavailable(_) | SignatureCheck(_) => 503,
+            KeyUnavailable(_) | Signing(_) | LogUnavailable(_) | LogDown | SignatureCheck(_) => 503,
             Remodel(e) => e.status(),
         }
     }
@@ -157,7 +161,7 @@ impl RegError {
             RequestIdUsed => "request-id-used",
             SerialTaken(_) => "duplicate-serial",
             Signing(e) => e.code(),
-            LogUnavailable(_) => "database-unavailable",
+            LogUnavailable(_) | LogDown => "database-unavailable",
             SignatureCheck(_) => "signature-check-failed",
             Remodel(e) => e.code(),
         }
@@ -181,7 +185,10 @@ impl From<SignError> for RegError {
 
 impl From<LogError> for RegError {
     fn from(e: LogError) -> Self {
-        RegError::LogUnavailable(e)
+        match e {
+            LogError::Down => RegError::LogDown,
+            e => RegError::LogUnavailable(e),
+        }
     }
 }
 
@@ -397,6 +404,9 @@ impl Registration {
         // key). Replays are rare, so the common path makes no look-up before signing.
         let device_key_id = req.device_key().key_id();
 
+        // Postgres failed a moment ago and has not answered since: 503 now, before a
+        // signature is spent on a row that cannot be written (a probe lifts it).
+        self.log.check_up()?;
         self.signer
             .check_rate(&model_key(&model), model.rate_limit)?;
 

@@ -624,6 +624,28 @@ pub struct PgProxy {
 impl PgProxy {
     pub async fn start(target: SocketAddr) -> PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, target)
+    }
+
+    /// A proxy again on the port of one that was cut (Postgres is back where it was).
+    #[allow(dead_code)]
+    pub async fn restart(cut: PgProxy, target: SocketAddr) -> PgProxy {
+        let port = cut.port;
+        drop(cut);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => return Self::serve(listener, target),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("port {port} not free yet ({e})");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("port {port} stays taken: {e}"),
+            }
+        }
+    }
+
+    fn serve(listener: TcpListener, target: SocketAddr) -> PgProxy {
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
