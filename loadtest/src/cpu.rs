@@ -49,11 +49,19 @@ impl Snapshot {
     /// Takes a snapshot; `server` is the server's pid when known.
     pub fn take(server: Option<u32>) -> Snapshot {
         let (busy, total) = machine();
+        let own = process_ticks(Path::new("/proc/self/stat")).unwrap_or(0);
         Snapshot {
             at: Instant::now(),
-            own: process_ticks(Path::new("/proc/self/stat")).unwrap_or(0),
-            server: server
-                .and_then(|p| process_ticks(&Path::new("/proc").join(p.to_string()).join("stat"))),
+            own,
+            // This very process (the server in-process): the same reading, not a second one a
+            // tick later.
+            server: server.and_then(|p| {
+                if p == std::process::id() {
+                    Some(own)
+                } else {
+                    process_ticks(&Path::new("/proc").join(p.to_string()).join("stat"))
+                }
+            }),
             postgres: postgres_ticks(),
             busy,
             total,
