@@ -20,7 +20,8 @@ use serialmint::admin_api::AdminApi;
 use serialmint::admin_api::backend::HsmBackend;
 use serialmint::assertion::RsaPublicKey;
 use serialmint::checkpointer::{CheckpointPolicy, take_due};
-use serialmint::domain::Role;
+use serialmint::domain::{ExportedIssuance, Role};
+use serialmint::evidence::chain::{GENESIS, link, signing_row_bytes};
 use serialmint::evidence::checkpoint::{Checkpoint, CheckpointError};
 use serialmint::hsm::Hsm;
 use serialmint::http::{self as shttp, Limits};
@@ -195,23 +196,28 @@ impl Vault {
 
     /// Runs `serialmint verify-log` on the exported files (offline: no admin URL needed).
     async fn verify(&self, checkpoints: &str) -> Verdict {
+        self.verify_with(checkpoints, &[]).await
+    }
+
+    /// `verify` with more arguments.
+    async fn verify_with(&self, checkpoints: &str, more: &[&str]) -> Verdict {
         let export = self.path("export.json");
         let key = self.path("audit.pem");
         let cps = self.path(checkpoints);
         let audit = self.path("audit-log.json");
-        let (ok, stdout, stderr) = self
-            .cli(&[
-                "verify-log",
-                "--export",
-                export.to_str().unwrap(),
-                "--audit-key",
-                key.to_str().unwrap(),
-                "--checkpoints",
-                cps.to_str().unwrap(),
-                "--audit-export",
-                audit.to_str().unwrap(),
-            ])
-            .await;
+        let mut args = vec![
+            "verify-log",
+            "--export",
+            export.to_str().unwrap(),
+            "--audit-key",
+            key.to_str().unwrap(),
+            "--checkpoints",
+            cps.to_str().unwrap(),
+            "--audit-export",
+            audit.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        let (ok, stdout, stderr) = self.cli(&args).await;
         if !ok {
             assert!(
                 stderr.contains("the log does not verify"),
@@ -225,6 +231,39 @@ impl Vault {
     async fn export_and_verify(&self) -> Verdict {
         self.export().await;
         self.verify("checkpoints.jsonl").await
+    }
+
+    /// The signing log's rows in chain order, as the database holds them.
+    async fn rows(&self) -> Vec<ExportedIssuance> {
+        sqlx::query_as(
+            "SELECT id, brand_id, model_id, model_name, serial, revision, device_key_id, \
+             request_id, signing_key_id, instance, issued_at, serial_assertion, \
+             original_serial, original_serial_id, chain_seq, chain_hash FROM signing_log \
+             ORDER BY chain_seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// What an administrator who knows the algorithm does after editing rows: every link
+    /// recomputed from the first row, so the chain is consistent again.
+    async fn recompute_chain(&self) {
+        let mut prev = GENESIS;
+        for r in &self.rows().await {
+            let seq = r.chain_seq.unwrap();
+            let hash = link(
+                &prev,
+                &signing_row_bytes(seq, r.row.issued_at, &r.row.issuance),
+            );
+            sqlx::query("UPDATE signing_log SET chain_hash = $1 WHERE chain_seq = $2")
+                .bind(hash.to_vec())
+                .bind(seq)
+                .execute(&self.pool)
+                .await
+                .unwrap();
+            prev = hash;
+        }
     }
 
     /// Runs SQL on the database as an administrator with write access would.
@@ -687,36 +726,12 @@ async fn an_edited_audit_entry_is_named_in_the_audit_log(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_chain_recomputed_after_an_edit_contradicts_the_checkpoint(pool: PgPool) {
-    use serialmint::domain::ExportedIssuance;
-    use serialmint::evidence::chain::{GENESIS, link, signing_row_bytes};
     let v = vault_with(pool, 5, 0).await;
     // An administrator who knows the algorithm edits row 3 and recomputes every link from
     // there, so the chain is consistent again; only the HSM-signed checkpoint disagrees.
     v.sql("UPDATE signing_log SET serial = 'forged-0002' WHERE chain_seq = 3")
         .await;
-    let rows: Vec<ExportedIssuance> = sqlx::query_as(
-        "SELECT id, brand_id, model_id, model_name, serial, revision, device_key_id, \
-         request_id, signing_key_id, instance, issued_at, serial_assertion, original_serial, \
-         original_serial_id, chain_seq, chain_hash FROM signing_log ORDER BY chain_seq",
-    )
-    .fetch_all(&v.pool)
-    .await
-    .unwrap();
-    let mut prev = GENESIS;
-    for r in &rows {
-        let seq = r.chain_seq.unwrap();
-        let hash = link(
-            &prev,
-            &signing_row_bytes(seq, r.row.issued_at, &r.row.issuance),
-        );
-        sqlx::query("UPDATE signing_log SET chain_hash = $1 WHERE chain_seq = $2")
-            .bind(hash.to_vec())
-            .bind(seq)
-            .execute(&v.pool)
-            .await
-            .unwrap();
-        prev = hash;
-    }
+    v.recompute_chain().await;
     let verdict = v.export_and_verify().await;
     assert!(!verdict.ok);
     assert_eq!(
@@ -724,5 +739,139 @@ async fn a_chain_recomputed_after_an_edit_contradicts_the_checkpoint(pool: PgPoo
         ["checkpoint 1 does not match the chain at seq 5: the chain was rewritten after it"],
         "{}",
         verdict.stdout
+    );
+}
+
+/// The `--check-serials` arguments: the test root as the trusted roots, the vault's held
+/// account-keys (exported with the CLI) admitted under it.
+fn check_serials_args(v: &Vault) -> Vec<String> {
+    let trusted = trust_file(v.dir.path());
+    vec![
+        "--check-serials".into(),
+        "--trusted".into(),
+        trusted.to_str().unwrap().into(),
+        "--assertions".into(),
+        v.path("account-keys.assertions").to_str().unwrap().into(),
+    ]
+}
+
+async fn export_account_keys(v: &Vault) {
+    let (ok, out, err) = v.cli(&["export", "account-keys"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("type: account\n") && out.contains("\ntype: account-key\n"),
+        "{out}"
+    );
+    std::fs::write(v.path("account-keys.assertions"), out).unwrap();
+}
+
+#[sqlx::test]
+async fn check_serials_reverifies_every_serial_against_the_account_key_chain(pool: PgPool) {
+    let v = vault_with(pool, 3, 2).await;
+    v.export().await;
+    export_account_keys(&v).await;
+    let args = check_serials_args(&v);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verdict = v.verify_with("checkpoints.jsonl", &args).await;
+    assert!(verdict.ok, "{}", verdict.stdout);
+    assert!(
+        verdict.stdout.contains(
+            "serial assertions: 5 re-verified against the account-key chain, 0 rows without one"
+        ),
+        "{}",
+        verdict.stdout
+    );
+    assert!(
+        verdict.stdout.contains("and every serial assertion"),
+        "{}",
+        verdict.stdout
+    );
+    // Under Canonical's roots (the default) the test brand's account-key is not admitted:
+    // said, not ignored.
+    let assertions = v.path("account-keys.assertions");
+    let (ok, _, err) = v
+        .cli(&[
+            "verify-log",
+            "--export",
+            v.path("export.json").to_str().unwrap(),
+            "--audit-key",
+            v.path("audit.pem").to_str().unwrap(),
+            "--check-serials",
+            "--assertions",
+            assertions.to_str().unwrap(),
+        ])
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("the account-key assertions do not verify under the trusted roots"),
+        "{err}"
+    );
+    // Live: the server's held account-keys, admitted only through the roots given here.
+    let trusted = trust_file(v.dir.path());
+    let (ok, out, err) = v
+        .cli(&[
+            "verify-log",
+            "--live",
+            "--audit-key",
+            v.path("audit.pem").to_str().unwrap(),
+            "--check-serials",
+            "--trusted",
+            trusted.to_str().unwrap(),
+        ])
+        .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("serial assertions: 5 re-verified"), "{out}");
+}
+
+#[sqlx::test]
+async fn rows_forged_after_the_newest_checkpoint_are_named_by_check_serials(pool: PgPool) {
+    let v = vault_with(pool, 3, 2).await;
+    // An administrator with write access but no signing key, after the newest checkpoint:
+    // renames the serial of row 5, and adds row 6, a copy of row 5 for another serial whose
+    // assertion names the brand key but is signed by another key; then recomputes the chain.
+    v.sql("UPDATE signing_log SET serial = 'renamed-0004' WHERE chain_seq = 5")
+        .await;
+    let last = v.rows().await.pop().unwrap();
+    let text = last.row.issuance.serial_assertion.clone();
+    let content = &text[..text.find("\n\n").unwrap()];
+    let content = content.replace("\nserial: evlog-0004\n", "\nserial: forged-0005\n");
+    let forged = String::from_utf8(common::TestKey::store().sign(content.as_bytes(), 1)).unwrap();
+    sqlx::query(
+        "INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
+         device_key_id, request_id, signing_key_id, instance, issued_at, serial_assertion, \
+         chain_seq, chain_hash) \
+         SELECT brand_id, model_id, model_name, 'forged-0005', revision, device_key_id, \
+         'forged-request', signing_key_id, instance, issued_at, $1, 6, chain_hash \
+         FROM signing_log WHERE chain_seq = 5",
+    )
+    .bind(&forged)
+    .execute(&v.pool)
+    .await
+    .unwrap();
+    v.recompute_chain().await;
+    v.export().await;
+    export_account_keys(&v).await;
+    // The chain alone cannot tell: both rows lie in the window after the newest checkpoint.
+    let verdict = v.verify("checkpoints.jsonl").await;
+    assert!(verdict.ok, "{}", verdict.stdout);
+    assert_eq!(verdict.window(), 3);
+    // The serial assertions can.
+    let args = check_serials_args(&v);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verdict = v.verify_with("checkpoints.jsonl", &args).await;
+    assert!(!verdict.ok);
+    let found = verdict.findings();
+    assert_eq!(found.len(), 2, "{}", verdict.stdout);
+    assert!(
+        found[0].starts_with("serial assertion rejected: seq 5 (serial renamed-0004 of ")
+            && found[0].ends_with("says serial \"evlog-0004\" where the row says \"renamed-0004\""),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[1].starts_with("serial assertion rejected: seq 6 (serial forged-0005 of ")
+            && found[1].contains("does not verify against the account-key chain: "),
+        "{}",
+        found[1]
     );
 }

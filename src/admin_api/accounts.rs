@@ -1,11 +1,17 @@
 //! `/v1/account-keys`: the `account` and `account-key` assertions pushed from the brand store
-//! (verified by the backend against the trust database; all or nothing), and their listing.
+//! (verified by the backend against the trust database; all or nothing), their listing, and
+//! their export as one assertion stream (what `serialmint verify-log --check-serials` checks
+//! serials against).
 
 use bytes::Bytes;
+use hyper::Response;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{AccountAssertionView, PushAnswer, PushedAssertion, Query};
+use super::wire::{ASSERTION_TYPE, AccountAssertionView, PushAnswer, PushedAssertion, Query};
 use super::{Answer, Shared, list_of, ok};
+use crate::domain::AssertionKind;
+use crate::http;
 use crate::store::{AccountAssertion, Actor};
 
 impl From<AccountAssertion> for AccountAssertionView {
@@ -26,6 +32,24 @@ pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
     let mut held = s.store.account_assertions().await?;
     held.retain(|a| brand.is_none_or(|b| a.account_id == b));
     list_of::<_, AccountAssertionView>(held)
+}
+
+/// `GET /v1/account-keys/export`: every held assertion (of `brand-id` when given) as one
+/// assertion stream, accounts before account-keys, so it can be admitted in order.
+pub(super) async fn export(s: &Shared, q: &Query) -> ApiResult<Answer> {
+    let brand = q.get("brand-id");
+    let mut held = s.store.account_assertions().await?;
+    held.retain(|a| brand.is_none_or(|b| a.account_id == b));
+    held.sort_by_key(|a| a.kind != AssertionKind::Account);
+    let texts: Vec<&str> = held.iter().map(|a| a.text.trim_end()).collect();
+    let mut body = texts.join("\n\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    let mut resp = Response::new(http_body_util::Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ASSERTION_TYPE));
+    Ok(http::streamed(resp))
 }
 
 /// `POST /v1/account-keys`: an assertion stream; the first one that does not verify refuses

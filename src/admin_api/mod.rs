@@ -359,6 +359,7 @@ impl AdminApi {
             }
             (&M::POST, ["v1", "keys", key, "register"]) => keys::register(s, &q, key).await,
             (&M::GET, ["v1", "account-keys"]) => accounts::list(s, &q).await,
+            (&M::GET, ["v1", "account-keys", "export"]) => accounts::export(s, &q).await,
             (&M::POST, ["v1", "account-keys"]) => {
                 accounts::push(s, s.raw_body(req).await?, a).await
             }

@@ -142,6 +142,20 @@ pub enum Command {
         /// checkpoints are checked too (with `--live`, the server's audit log always is).
         #[arg(long, conflicts_with = "live")]
         audit_export: Option<PathBuf>,
+        /// Also re-verify every row's serial assertion: it must say what its row says
+        /// (brand, model, serial, device key, signing key) and verify, at the row's issuance
+        /// time, under the trusted roots and the account-keys of `--assertions` (with
+        /// `--live`, also the server's held ones, admitted only through the roots).
+        #[arg(long)]
+        check_serials: bool,
+        /// The trusted root `account` and `account-key` assertions, as the server's
+        /// `trust.assertions` file; Canonical's production roots when not given.
+        #[arg(long, requires = "check_serials")]
+        trusted: Option<PathBuf>,
+        /// `account` and `account-key` assertions to admit under the roots: `serialmint export
+        /// account-keys` output or the brand store's files (repeatable).
+        #[arg(long, requires = "check_serials")]
+        assertions: Vec<PathBuf>,
     },
     /// Write shell completions and man pages into DIR (for packaging).
     #[command(hide = true)]
@@ -420,6 +434,9 @@ pub enum Export {
     /// The whole admin audit log with its chain links, oldest first, as JSON (for
     /// `verify-log --audit-export`).
     AuditLog,
+    /// The held account and account-key assertions (pushed from the brand store) as one
+    /// assertion stream, accounts first (for `verify-log --check-serials --assertions`).
+    AccountKeys,
     /// The tamper-evident log's signed checkpoints, one JSON object per line (keep a copy
     /// off the machine for `verify-log --checkpoints`).
     Checkpoints,

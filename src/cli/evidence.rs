@@ -1,14 +1,18 @@
-//! The tamper-evident log's verbs: `export checkpoints`, `export audit-key` and `export
-//! audit-log` (through the admin API), and `verify-log` (offline over export files: no
-//! database, no HSM; or `--live`, over what the admin API serves now).
+//! The tamper-evident log's verbs: `export checkpoints`, `export audit-key`, `export
+//! audit-log` and `export account-keys` (through the admin API), and `verify-log` (offline
+//! over export files: no database, no HSM; or `--live`, over what the admin API serves now),
+//! optionally re-verifying each row's serial assertion ([`super::verify_serials`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
 
 use super::Error;
 use super::client::{Client, path_segment};
 use super::output::outln;
+use super::verify_serials::{SerialRow, check_serial};
 use crate::admin_api::wire::{AuditEntryView, CheckpointList, IssuanceView, KeyView, List};
-use crate::assertion::RsaPublicKey;
+use crate::assertion::{RsaPublicKey, decode_stream};
 use crate::domain::{Issuance, KeyPurpose, KeyStatus};
 use crate::evidence::chain::{
     AuditRow, Chain, audit_row_bytes, canonical_json, parse_hex, signing_row_bytes,
@@ -16,7 +20,8 @@ use crate::evidence::chain::{
 use crate::evidence::checkpoint::{
     Checkpoint, public_key_pem, read_checkpoints, read_public_key_pem,
 };
-use crate::evidence::verify::{Entry, Report, verify};
+use crate::evidence::verify::{Entry, Finding, Report, verify};
+use crate::trust::TrustDb;
 
 /// Prints every checkpoint, one JSON object per line.
 pub async fn export_checkpoints(client: &Client) -> Result<(), Error> {
@@ -38,6 +43,13 @@ pub async fn export_audit_log(client: &Client) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Evidence(e.to_string()))?;
     outln!("[\n{}\n]", lines.join(",\n"))
+}
+
+/// Prints the held account and account-key assertions as one stream.
+pub async fn export_account_keys(client: &Client) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    client.download("/v1/account-keys/export", &mut out).await
 }
 
 /// Prints the audit key's public key as PEM: the named key, or the newest ready, active one.
@@ -162,12 +174,96 @@ pub struct Reports {
     pub signing_log: Report,
     /// The audit log's, when its export was given.
     pub audit_log: Option<Report>,
+    /// With `--check-serials`: the serial assertions re-verified (their findings are the
+    /// signing log's).
+    pub serials: Option<SerialsChecked>,
+}
+
+/// What `--check-serials` looked at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SerialsChecked {
+    /// Rows whose serial assertion was checked.
+    pub checked: usize,
+    /// Rows without a serial assertion in the export (none in a JSON export of this vault).
+    pub without_assertion: usize,
+}
+
+/// `--check-serials`: the trusted roots (a file, else Canonical's) and the assertion files
+/// to admit under them.
+pub struct SerialCheck {
+    /// `--trusted`.
+    pub trusted: Option<PathBuf>,
+    /// `--assertions`.
+    pub assertions: Vec<PathBuf>,
+}
+
+impl SerialCheck {
+    /// The account-key chain: the roots with every assertion of the files (and `more`, e.g.
+    /// the server's held ones) admitted through them, checked as snapd's database would now.
+    fn trust(&self, more: &[u8]) -> Result<TrustDb, Error> {
+        let roots = match &self.trusted {
+            Some(path) => TrustDb::from_assertions(read(path)?.as_bytes())
+                .map_err(|e| Error::Evidence(format!("{}: {e}", path.display())))?,
+            None => TrustDb::builtin(),
+        };
+        let mut admitted = Vec::new();
+        for path in &self.assertions {
+            admitted.extend(
+                decode_stream(read(path)?.as_bytes())
+                    .map_err(|e| Error::Evidence(format!("{}: {e}", path.display())))?,
+            );
+        }
+        admitted.extend(decode_stream(more).map_err(|e| {
+            Error::Evidence(format!("the server's held account-keys do not decode: {e}"))
+        })?);
+        roots
+            .with_admitted(admitted, OffsetDateTime::now_utc())
+            .map_err(|e| {
+                Error::Evidence(format!(
+                    "the account-key assertions do not verify under the trusted roots: {e}"
+                ))
+            })
+    }
+}
+
+/// Re-verifies each row's serial assertion under `trust`; findings in row order.
+fn check_serials(rows: &[IssuanceView], trust: &TrustDb) -> (SerialsChecked, Vec<Finding>) {
+    let mut seen = SerialsChecked::default();
+    let mut findings = Vec::new();
+    for r in rows {
+        let Some(assertion) = r.serial_assertion.as_deref() else {
+            seen.without_assertion += 1;
+            continue;
+        };
+        seen.checked += 1;
+        let label = format!(
+            "serial {} of {}/{}, id {}",
+            r.serial, r.brand_id, r.model, r.id
+        );
+        let row = SerialRow {
+            brand_id: &r.brand_id,
+            model: &r.model,
+            serial: &r.serial,
+            device_key: &r.device_key,
+            signing_key: &r.signing_key,
+            issued_at: r.issued_at,
+            assertion,
+        };
+        if let Err(reason) = check_serial(&row, trust) {
+            findings.push(Finding::SerialRejected {
+                seq: r.chain_seq,
+                label,
+                reason,
+            });
+        }
+    }
+    (seen, findings)
 }
 
 /// The audit key (PEM) in `audit_key` and the checkpoints in `checkpoint_files`.
 fn key_and_checkpoints(
     audit_key: &Path,
-    checkpoint_files: &[std::path::PathBuf],
+    checkpoint_files: &[PathBuf],
 ) -> Result<(RsaPublicKey, Vec<Checkpoint>), Error> {
     let key = read_public_key_pem(&read(audit_key)?)
         .map_err(|e| Error::Evidence(format!("{}: {e}", audit_key.display())))?;
@@ -188,7 +284,9 @@ fn verify_rows(
     audit_rows: Option<Vec<AuditEntryView>>,
     key: &RsaPublicKey,
     checkpoints: &[Checkpoint],
+    serial_trust: Option<&TrustDb>,
 ) -> Result<Reports, Error> {
+    let serials = serial_trust.map(|trust| check_serials(&rows, trust));
     let entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
     let of = |chain: Chain| -> Vec<Checkpoint> {
         checkpoints
@@ -207,9 +305,15 @@ fn verify_rows(
         }
         None => None,
     };
+    let mut signing_log = verify(&entries, &of(Chain::SigningLog), Some(key));
+    let serials = serials.map(|(seen, findings)| {
+        signing_log.findings.extend(findings);
+        seen
+    });
     Ok(Reports {
-        signing_log: verify(&entries, &of(Chain::SigningLog), Some(key)),
+        signing_log,
         audit_log,
+        serials,
     })
 }
 
@@ -218,8 +322,9 @@ fn verify_rows(
 pub fn verify_files(
     export: &Path,
     audit_key: &Path,
-    checkpoint_files: &[std::path::PathBuf],
+    checkpoint_files: &[PathBuf],
     audit_export: Option<&Path>,
+    serial_check: Option<&SerialCheck>,
 ) -> Result<Reports, Error> {
     let rows: Vec<IssuanceView> = read_export(export, "signing-log")?;
     let audit_rows = match audit_export {
@@ -227,7 +332,8 @@ pub fn verify_files(
         None => None,
     };
     let (key, checkpoints) = key_and_checkpoints(audit_key, checkpoint_files)?;
-    verify_rows(rows, audit_rows, &key, &checkpoints)
+    let trust = serial_check.map(|c| c.trust(&[])).transpose()?;
+    verify_rows(rows, audit_rows, &key, &checkpoints, trust.as_ref())
 }
 
 /// Prints one chain's report; findings get `prefix`.
@@ -261,24 +367,29 @@ fn print_report(chain: Chain, r: &Report, prefix: &str) -> Result<(), Error> {
 pub fn verify_log(
     export: &Path,
     audit_key: &Path,
-    checkpoint_files: &[std::path::PathBuf],
+    checkpoint_files: &[PathBuf],
     audit_export: Option<&Path>,
+    serial_check: Option<&SerialCheck>,
 ) -> Result<(), Error> {
     report(verify_files(
         export,
         audit_key,
         checkpoint_files,
         audit_export,
+        serial_check,
     )?)
 }
 
 /// `serialmint verify-log --live`: the signing log, the audit log and the checkpoints as the
 /// admin API serves them now, checked against the audit key from a file (the server is not
 /// trusted for it) and beside any checkpoints kept elsewhere; printed as `verify_log` does.
+/// With `serial_check`, the server's held account-keys join the chain, admitted only through
+/// the roots given here.
 pub async fn verify_live(
     client: &Client,
     audit_key: &Path,
-    checkpoint_files: &[std::path::PathBuf],
+    checkpoint_files: &[PathBuf],
+    serial_check: Option<&SerialCheck>,
 ) -> Result<(), Error> {
     let (key, mut checkpoints) = key_and_checkpoints(audit_key, checkpoint_files)?;
     let mut export = Vec::new();
@@ -291,20 +402,51 @@ pub async fn verify_live(
     let audit: List<AuditEntryView> = client.get("/v1/audit-log/export").await?;
     let served: CheckpointList = client.get("/v1/checkpoints").await?;
     checkpoints.extend(served.items);
-    report(verify_rows(rows, Some(audit.items), &key, &checkpoints)?)
+    let trust = match serial_check {
+        Some(check) => {
+            let mut held = Vec::new();
+            client
+                .download("/v1/account-keys/export", &mut held)
+                .await?;
+            Some(check.trust(&held)?)
+        }
+        None => None,
+    };
+    report(verify_rows(
+        rows,
+        Some(audit.items),
+        &key,
+        &checkpoints,
+        trust.as_ref(),
+    )?)
 }
 
 /// Prints both reports; an error counting the findings when there are any.
 fn report(r: Reports) -> Result<(), Error> {
     // The signing log's lines as they always were; the audit log's prefixed.
     print_report(Chain::SigningLog, &r.signing_log, "")?;
+    if let Some(s) = r.serials {
+        outln!(
+            "serial assertions: {} re-verified against the account-key chain, {} rows without \
+             one",
+            s.checked,
+            s.without_assertion
+        )?;
+    }
     let mut found = r.signing_log.findings.len();
     if let Some(a) = &r.audit_log {
         print_report(Chain::AuditLog, a, "audit-log: ")?;
         found += a.findings.len();
     }
     if found == 0 {
-        outln!("OK: the chain and every checkpoint verify")
+        outln!(
+            "OK: the chain and every checkpoint verify{}",
+            if r.serials.is_some() {
+                ", and every serial assertion"
+            } else {
+                ""
+            }
+        )
     } else {
         Err(Error::Tampered(found))
     }

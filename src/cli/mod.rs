@@ -21,6 +21,7 @@ mod policies;
 mod remodel;
 mod signing_log;
 mod tokens;
+mod verify_serials;
 
 use std::process::ExitCode;
 
@@ -128,6 +129,9 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Export(Export::AuditLog) => admin(brand.clone(), |client| async move {
             evidence::export_audit_log(&client).await
         }),
+        Command::Export(Export::AccountKeys) => admin(brand.clone(), |client| async move {
+            evidence::export_account_keys(&client).await
+        }),
         Command::Export(Export::Checkpoints) => admin(brand.clone(), |client| async move {
             evidence::export_checkpoints(&client).await
         }),
@@ -135,24 +139,36 @@ fn execute(cli: Cli) -> Result<(), Error> {
             evidence::export_audit_key(&client, key.as_deref()).await
         }),
         Command::VerifyLog {
-            export: None,
-            live: true,
-            audit_key,
-            checkpoints,
-            ..
-        } => admin(brand.clone(), |client| async move {
-            evidence::verify_live(&client, &audit_key, &checkpoints).await
-        }),
-        Command::VerifyLog {
             export,
+            live,
             audit_key,
             checkpoints,
             audit_export,
-            ..
+            check_serials,
+            trusted,
+            assertions,
         } => {
-            // clap requires --export unless --live, and refuses both.
-            let export = export.ok_or(Error::Evidence("give --export FILE or --live".into()))?;
-            evidence::verify_log(&export, &audit_key, &checkpoints, audit_export.as_deref())
+            let serial_check = check_serials.then_some(evidence::SerialCheck {
+                trusted,
+                assertions,
+            });
+            if live {
+                admin(brand.clone(), |client| async move {
+                    evidence::verify_live(&client, &audit_key, &checkpoints, serial_check.as_ref())
+                        .await
+                })
+            } else {
+                // clap requires --export unless --live, and refuses both.
+                let export =
+                    export.ok_or(Error::Evidence("give --export FILE or --live".into()))?;
+                evidence::verify_log(
+                    &export,
+                    &audit_key,
+                    &checkpoints,
+                    audit_export.as_deref(),
+                    serial_check.as_ref(),
+                )
+            }
         }
         Command::Disable(t) => admin(brand.clone(), |client| async move {
             toggle(&client, t, false).await

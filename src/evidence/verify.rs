@@ -98,6 +98,16 @@ pub enum Finding {
         /// The last.
         last: i64,
     },
+    /// A row's serial assertion is not what the row says or does not verify against the
+    /// account-key chain (`verify-log --check-serials`).
+    SerialRejected {
+        /// The row's sequence number, when it has one.
+        seq: Option<i64>,
+        /// Which row.
+        label: String,
+        /// What is wrong, as "does not verify ..." or "says serial ...".
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -145,6 +155,16 @@ impl std::fmt::Display for Finding {
             Finding::CheckpointMissing { first, last } => {
                 write!(f, "checkpoints missing: numbers {first} to {last}")
             }
+            Finding::SerialRejected {
+                seq: Some(seq),
+                label,
+                reason,
+            } => write!(f, "serial assertion rejected: seq {seq} ({label}) {reason}"),
+            Finding::SerialRejected {
+                seq: None,
+                label,
+                reason,
+            } => write!(f, "serial assertion rejected: {label} {reason}"),
         }
     }
 }
@@ -344,6 +364,7 @@ fn order(f: &Finding) -> (i64, i64) {
         Finding::CheckpointMismatch { seq, .. } => (*seq, 2),
         Finding::CheckpointForged { .. } => (i64::MAX, 0),
         Finding::CheckpointMissing { first, .. } => (i64::MAX, *first),
+        Finding::SerialRejected { seq, .. } => (seq.unwrap_or(0), 3),
     }
 }
 
