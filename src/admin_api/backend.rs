@@ -116,6 +116,33 @@ pub trait Backend: Send + Sync + 'static {
     fn hsm_tokens(&self) -> Vec<crate::hsm::TokenHealth> {
         Vec::new()
     }
+
+    /// Signs `content` (canonical content from the codec) with the key `key_id` on the
+    /// token, the signature made at `created` (unix seconds), and returns the encoded
+    /// assertion. A backend without a token cannot.
+    fn sign_content<'a>(
+        &'a self,
+        _key_id: &'a str,
+        _content: &'a [u8],
+        _created: u32,
+    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unavailable(
+                "this backend cannot sign assertions".into(),
+            ))
+        })
+    }
+
+    /// Checks a signed assertion as a device would (`Database.Check`) against the trusted
+    /// roots plus the account and account-key assertions `known` from pushes, at `now`.
+    fn check_signed(
+        &self,
+        _encoded: &[u8],
+        _known: &[String],
+        _now: time::OffsetDateTime,
+    ) -> Result<crate::assertion::Assertion, Refusal> {
+        Err(Refusal("this backend cannot check assertions".into()))
+    }
 }
 
 /// The backend when no HSM is available: every HSM operation fails with one clear reason.
@@ -165,6 +192,15 @@ impl Backend for Unavailable {
 
     fn hsm_healthy(&self) -> bool {
         false
+    }
+
+    fn sign_content<'a>(
+        &'a self,
+        _key_id: &'a str,
+        _content: &'a [u8],
+        _created: u32,
+    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
+        Box::pin(async move { Err(self.error()) })
     }
 }
 
@@ -369,4 +405,63 @@ impl Backend for HsmBackend {
             .map(|hsm| hsm.health().tokens)
             .unwrap_or_default()
     }
+
+    fn sign_content<'a>(
+        &'a self,
+        key_id: &'a str,
+        content: &'a [u8],
+        created: u32,
+    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
+        Box::pin(async move {
+            use crate::assertion::{assemble_encoded, signing_input};
+            let input = signing_input(content, created);
+            let sigs = self.hsm()?.sign(key_id, &[*input.digest_info()]).await?;
+            let sig = sigs.first().ok_or(BackendError::NoSignature)?;
+            Ok(assemble_encoded(content, &input.encode_signature(sig)))
+        })
+    }
+
+    fn check_signed(
+        &self,
+        encoded: &[u8],
+        known: &[String],
+        now: time::OffsetDateTime,
+    ) -> Result<crate::assertion::Assertion, Refusal> {
+        check_signed(&self.trust, known, encoded, now)
+    }
+}
+
+/// Decodes `encoded` and checks it against `trust` plus the assertions `known` from pushes
+/// at `now`, as a device's `Database.Check` would.
+pub fn check_signed(
+    trust: &crate::trust::TrustDb,
+    known: &[String],
+    encoded: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<crate::assertion::Assertion, Refusal> {
+    use crate::assertion::{decode, decode_stream};
+    let a = decode(encoded).map_err(|e| Refusal(format!("cannot decode: {e}")))?;
+    let mut db = trust.clone();
+    let mut pending: Vec<crate::assertion::Assertion> = known
+        .iter()
+        .filter_map(|t| decode_stream(t.as_bytes()).ok())
+        .flatten()
+        .collect();
+    // Accounts before keys, then keys until no progress (as pushes are admitted).
+    pending.sort_by_key(|a| a.kind() != crate::assertion::AssertionType::Account);
+    loop {
+        let before = pending.len();
+        pending.retain(|k| match db.with_admitted([k.clone()], now) {
+            Ok(next) => {
+                db = next;
+                false
+            }
+            Err(_) => true,
+        });
+        if pending.len() == before || pending.is_empty() {
+            break;
+        }
+    }
+    db.check(&a, now).map_err(|e| Refusal(e.to_string()))?;
+    Ok(a)
 }

@@ -20,11 +20,14 @@ pub mod backend;
 mod brands;
 mod error;
 mod keys;
+mod model_sign;
 mod models;
 mod policies;
 mod probes;
 mod remodel_policies;
+mod signing;
 mod signing_log;
+mod system_users;
 pub mod throttle;
 mod tokens;
 pub mod ui;
@@ -362,6 +365,13 @@ impl AdminApi {
             (&M::GET, ["v1", "account-keys", "export"]) => accounts::export(s, &q).await,
             (&M::POST, ["v1", "account-keys"]) => {
                 accounts::push(s, s.raw_body(req).await?, a).await
+            }
+            (&M::POST, ["v1", "model-assertions"]) => {
+                model_sign::sign(s, &q, s.body(req).await?, a).await
+            }
+            (&M::GET, ["v1", "system-users"]) => system_users::list(s, &q).await,
+            (&M::POST, ["v1", "system-users"]) => {
+                system_users::create(s, &q, s.body(req).await?, a).await
             }
             (&M::GET, ["v1", "models"]) => models::list(s, &q).await,
             (&M::POST, ["v1", "models"]) => models::create(s, &q, s.body(req).await?, a).await,

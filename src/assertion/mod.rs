@@ -11,7 +11,9 @@
 //! digest, verification), `checks` (the per-type decode checks and the values they compute),
 //! `decoded` (the [`Assertion`] value), `codec` (decode, stream, content building), and one
 //! file of typed views per type: `serial` (serial-request, serial, builder), `model`,
-//! `account`, `account_key` (account-key, account-key-request, builder). This file only
+//! `account`, `account_key` (account-key, account-key-request, builder); `statement` (statements
+//! to sign, as `snap sign` takes them, and model signing); `system_user` (its view and the
+//! content of one to sign). This file only
 //! declares and re-exports; `tests` holds the tests that go through several files.
 
 pub mod account;
@@ -25,6 +27,8 @@ pub mod headers;
 pub mod model;
 pub mod openpgp;
 pub mod serial;
+pub mod statement;
+pub mod system_user;
 pub mod time;
 pub mod types;
 
@@ -47,4 +51,6 @@ pub use openpgp::{
     verify_digest_info,
 };
 pub use serial::{Serial, SerialBuilder, SerialRequest, constraints_admit_serials};
+pub use statement::{Statement, StatementError, check_unsigned, parse_statement, prepare_model};
+pub use system_user::{SystemUser, SystemUserStatement, system_user_content};
 pub use types::AssertionType;

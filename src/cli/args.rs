@@ -157,6 +157,9 @@ pub enum Command {
         #[arg(long, requires = "check_serials")]
         assertions: Vec<PathBuf>,
     },
+    /// Sign an assertion with a brand key on the HSM.
+    #[command(subcommand)]
+    Sign(super::model_sign::Sign),
     /// Write shell completions and man pages into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets {
@@ -250,6 +253,9 @@ pub enum Create {
     },
     /// Let devices of one model re-register as another of the brand's (remodel).
     RemodelPolicy(super::remodel::CreateArgs),
+    /// Issue a system-user assertion (a local login on devices of a model), signed on the
+    /// HSM; prints the stream snapd's auto-import reads (account, account-key, system-user).
+    SystemUser(super::system_user::CreateArgs),
 }
 
 /// A model's serving settings (defaults: no rate limit, refuse duplicates, UUID serials).
@@ -313,6 +319,9 @@ pub enum List {
     },
     /// Remodel policies: which devices may re-register as which model.
     RemodelPolicies(super::remodel::ListArgs),
+    /// System users issued: model, username, serials, until, who and when (never the
+    /// password).
+    SystemUsers(super::system_user::ListArgs),
     /// Issued serials from the signing log, newest first.
     Serials {
         /// Only this model.

@@ -15,11 +15,13 @@ mod error;
 mod evidence;
 mod keys;
 mod lifecycle;
+mod model_sign;
 mod models;
 mod output;
 mod policies;
 mod remodel;
 mod signing_log;
+mod system_user;
 mod tokens;
 mod verify_serials;
 
@@ -112,6 +114,11 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Import(Import::Key { name, file, json }) => {
             admin(brand.clone(), |client| async move {
                 keys::import(&client, &name, &file, json).await
+            })
+        }
+        Command::Sign(model_sign::Sign::Model { file, key, json }) => {
+            admin(brand.clone(), |client| async move {
+                model_sign::model(&client, &file, key, json).await
             })
         }
         Command::Export(Export::SigningLog {
@@ -245,6 +252,7 @@ async fn create(client: &client::Client, c: Create) -> Result<(), Error> {
             policies::create(client, model, key, json).await
         }
         Create::RemodelPolicy(a) => remodel::create(client, a).await,
+        Create::SystemUser(a) => system_user::create(client, a).await,
     }
 }
 
@@ -256,6 +264,7 @@ async fn list(client: &client::Client, l: List) -> Result<(), Error> {
         List::Models { long, json } => models::list(client, long, json).await,
         List::SerialPolicies { model, json } => policies::list(client, model, json).await,
         List::RemodelPolicies(a) => remodel::list(client, a).await,
+        List::SystemUsers(a) => system_user::list(client, a).await,
         List::Serials {
             model,
             serial,

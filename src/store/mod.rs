@@ -15,11 +15,13 @@ mod changes;
 mod checkpoints;
 mod dashboard;
 mod keys;
+mod model_assertions;
 mod models;
 mod policies;
 mod remodel_policies;
 mod secret;
 mod signing_log;
+mod system_users;
 mod tokens;
 
 use std::time::Duration;
@@ -38,10 +40,12 @@ pub use changes::{Change, ChangeListener};
 pub use checkpoints::{ChainState, CheckpointTx};
 pub use dashboard::{MinuteCount, ModelCount};
 pub use keys::SigningKey;
+pub use model_assertions::{ModelAssertion, NewModelAssertion};
 pub use models::{Model, ModelChange, NewModel};
 pub use policies::SerialPolicy;
 pub use remodel_policies::{NewRemodelPolicy, RemodelPolicy, compile_serial_pattern};
 pub use signing_log::LogFilter;
+pub use system_users::{NewSystemUser, SystemUserRecord};
 pub use tokens::{NewToken, TokenInfo, TokenRecord};
 
 /// The channel every admin change is announced on (`LISTEN serialmint_changes`).

@@ -15,6 +15,7 @@
 
 mod query;
 mod remodel;
+mod signing;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -25,6 +26,9 @@ use crate::domain::{
 
 pub use query::{AuditQuery, ExportFormat, ExportQuery, LogQuery, PageQuery, Query, QueryError};
 pub use remodel::{CreateRemodelPolicy, RemodelPolicyView};
+pub use signing::{
+    CreateSystemUser, SignModel, SignedModelView, SystemUserRecordView, SystemUserView,
+};
 
 /// The media type of assertions (`POST /v1/account-keys`, `POST /v1/keys/{id}/register`).
 pub const ASSERTION_TYPE: &str = "application/x.ubuntu.assertion";

@@ -1,18 +1,20 @@
 //! The per-type checks run when an assertion decodes, after the generic ones, for the types
 //! serialmint uses: serial-request and serial (`asserts/serial_asserts.go`), account
-//! (`asserts/account.go`), model (`model`) and account-key / account-key-request
-//! (`account_key`). Other known types get only the generic checks.
+//! (`asserts/account.go`), model (`model`), account-key / account-key-request
+//! (`account_key`) and system-user (`system_user`). Other known types get only the generic checks.
 //!
 //! Each check returns the values it had to compute anyway (decoded keys, parsed times), kept
 //! in the assertion as [`Parsed`] so the typed views never parse twice.
 
 mod account_key;
 mod model;
+mod system_user;
 
 use time::OffsetDateTime;
 
 pub(crate) use account_key::KeyData;
 pub(crate) use model::ModelData;
+pub(crate) use system_user::SystemUserData;
 
 use super::error::CheckError;
 use super::headers::{self, Headers, valid_account_id};
@@ -29,6 +31,7 @@ pub(crate) enum Parsed {
     Model(Box<ModelData>),
     Account(AccountData),
     AccountKey(Box<KeyData>),
+    SystemUser(Box<SystemUserData>),
 }
 
 /// What a serial-request's checks computed.
@@ -108,6 +111,7 @@ pub(crate) fn check_type(
         AssertionType::AccountKey | AssertionType::AccountKeyRequest => {
             Parsed::AccountKey(Box::new(account_key::check(kind, h, format, body)?))
         }
+        AssertionType::SystemUser => Parsed::SystemUser(Box::new(system_user::check(h, format)?)),
         _ => Parsed::None,
     })
 }

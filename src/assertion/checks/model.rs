@@ -117,7 +117,7 @@ pub(crate) fn check(h: &Headers) -> Result<ModelData, CheckError> {
                 "secured grade model must not have storage-safety overridden, only \"encrypted\" is valid",
             ));
         }
-        check_extended_snaps(h.get("snaps"), base)?;
+        check_extended_snaps(h.get("snaps"), base, g)?;
         grade = Some(g.to_owned());
     } else {
         headers::string_list(h, "required-snaps")?;
@@ -166,9 +166,34 @@ pub(crate) fn check(h: &Headers) -> Result<ModelData, CheckError> {
     })
 }
 
-/// `checkExtendedSnaps`, structurally: a list of maps with a name and type; exactly one gadget
-/// and one kernel; essential snaps carry no modes or presence.
-fn check_extended_snaps(v: Option<&HeaderValue>, base: &str) -> Result<(), CheckError> {
+/// `checkModelSnap`'s snap id (snapd `asserts/model.go`, `naming.ValidSnapID`): optional
+/// only for `dangerous` models (local snaps not in a store yet).
+fn check_snap_id(id: Option<&str>, name: &str, grade: &str) -> Result<(), CheckError> {
+    match id {
+        None if grade != "dangerous" => Err(CheckError::invalid(format!(
+            "\"id\" of snap {name:?} is mandatory for {grade} grade model"
+        ))),
+        None => Ok(()),
+        Some("") => Err(CheckError::invalid(format!(
+            "\"id\" of snap {name:?} should not be empty"
+        ))),
+        Some(id) if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Err(CheckError::invalid(format!(
+                "\"id\" of snap {name:?} contains invalid characters: {id:?}"
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// `checkExtendedSnaps`, structurally: a list of maps with a name and type; a snap id (32
+/// letters and digits), mandatory unless the grade is `dangerous`; exactly one gadget and one
+/// kernel; essential snaps carry no modes or presence.
+fn check_extended_snaps(
+    v: Option<&HeaderValue>,
+    base: &str,
+    grade: &str,
+) -> Result<(), CheckError> {
     const WRONG: &str = "\"snaps\" header must be a list of maps";
     let Some(HeaderValue::List(entries)) = v else {
         return Err(CheckError::invalid(WRONG));
@@ -194,6 +219,7 @@ fn check_extended_snaps(v: Option<&HeaderValue>, base: &str) -> Result<(), Check
                 )));
             }
         }
+        check_snap_id(m.get("id").and_then(HeaderValue::as_str), name, grade)?;
         if seen.contains(&name) {
             return Err(CheckError::invalid(format!(
                 "cannot list the same snap {name:?} multiple times"
