@@ -12,6 +12,8 @@
 //!
 //! Run with `cargo nextest run` (one process per test: SoftHSM is process-wide).
 
+#[path = "common/admin.rs"]
+mod admin;
 mod common;
 #[path = "common/device.rs"]
 mod device;
@@ -24,10 +26,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use serialmint::admin_api::{AdminApi, HsmBackend};
-use serialmint::assertion::headers::parse_headers;
 use serialmint::assertion::{
-    self, AccountKey, AssertionType, Headers, Model, RsaPublicKey, SerialBuilder, SerialRequest,
-    build_content, decode,
+    AccountKey, AssertionType, Model, RsaPublicKey, SerialBuilder, SerialRequest, decode,
 };
 use serialmint::hsm::Hsm;
 use serialmint::http::{self, Limits};
@@ -36,6 +36,7 @@ use serialmint::wiring::LazyHsm;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use admin::account_key_revision;
 use common::{TestKey, account_assertion, test_trust};
 use device::*;
 
@@ -48,43 +49,6 @@ const FOO_SERIALS_AND_USERS: &str = "
   -
     headers:
       type: system-user";
-
-/// The `account-key` of `public` for `account_id`, named `name`, signed by the test root as
-/// `testrootorg` (as the store answers an account-key-request); with `constraints` (the
-/// indented lines after `constraints:`) it is format 1.
-fn account_key(
-    account_id: &str,
-    name: &str,
-    public: &RsaPublicKey,
-    constraints: Option<&str>,
-    revision: u32,
-) -> String {
-    let root = TestKey::root();
-    let now = OffsetDateTime::now_utc();
-    let since = assertion::time::format_utc(now - time::Duration::minutes(5));
-    let mut h = Headers::new();
-    h.insert("authority-id".into(), "testrootorg".into());
-    h.insert("account-id".into(), account_id.into());
-    h.insert("name".into(), name.into());
-    h.insert("public-key-sha3-384".into(), public.key_id().into());
-    h.insert("since".into(), since.into());
-    if revision > 0 {
-        h.insert("revision".into(), revision.to_string().into());
-    }
-    if let Some(block) = constraints {
-        let parsed = parse_headers(format!("constraints:{block}").as_bytes()).unwrap();
-        h.insert("format".into(), "1".into());
-        h.insert("constraints".into(), parsed["constraints"].clone());
-    }
-    let content = build_content(
-        AssertionType::AccountKey,
-        &h,
-        &public.encode(),
-        &root.public.key_id(),
-    )
-    .unwrap();
-    String::from_utf8(root.sign(&content, now.unix_timestamp() as u32)).unwrap()
-}
 
 /// A serial of `brand`/`model` numbered `serial` for a fresh device, signed in software by
 /// `signer` for `brand`.
@@ -108,7 +72,7 @@ fn serial_signed_by(signer: &TestKey, brand: &str, model: &str, serial: &str) ->
 #[test]
 fn the_trust_database_refuses_what_a_key_signs_outside_its_roles() {
     let line = TestKey::load("developer1.pk8");
-    let ak_text = account_key(
+    let ak_text = account_key_revision(
         "testrootorg",
         "line-1",
         &line.public,
@@ -268,7 +232,7 @@ async fn keys_show_their_roles_and_policies_outside_them_are_refused(pool: PgPoo
     );
 
     // Malformed constraints are refused with snapd's message; nothing is stored.
-    let bad = account_key(
+    let bad = account_key_revision(
         BRAND,
         "line-1",
         &line.public,
@@ -283,7 +247,7 @@ async fn keys_show_their_roles_and_policies_outside_them_are_refused(pool: PgPoo
         "{}",
         a.text()
     );
-    let format0 = account_key(
+    let format0 = account_key_revision(
         BRAND,
         "line-1",
         &line.public,
@@ -305,14 +269,14 @@ async fn keys_show_their_roles_and_policies_outside_them_are_refused(pool: PgPoo
     let stream = format!(
         "{}\n{}\n{}",
         account_assertion(&TestKey::root(), BRAND),
-        account_key(
+        account_key_revision(
             BRAND,
             "line-1",
             &line.public,
             Some(FOO_SERIALS_AND_USERS),
             0
         ),
-        account_key(BRAND, "plain", &plain.public, None, 0),
+        account_key_revision(BRAND, "plain", &plain.public, None, 0),
     );
     let a = push(addr, &token, &stream).await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -406,7 +370,7 @@ async fn a_serial_outside_constraints_pushed_after_its_policy_is_never_signed(po
     let a = push(
         admin_addr,
         &admin_token,
-        &account_key(BRAND, "line-1", &line.public, Some(serials_sn), 0),
+        &account_key_revision(BRAND, "line-1", &line.public, Some(serials_sn), 0),
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -438,7 +402,7 @@ async fn a_serial_outside_constraints_pushed_after_its_policy_is_never_signed(po
     let a = push(
         admin_addr,
         &admin_token,
-        &account_key(
+        &account_key_revision(
             BRAND,
             "line-1",
             &line.public,

@@ -131,6 +131,17 @@ pub fn account_key(
     public: &RsaPublicKey,
     constraints: Option<&str>,
 ) -> String {
+    account_key_revision(account_id, name, public, constraints, 0)
+}
+
+/// [`account_key`] at `revision`.
+pub fn account_key_revision(
+    account_id: &str,
+    name: &str,
+    public: &RsaPublicKey,
+    constraints: Option<&str>,
+    revision: u32,
+) -> String {
     let root = TestKey::root();
     let now = OffsetDateTime::now_utc();
     let since = assertion::time::format_utc(now - time::Duration::minutes(5));
@@ -140,6 +151,9 @@ pub fn account_key(
     h.insert("name".into(), name.into());
     h.insert("public-key-sha3-384".into(), public.key_id().into());
     h.insert("since".into(), since.into());
+    if revision > 0 {
+        h.insert("revision".into(), revision.to_string().into());
+    }
     if let Some(block) = constraints {
         let parsed = parse_headers(format!("constraints:{block}").as_bytes()).unwrap();
         h.insert("format".into(), "1".into());
