@@ -1,0 +1,108 @@
+//! The latency-modelling PKCS#11 module (`pkcs11-latency/`) in front of a real SoftHSM token:
+//! serialmint's HSM layer opens it like any module, signs through it (every signature made by
+//! SoftHSM and checked), and the module's per-token limit holds with more sessions than it
+//! allows (read from its own counters, not from a clock).
+//!
+//! Run with `cargo nextest run --test hsm_latency` (one process per test: the module and
+//! SoftHSM are process-wide).
+
+mod common;
+#[path = "common/device.rs"]
+mod device;
+#[path = "common/softhsm.rs"]
+mod softhsm;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serialmint::assertion::{signing_input, verify_digest_info};
+use serialmint::hsm::Hsm;
+
+use device::*;
+use softhsm::softhsm_module;
+
+/// The module built beside this test binary (target/<profile>/), built now if it is not.
+fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let so = dir.join("libpkcs11_latency.so");
+    if !so.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = dir.parent().unwrap();
+        let status = Command::new(cargo)
+            .args(["build", "-p", "pkcs11-latency", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building pkcs11-latency failed");
+    }
+    assert!(so.exists(), "{} is missing", so.display());
+    so
+}
+
+/// (signatures made, most in progress at once) from the loaded module.
+fn stats(module: &PathBuf) -> (u64, u64) {
+    // SAFETY: the same path cryptoki loaded, so the same module; `pkcs11_latency_stats` has
+    // this signature and writes two u64s.
+    unsafe {
+        let lib = libloading::Library::new(module).unwrap();
+        let f: libloading::Symbol<unsafe extern "C" fn(*mut u64, *mut u64)> =
+            lib.get(b"pkcs11_latency_stats\0").unwrap();
+        let (mut done, mut peak) = (0u64, 0u64);
+        f(&mut done, &mut peak);
+        (done, peak)
+    }
+}
+
+#[tokio::test]
+async fn a_one_at_a_time_token_signs_through_the_module_one_at_a_time() {
+    let token = Token::new();
+    let module = module_path();
+    // SAFETY: set before any thread of this test reads the environment (the module reads it
+    // when cryptoki loads it, below).
+    unsafe {
+        std::env::set_var("PKCS11_LATENCY_BACKEND", softhsm_module());
+        std::env::set_var("PKCS11_LATENCY_SIGN_MS", "20");
+        std::env::set_var("PKCS11_LATENCY_CALL_MS", "1");
+        std::env::set_var("PKCS11_LATENCY_PARALLEL", "1");
+    }
+    let mut cfg = token.hsm_config();
+    cfg.module = module.clone();
+    cfg.sessions = 4;
+    let hsm = std::sync::Arc::new(
+        Hsm::open(cfg)
+            .await
+            .expect("the token opens through the module"),
+    );
+    let public = common::TestKey::root().public;
+    let mut tasks = Vec::new();
+    for t in 0..4u32 {
+        let hsm = hsm.clone();
+        let key = token.key_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let inputs: Vec<_> = (0..3u32)
+                .map(|i| signing_input(format!("content {t}/{i}").as_bytes(), 1_700_000_000))
+                .collect();
+            let dis: Vec<[u8; 83]> = inputs.iter().map(|s| *s.digest_info()).collect();
+            let sigs = hsm
+                .sign(&key, &dis)
+                .await
+                .expect("signed through the module");
+            (dis, sigs)
+        }));
+    }
+    for t in tasks {
+        let (dis, sigs) = t.await.unwrap();
+        assert_eq!(sigs.len(), dis.len());
+        for (di, sig) in dis.iter().zip(&sigs) {
+            verify_digest_info(&public, di, sig).expect("SoftHSM's signature, forwarded");
+        }
+    }
+    let (done, peak) = stats(&module);
+    assert_eq!(done, 12, "every signature went through the module's C_Sign");
+    assert_eq!(
+        peak, 1,
+        "never two signatures at once on a one-at-a-time token"
+    );
+}
