@@ -11,8 +11,8 @@
 //!   `C_FindObjectsInit`, `C_FindObjects`, `C_GetAttributeValue`): `PKCS11_LATENCY_CALL_MS`
 //!   (a network round trip).
 //!
-//! Defaults: 0 ms, no limit. One process loads the module once (PKCS#11 modules are
-//! process-wide), so the limit holds for every session of the process: one token.
+//! Defaults: 0 ms, no limit. The limit is per token (slot): each slot of the backend plays
+//! one HSM, so several SoftHSM tokens play several HSMs.
 //!
 //! `pkcs11_latency_stats` (a plain C function beside `C_GetFunctionList`) reports the
 //! signatures made and the most ever in progress at once, so a test can check the limit
@@ -125,7 +125,35 @@ struct Module {
     backend: CK_FUNCTION_LIST,
     /// What callers get: the backend's list with our functions in place.
     ours: CK_FUNCTION_LIST,
-    signing: Slots,
+    /// Each token's signing slots, by slot id.
+    signing: Mutex<std::collections::HashMap<CK_SLOT_ID, std::sync::Arc<Slots>>>,
+}
+
+impl Module {
+    /// The signing slots of the token `session` is on.
+    fn slots_of(&self, session: CK_SESSION_HANDLE) -> Option<std::sync::Arc<Slots>> {
+        let get_info = self.backend.C_GetSessionInfo?;
+        let mut info = CK_SESSION_INFO::default();
+        // SAFETY: a session handle the caller holds, and a valid out-pointer.
+        if unsafe { get_info(session, &mut info) } != CKR_OK {
+            return None;
+        }
+        let mut all = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            all.entry(info.slotID)
+                .or_insert_with(|| std::sync::Arc::new(Slots::new(self.settings.parallel)))
+                .clone(),
+        )
+    }
+
+    /// (signatures made, most in progress at once on one token).
+    fn stats(&self) -> (u64, u64) {
+        let all = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        all.values().fold((0, 0), |(d, p), s| {
+            let (sd, sp) = s.stats();
+            (d + sd, p.max(sp))
+        })
+    }
 }
 
 // SAFETY: the function lists are tables of function pointers into a loaded module, never
@@ -165,13 +193,12 @@ fn load() -> Result<Module, String> {
     ours.C_FindObjectsInit = Some(find_objects_init);
     ours.C_FindObjects = Some(find_objects);
     ours.C_GetAttributeValue = Some(get_attribute_value);
-    let signing = Slots::new(settings.parallel);
     Ok(Module {
         settings,
         _lib: lib,
         backend,
         ours,
-        signing,
+        signing: Mutex::default(),
     })
 }
 
@@ -207,14 +234,14 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     }
 }
 
-/// Signatures made through the module and the most ever in progress at once; both 0 before
-/// the module is loaded.
+/// Signatures made through the module (all tokens) and the most ever in progress at once on
+/// one token; both 0 before the module is loaded.
 ///
 /// # Safety
 /// `done` and `peak` must each be null or valid for writing a `u64`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pkcs11_latency_stats(done: *mut u64, peak: *mut u64) {
-    let (d, p) = module().map(|m| m.signing.stats()).unwrap_or((0, 0));
+    let (d, p) = module().map(Module::stats).unwrap_or((0, 0));
     // SAFETY: the caller passes valid pointers or null.
     unsafe {
         if !done.is_null() {
@@ -246,7 +273,7 @@ delayed!(find_objects_init, C_FindObjectsInit, (s: CK_SESSION_HANDLE, t: *mut CK
 delayed!(find_objects, C_FindObjects, (s: CK_SESSION_HANDLE, o: *mut CK_OBJECT_HANDLE, max: CK_ULONG, n: *mut CK_ULONG));
 delayed!(get_attribute_value, C_GetAttributeValue, (s: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, t: *mut CK_ATTRIBUTE, n: CK_ULONG));
 
-/// `C_Sign` in a signing slot, after `PKCS11_LATENCY_SIGN_MS`. A call that only asks for the
+/// `C_Sign` in one of its token's signing slots, after `PKCS11_LATENCY_SIGN_MS`. A call that only asks for the
 /// signature's length (`sig` null) reaches no token and is not delayed.
 unsafe extern "C" fn sign(
     s: CK_SESSION_HANDLE,
@@ -265,7 +292,10 @@ unsafe extern "C" fn sign(
         // SAFETY: the caller's arguments, passed on unchanged.
         return unsafe { f(s, data, len, sig, sig_len) };
     }
-    m.signing.run(|| {
+    let Some(slots) = m.slots_of(s) else {
+        return CKR_SESSION_HANDLE_INVALID;
+    };
+    slots.run(|| {
         pause(m.settings.sign);
         // SAFETY: the caller's arguments, passed on unchanged.
         unsafe { f(s, data, len, sig, sig_len) }
