@@ -98,6 +98,8 @@ pub struct Config {
     pub sign_batch_max: usize,
     /// Deadline of one signing request, queueing included (`signing.deadline_ms`).
     pub sign_deadline: Duration,
+    /// Admission's target wait (`signing.max_wait_ms`; `None`: the deadline alone).
+    pub sign_max_wait: Option<Duration>,
     /// Most digests waiting for a signing worker (`signing.queue_max`).
     pub sign_queue_max: usize,
     /// File of account/account-key assertions replacing the built-in roots (`trust.assertions`).
@@ -174,6 +176,7 @@ impl fmt::Debug for Config {
             hsm_call_timeout,
             sign_batch_max,
             sign_deadline,
+            sign_max_wait,
             sign_queue_max,
             trusted_assertions,
             log_format,
@@ -216,6 +219,7 @@ impl fmt::Debug for Config {
             .field("hsm_call_timeout", hsm_call_timeout)
             .field("sign_batch_max", sign_batch_max)
             .field("sign_deadline", sign_deadline)
+            .field("sign_max_wait", sign_max_wait)
             .field("sign_queue_max", sign_queue_max)
             .field("trusted_assertions", trusted_assertions)
             .field("log_format", log_format)
@@ -289,6 +293,7 @@ impl Default for Config {
             hsm_call_timeout: Duration::from_secs(10),
             sign_batch_max: 8,
             sign_deadline: Duration::from_millis(5000),
+            sign_max_wait: None,
             sign_queue_max: 1024,
             trusted_assertions: None,
             log_format: LogFormat::Text,

@@ -263,6 +263,19 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| millis(&mut c.sign_deadline, v)
     ),
     setting!(
+        "signing.max_wait_ms",
+        "SERIALMINT_SIGN_MAX_WAIT_MS",
+        "0",
+        false,
+        "admit a signing request only when the queue ahead of it is estimated to be signed \
+         within this many ms (else 503 with Retry-After at once); 0: only the deadline bounds it",
+        |c, v| {
+            let n: u64 = parse(v)?;
+            c.sign_max_wait = (n > 0).then(|| Duration::from_millis(n));
+            Ok(())
+        }
+    ),
+    setting!(
         "signing.queue_max",
         "SERIALMINT_SIGN_QUEUE_MAX",
         "1024",

@@ -423,8 +423,15 @@ fn the_example_file_lists_every_setting_commented_and_changes_nothing() {
     let f = file(
         &text
             .replace("#sessions = \"\"", "sessions = 3")
-            .replace("#batch_max = 8", "batch_max = 4"),
+            .replace("#batch_max = 8", "batch_max = 4")
+            .replace("#max_wait_ms = 0", "max_wait_ms = 150"),
     );
     let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
     assert_eq!(c.sign_batch_max, 4);
+    assert_eq!(c.sign_max_wait, Some(Duration::from_millis(150)));
+    assert_eq!(
+        Config::default().sign_max_wait,
+        None,
+        "0: the deadline alone"
+    );
 }

@@ -48,6 +48,9 @@ pub struct SignerConfig {
     pub queue_max: usize,
     /// Longest a request may wait for its signature, queueing included.
     pub deadline: Duration,
+    /// Admit a request only when the queue ahead of it is estimated to be signed within this
+    /// (`signing.max_wait_ms`); `None`: the deadline (less a tenth) is the only bound.
+    pub max_wait: Option<Duration>,
     /// The per-signature service time assumed until the first batch is measured.
     pub initial_service_time: Duration,
 }
@@ -60,6 +63,7 @@ impl SignerConfig {
             batch_max: config.sign_batch_max.max(1),
             queue_max: config.sign_queue_max.max(1),
             deadline: config.sign_deadline,
+            max_wait: config.sign_max_wait,
             initial_service_time: Duration::from_millis(50),
         }
     }
@@ -339,13 +343,16 @@ fn duration_ns(d: Duration) -> u64 {
 impl Shared {
     /// Whether a digest may join a queue of `queued`: the queue has room and the estimate
     /// fits the deadline, less a tenth kept for what follows signing (verify, log, answer)
-    /// and for estimation error.
+    /// and for estimation error, and the target wait when one is set.
     fn admit(&self, queued: usize) -> Result<(), SignError> {
         if queued >= self.cfg.queue_max {
             return Err(refuse("queue-full", Duration::from_secs(1)));
         }
         let estimate = self.estimate(queued);
-        let budget = self.cfg.deadline - self.cfg.deadline / 10;
+        let mut budget = self.cfg.deadline - self.cfg.deadline / 10;
+        if let Some(target) = self.cfg.max_wait {
+            budget = budget.min(target);
+        }
         if estimate > budget {
             return Err(refuse("overloaded", estimate - budget));
         }

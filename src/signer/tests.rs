@@ -58,6 +58,7 @@ fn cfg(workers: usize, batch_max: usize, deadline_ms: u64) -> SignerConfig {
         batch_max,
         queue_max: 1000,
         deadline: Duration::from_millis(deadline_ms),
+        max_wait: None,
         initial_service_time: Duration::from_millis(1),
     }
 }
@@ -148,6 +149,30 @@ async fn admission_refuses_at_once_when_the_deadline_cannot_be_met() {
     assert!((3..=7).contains(&ok), "ok={ok}");
     assert!(late <= 1, "late={late}");
     assert_eq!(ok + refused + late, 30);
+}
+
+#[tokio::test]
+async fn a_target_wait_admits_only_what_it_can_sign_in_time() {
+    // 50 ms per signature, one worker, a 60 s deadline but a 120 ms target wait: about 2 fit,
+    // where the deadline alone would admit all 30.
+    let backend = FakeBackend::new(Duration::from_millis(50));
+    let mut c = cfg(1, 1, 60_000);
+    c.initial_service_time = Duration::from_millis(50);
+    c.max_wait = Some(Duration::from_millis(120));
+    let signer = Signer::start(backend.clone(), c);
+    let mut tasks = Vec::new();
+    for i in 0..30u8 {
+        let s = signer.clone();
+        tasks.push(tokio::spawn(async move { s.sign("k", digest(i)).await }));
+    }
+    let results: Vec<_> = futures_join(tasks).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(SignError::Overloaded { .. })))
+        .count();
+    assert!((1..=4).contains(&ok), "ok={ok}");
+    assert_eq!(ok + refused, 30, "{results:?}");
 }
 
 #[tokio::test]
