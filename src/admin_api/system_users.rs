@@ -25,8 +25,8 @@ use super::{Answer, Shared, json, list_of};
 use crate::assertion::{Model, SystemUserStatement, decode, system_user_content};
 use crate::store::{Actor, NewSystemUser, SystemUserRecord};
 
-/// SHA-512 crypt rounds: 20 × glibc's default 5000 (about 50 ms on a small ARM board per
-/// login), well inside snapd's 5000..=999999999.
+/// SHA-512 crypt rounds: 20 × glibc's default of 5000, well inside snapd's
+/// 5000..=999999999; each login on the device pays them once.
 const ROUNDS: u32 = 100_000;
 
 /// How long a system user is valid when `until` is not given.
@@ -36,27 +36,28 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-/// `$6$rounds=N$salt$hash` of `password` with a fresh 16-character salt.
-fn hash_password(password: &str) -> ApiResult<String> {
+fn hash_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "password-hash-failed",
+        format!("cannot hash the password: {e}"),
+    )
+}
+
+/// `$6$rounds=N$salt$hash` of `password` with a fresh 16-character salt, on a blocking
+/// thread (the rounds are the point: they take CPU time).
+async fn hash_password(password: zeroize::Zeroizing<String>) -> ApiResult<String> {
     let mut salt = [0u8; 12];
     rand::rng().fill_bytes(&mut salt);
-    let params = Params::new(ROUNDS).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "password-hash-failed",
-            format!("cannot hash the password: {e}"),
-        )
-    })?;
-    ShaCrypt::new(Algorithm::Sha512Crypt, params)
-        .hash_password_with_salt(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "password-hash-failed",
-                format!("cannot hash the password: {e}"),
-            )
-        })
+    let params = Params::new(ROUNDS).map_err(hash_failed)?;
+    tokio::task::spawn_blocking(move || {
+        ShaCrypt::new(Algorithm::Sha512Crypt, params)
+            .hash_password_with_salt(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(hash_failed)
+    })
+    .await
+    .map_err(hash_failed)?
 }
 
 /// The newest model assertion of `brand`/`model` signed here, decoded.
@@ -126,7 +127,10 @@ pub(super) async fn create(
             format!("until ({until}) must be after since ({since})"),
         ));
     }
-    let hash = password.map(hash_password).transpose()?;
+    let hash = match password {
+        Some(p) => Some(hash_password(zeroize::Zeroizing::new(p.to_owned())).await?),
+        None => None,
+    };
     let models = [req.model.clone()];
     let statement = SystemUserStatement {
         authority_id: &brand,
