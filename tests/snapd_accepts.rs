@@ -15,99 +15,33 @@ mod common;
 mod device;
 #[path = "common/keyfiles.rs"]
 mod keyfiles;
+#[path = "common/oracle.rs"]
+mod oracle;
 #[path = "common/remodel.rs"]
 mod remodel;
 #[path = "common/softhsm.rs"]
 mod softhsm;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::ffi::OsStr;
+use std::path::Path;
 
 use serialmint::assertion::{AssertionType, encode_stream};
 use sqlx::PgPool;
 
 use common::TestKey;
 use device::*;
+use oracle::Verdict;
 
-/// Where Debian's golang-*-dev packages put Go source (GOPATH layout).
-const GOCODE: &str = "/usr/share/gocode";
-
-/// The oracle program.
-fn oracle_source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapd/accept_serial.go")
-}
-
-/// What snapd said: whether it accepted, and its output.
-struct Verdict {
-    accepted: bool,
-    out: String,
-}
-
-/// Fails (never skips) when Go or snapd's source is missing.
-fn require_go() {
-    let hint = "run scripts/test, which installs golang-go golang-github-snapcore-snapd-dev \
-                golang-golang-x-crypto-dev golang-gopkg-tomb.v2-dev golang-gopkg-yaml.v2-dev";
-    match Command::new("go").arg("version").output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "`go version` failed ({}): {}; {hint}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("the Go toolchain (`go`) is not available ({e}); {hint}"),
-    }
-    let snapd = Path::new(GOCODE).join("src/github.com/snapcore/snapd/asserts");
-    assert!(
-        snapd.is_dir(),
-        "snapd's Go source is missing ({} not found); {hint}",
-        snapd.display()
-    );
-}
-
-/// Writes the answer and the model to `dir` and runs the oracle on them with `go run`.
+/// Writes the answer and the model to `dir` and runs `accept_serial.go` on them.
 fn snapd_verdict(dir: &Path, name: &str, answer: &[u8], model: &[u8], key_id: &str) -> Verdict {
-    require_go();
-    let answer_path = dir.join(format!("{name}.answer"));
-    let model_path = dir.join(format!("{name}.model"));
-    std::fs::write(&answer_path, answer).unwrap();
-    std::fs::write(&model_path, model).unwrap();
-    let gopath = dir.join("gopath");
-    std::fs::create_dir_all(&gopath).unwrap();
-    // The build cache is shared by the tests (and runs): compiling snapd's asserts once.
-    let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache");
-    let out = Command::new("go")
-        .arg("run")
-        .arg(oracle_source())
-        .arg(&answer_path)
-        .arg(&model_path)
-        .arg(key_id)
-        .current_dir(dir)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
-        .env("GOCACHE", &gocache)
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .output()
-        .expect("go run starts");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    match out.status.code() {
-        Some(0) => Verdict {
-            accepted: true,
-            out: stdout,
-        },
-        // `go run` exits 1 for the program's exit 1; the program says "snapd rejected: ".
-        Some(1) if stdout.starts_with("snapd rejected: ") => Verdict {
-            accepted: false,
-            out: stdout,
-        },
-        _ => panic!(
-            "the oracle did not run ({}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status
-        ),
-    }
+    let answer_path = oracle::file(dir, &format!("{name}.answer"), answer);
+    let model_path = oracle::file(dir, &format!("{name}.model"), model);
+    let args = [
+        answer_path.as_os_str(),
+        model_path.as_os_str(),
+        OsStr::new(key_id),
+    ];
+    oracle::run(dir, "accept_serial.go", &args, false)
 }
 
 /// A serial stream from the real device plane for a fresh RSA-4096 device key.
@@ -366,32 +300,18 @@ fn snapd_rereg_request(
     current: &[u8],
     proposed: &str,
 ) -> Vec<u8> {
-    require_go();
     let key =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("device-keys/{key_name}-4096.pk8"));
-    let (model_path, serial_path) = (dir.join("rereg.model"), dir.join("rereg.serial"));
-    std::fs::write(&model_path, new_model).unwrap();
-    std::fs::write(&serial_path, current).unwrap();
-    let gopath = dir.join("gopath");
-    std::fs::create_dir_all(&gopath).unwrap();
-    let out = Command::new("go")
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapd/rereg_request.go"))
-        .args([key.as_os_str(), request_id.as_ref(), model_path.as_os_str()])
-        .args([serial_path.as_os_str(), proposed.as_ref()])
-        .current_dir(dir)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
-        .env(
-            "GOCACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache"),
-        )
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .output()
-        .expect("go run starts");
+    let model_path = oracle::file(dir, "rereg.model", new_model);
+    let serial_path = oracle::file(dir, "rereg.serial", current);
+    let args = [
+        key.as_os_str(),
+        OsStr::new(request_id),
+        model_path.as_os_str(),
+        serial_path.as_os_str(),
+        OsStr::new(proposed),
+    ];
+    let out = oracle::go_run(dir, "rereg_request.go", &args, false);
     assert!(
         out.status.success(),
         "rereg_request.go failed ({}): {}",

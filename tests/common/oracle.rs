@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Where Debian's golang-*-dev packages put Go source (GOPATH layout).
 pub const GOCODE: &str = "/usr/share/gocode";
@@ -22,9 +22,10 @@ pub struct Verdict {
     pub out: String,
 }
 
-/// Runs `tests/snapd/<program>` with `args` in `dir` (its GOPATH goes there); `cgo` for
-/// programs that call C (libcrypt).
-pub fn run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Verdict {
+/// `go run tests/snapd/<program> args` in `dir` (its GOPATH goes there, the build cache is
+/// shared by every test), with cgo for programs that call C (libcrypt); its output whatever
+/// the exit status. Fails (never skips) when Go or snapd's source is missing.
+pub fn go_run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Output {
     let hint = "run scripts/test, which installs golang-go golang-github-snapcore-snapd-dev \
                 golang-golang-x-crypto-dev golang-gopkg-tomb.v2-dev golang-gopkg-yaml.v2-dev";
     assert!(
@@ -39,7 +40,7 @@ pub fn run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Verdict {
     let gopath = dir.join("gopath");
     std::fs::create_dir_all(&gopath).unwrap();
     let gocache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache");
-    let out = Command::new("go")
+    Command::new("go")
         .arg("run")
         .arg(&source)
         .args(args)
@@ -52,7 +53,12 @@ pub fn run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Verdict {
         .env("GOTOOLCHAIN", "local")
         .env("CGO_ENABLED", if cgo { "1" } else { "0" })
         .output()
-        .unwrap_or_else(|e| panic!("`go run` does not start ({e}); {hint}"));
+        .unwrap_or_else(|e| panic!("`go run` does not start ({e}); {hint}"))
+}
+
+/// Runs `tests/snapd/<program>` with `args` in `dir` ([`go_run`]) and reads its verdict.
+pub fn run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Verdict {
+    let out = go_run(dir, program, args, cgo);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     match out.status.code() {
@@ -60,6 +66,7 @@ pub fn run(dir: &Path, program: &str, args: &[&OsStr], cgo: bool) -> Verdict {
             accepted: true,
             out: stdout,
         },
+        // `go run` exits 1 for the program's exit 1; the program says "snapd rejected: ".
         Some(1) if stdout.starts_with("snapd rejected: ") => Verdict {
             accepted: false,
             out: stdout,
