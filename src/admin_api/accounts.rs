@@ -10,6 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use super::error::{ApiError, ApiResult};
 use super::wire::{ASSERTION_TYPE, AccountAssertionView, PushAnswer, PushedAssertion, Query};
 use super::{Answer, Shared, list_of, ok};
+use crate::assertion::encode_stream;
 use crate::domain::AssertionKind;
 use crate::http;
 use crate::store::{AccountAssertion, Actor};
@@ -28,24 +29,23 @@ impl From<AccountAssertion> for AccountAssertionView {
 
 /// `GET /v1/account-keys`.
 pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
+    list_of::<_, AccountAssertionView>(held(s, q).await?)
+}
+
+/// The held assertions, of `brand-id` when the query names one.
+async fn held(s: &Shared, q: &Query) -> ApiResult<Vec<AccountAssertion>> {
     let brand = q.get("brand-id");
     let mut held = s.store.account_assertions().await?;
     held.retain(|a| brand.is_none_or(|b| a.account_id == b));
-    list_of::<_, AccountAssertionView>(held)
+    Ok(held)
 }
 
 /// `GET /v1/account-keys/export`: every held assertion (of `brand-id` when given) as one
 /// assertion stream, accounts before account-keys, so it can be admitted in order.
 pub(super) async fn export(s: &Shared, q: &Query) -> ApiResult<Answer> {
-    let brand = q.get("brand-id");
-    let mut held = s.store.account_assertions().await?;
-    held.retain(|a| brand.is_none_or(|b| a.account_id == b));
+    let mut held = held(s, q).await?;
     held.sort_by_key(|a| a.kind != AssertionKind::Account);
-    let texts: Vec<&str> = held.iter().map(|a| a.text.trim_end()).collect();
-    let mut body = texts.join("\n\n");
-    if !body.is_empty() {
-        body.push('\n');
-    }
+    let body = encode_stream(held.iter().map(|a| a.text.as_bytes()));
     let mut resp = Response::new(http_body_util::Full::new(Bytes::from(body)));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ASSERTION_TYPE));

@@ -22,7 +22,7 @@ use super::error::{ApiError, ApiResult};
 use super::signing::{self, admits, choose_key, conflict};
 use super::wire::{CreateSystemUser, Query, SystemUserView};
 use super::{Answer, Shared, json, list_of};
-use crate::assertion::{Model, SystemUserStatement, decode, system_user_content};
+use crate::assertion::{Model, SystemUserStatement, decode, encode_stream, system_user_content};
 use crate::store::{Actor, NewSystemUser, SystemUserRecord};
 
 /// SHA-512 crypt rounds: 20 × glibc's default of 5000, well inside snapd's
@@ -169,18 +169,13 @@ pub(super) async fn create(
         .await?;
     tracing::info!(brand = %brand, model = %req.model, username = %req.username,
         serials = req.serials.len(), key = %chain.key.name, "system user issued");
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(account) = &chain.account_text {
-        parts.push(account.trim_end().to_owned());
-    }
-    parts.push(chain.account_key_text.trim_end().to_owned());
-    parts.push(
-        String::from_utf8_lossy(&signed.encode())
-            .trim_end()
-            .to_owned(),
-    );
-    let mut assertions = parts.join("\n\n");
-    assertions.push('\n');
+    let account = chain.account_text.as_deref().unwrap_or_default();
+    let stream = encode_stream([
+        account.as_bytes(),
+        chain.account_key_text.as_bytes(),
+        &signed.encode(),
+    ]);
+    let assertions = String::from_utf8_lossy(&stream).into_owned();
     json(
         StatusCode::CREATED,
         &SystemUserView {

@@ -121,12 +121,17 @@ fn audit_entry(row: AuditEntryView) -> Result<Entry, Error> {
     })
 }
 
-/// A JSON export row as the chain hashes it.
-fn entry(row: IssuanceView) -> Result<Entry, Error> {
-    let label = format!(
+/// How findings name a signing-log row.
+fn row_label(row: &IssuanceView) -> String {
+    format!(
         "serial {} of {}/{}, id {}",
         row.serial, row.brand_id, row.model, row.id
-    );
+    )
+}
+
+/// A JSON export row as the chain hashes it.
+fn entry(row: IssuanceView) -> Result<Entry, Error> {
+    let label = row_label(&row);
     let hash = chain_hash(&label, row.chain_hash.as_deref())?;
     if row.chain_seq.is_some() && (row.model_id.is_none() || row.serial_assertion.is_none()) {
         return Err(Error::Evidence(format!(
@@ -236,10 +241,7 @@ fn check_serials(rows: &[IssuanceView], trust: &TrustDb) -> (SerialsChecked, Vec
             continue;
         };
         seen.checked += 1;
-        let label = format!(
-            "serial {} of {}/{}, id {}",
-            r.serial, r.brand_id, r.model, r.id
-        );
+        let label = row_label(r);
         let row = SerialRow {
             brand_id: &r.brand_id,
             model: &r.model,
