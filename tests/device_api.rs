@@ -402,14 +402,19 @@ async fn duplicate_serial_refused_then_reissued_by_policy(pool: PgPool) {
     assert_eq!(server.logged().await, 2);
 }
 
+/// A provisioned server whose store reaches Postgres through a proxy the test can cut.
+async fn behind_a_proxy(pool: &PgPool) -> (Token, PgProxy, Server) {
+    let token = Token::new();
+    provision(&Store::from_pool(pool.clone()), &token.key_id).await;
+    let proxy = PgProxy::start(pg_addr(pool)).await;
+    let via = Store::from_pool(pool_via(pool, &proxy).await);
+    let server = start(config(&token), via, token.backend().await).await;
+    (token, proxy, server)
+}
+
 #[sqlx::test]
 async fn postgres_unreachable_means_503_and_no_serial(pool: PgPool) {
-    let token = Token::new();
-    let direct = Store::from_pool(pool.clone());
-    provision(&direct, &token.key_id).await;
-    let proxy = PgProxy::start(pg_addr(&pool)).await;
-    let via = Store::from_pool(pool_via(&pool, &proxy).await);
-    let server = start(config(&token), via, token.backend().await).await;
+    let (_token, proxy, server) = behind_a_proxy(&pool).await;
     let dev = device_key("a", 4096);
     // Request-ids need no database.
     let rid = server.request_id().await;
@@ -426,12 +431,7 @@ async fn postgres_unreachable_means_503_and_no_serial(pool: PgPool) {
 
 #[sqlx::test]
 async fn after_a_postgres_failure_requests_are_refused_at_once_until_it_answers(pool: PgPool) {
-    let token = Token::new();
-    let direct = Store::from_pool(pool.clone());
-    provision(&direct, &token.key_id).await;
-    let proxy = PgProxy::start(pg_addr(&pool)).await;
-    let via = Store::from_pool(pool_via(&pool, &proxy).await);
-    let server = start(config(&token), via, token.backend().await).await;
+    let (_token, proxy, server) = behind_a_proxy(&pool).await;
     let dev = device_key("a", 4096);
     let rid = server.request_id().await;
     proxy.cut();
