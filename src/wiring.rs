@@ -16,7 +16,9 @@ use crate::registration::{
     AssertionKind, DeviceCatalog, DeviceModel, KeyRefusal, LogError, SerialKey, SigningLog,
     catalog::ct_eq,
 };
-use crate::signer::backend::{BackendError, DigestInfo, SignBackend, SignFuture};
+use crate::signer::backend::{
+    BackendError, DigestInfo, EachFuture, OnSigned, SignBackend, SignFuture,
+};
 use crate::store::Store;
 use crate::trust::TrustDb;
 
@@ -104,18 +106,33 @@ impl SignBackend for crate::hsm::Hsm {
         Box::pin(async move {
             crate::hsm::Hsm::sign(self, key_id, digest_infos)
                 .await
-                .map_err(|e| {
-                    use crate::hsm::HsmError;
-                    match e {
-                        HsmError::Unavailable(m) => BackendError::Unavailable(m),
-                        HsmError::Timeout(m) => {
-                            BackendError::Unavailable(format!("timed out: {m}"))
-                        }
-                        HsmError::KeyNotFound(k) => BackendError::KeyNotFound(k),
-                        e => BackendError::Failed(e.to_string()),
-                    }
-                })
+                .map_err(backend_error)
         })
+    }
+
+    fn sign_each<'a>(
+        &'a self,
+        key_id: &'a str,
+        digest_infos: &'a [DigestInfo],
+        on_signed: OnSigned,
+    ) -> EachFuture<'a> {
+        Box::pin(async move {
+            crate::hsm::Hsm::sign_each(self, key_id, digest_infos, on_signed)
+                .await
+                .map_err(backend_error)
+        })
+    }
+}
+
+/// What the signer needs to know of an HSM failure: 503 (unavailable, timed out), key
+/// missing, or failed.
+fn backend_error(e: crate::hsm::HsmError) -> BackendError {
+    use crate::hsm::HsmError;
+    match e {
+        HsmError::Unavailable(m) => BackendError::Unavailable(m),
+        HsmError::Timeout(m) => BackendError::Unavailable(format!("timed out: {m}")),
+        HsmError::KeyNotFound(k) => BackendError::KeyNotFound(k),
+        e => BackendError::Failed(e.to_string()),
     }
 }
 
@@ -205,11 +222,31 @@ impl SignBackend for LazyHsm {
         match self.hsm.get() {
             Some(hsm) => SignBackend::sign(hsm, key_id, digest_infos),
             None => {
-                let why = self.why();
-                Box::pin(
-                    async move { Err(BackendError::Unavailable(format!("HSM not open: {why}"))) },
-                )
+                let e = self.not_open();
+                Box::pin(async move { Err(e) })
             }
         }
+    }
+
+    fn sign_each<'a>(
+        &'a self,
+        key_id: &'a str,
+        digest_infos: &'a [DigestInfo],
+        on_signed: OnSigned,
+    ) -> EachFuture<'a> {
+        match self.hsm.get() {
+            Some(hsm) => SignBackend::sign_each(hsm, key_id, digest_infos, on_signed),
+            None => {
+                let e = self.not_open();
+                Box::pin(async move { Err(e) })
+            }
+        }
+    }
+}
+
+impl LazyHsm {
+    /// The refusal while the HSM is not open yet.
+    fn not_open(&self) -> BackendError {
+        BackendError::Unavailable(format!("HSM not open: {}", self.why()))
     }
 }

@@ -106,3 +106,51 @@ async fn a_one_at_a_time_token_signs_through_the_module_one_at_a_time() {
         "never two signatures at once on a one-at-a-time token"
     );
 }
+
+/// `Hsm::sign_each` hands each signature of a batch over as soon as the token has made it
+/// (and it verified), not when the batch ends: when the callback sees signature i, the
+/// module has made exactly i + 1 of the batch's signatures (its own counter, no clock).
+#[tokio::test]
+async fn each_signature_of_a_batch_is_handed_over_as_soon_as_it_is_made() {
+    let token = Token::new();
+    let module = module_path();
+    // SAFETY: set before any thread of this test reads the environment (the module reads it
+    // when cryptoki loads it, below).
+    unsafe {
+        std::env::set_var("PKCS11_LATENCY_BACKEND", softhsm_module());
+        std::env::set_var("PKCS11_LATENCY_SIGN_MS", "20");
+        std::env::set_var("PKCS11_LATENCY_PARALLEL", "1");
+    }
+    let mut cfg = token.hsm_config();
+    cfg.module = module.clone();
+    cfg.sessions = 1;
+    let hsm = Hsm::open(cfg)
+        .await
+        .expect("the token opens through the module");
+    let dis: Vec<[u8; 83]> = (0..4u32)
+        .map(|i| *signing_input(format!("content {i}").as_bytes(), 1_700_000_000).digest_info())
+        .collect();
+    let (before, _) = stats(&module);
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let m = module.clone();
+    hsm.sign_each(
+        &token.key_id,
+        &dis,
+        std::sync::Arc::new(move |i, sig| sink.lock().push((i, stats(&m).0, sig))),
+    )
+    .await
+    .expect("signed through the module");
+    let seen = seen.lock().clone();
+    let public = common::TestKey::root().public;
+    assert_eq!(seen.len(), 4, "one hand-over per digest");
+    for (k, (i, made, sig)) in seen.iter().enumerate() {
+        assert_eq!(*i, k, "in input order");
+        assert_eq!(
+            *made - before,
+            k as u64 + 1,
+            "signature {i} handed over when made"
+        );
+        verify_digest_info(&public, &dis[*i], sig).expect("SoftHSM's signature, forwarded");
+    }
+}

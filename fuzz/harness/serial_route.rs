@@ -445,7 +445,7 @@ impl SerialRoute {
                     batch_max: 8,
                     queue_max: 64,
                     deadline: Duration::from_secs(60),
-                    max_wait: None,
+                    max_wait: serialmint::config::MaxWait::Off,
                     initial_service_time: Duration::from_millis(5),
                 },
             );

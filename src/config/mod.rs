@@ -98,8 +98,8 @@ pub struct Config {
     pub sign_batch_max: usize,
     /// Deadline of one signing request, queueing included (`signing.deadline_ms`).
     pub sign_deadline: Duration,
-    /// Admission's target wait (`signing.max_wait_ms`; `None`: the deadline alone).
-    pub sign_max_wait: Option<Duration>,
+    /// Admission's target wait (`signing.max_wait_ms`).
+    pub sign_max_wait: MaxWait,
     /// Most digests waiting for a signing worker (`signing.queue_max`).
     pub sign_queue_max: usize,
     /// File of account/account-key assertions replacing the built-in roots (`trust.assertions`).
@@ -238,6 +238,20 @@ impl fmt::Debug for Config {
     }
 }
 
+/// How long the signing queue ahead of a request may be, in time, for it to be admitted
+/// (`signing.max_wait_ms`); the deadline bounds it in every case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxWait {
+    /// One batch per worker at the measured per-signature time (`auto`, the default): the
+    /// signatures ahead of it fill each worker's next batch at most.
+    #[default]
+    Auto,
+    /// The deadline alone (`0`).
+    Off,
+    /// This long (a number of milliseconds).
+    Fixed(Duration),
+}
+
 /// A token beyond the first (`hsm.more_tokens`): its label, and its module when it is not
 /// `hsm.module`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,7 +307,7 @@ impl Default for Config {
             hsm_call_timeout: Duration::from_secs(10),
             sign_batch_max: 8,
             sign_deadline: Duration::from_millis(5000),
-            sign_max_wait: None,
+            sign_max_wait: MaxWait::Auto,
             sign_queue_max: 1024,
             trusted_assertions: None,
             log_format: LogFormat::Text,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{Config, ConfigError, LogFormat, MoreToken, Origin, ValueError};
+use super::{Config, ConfigError, LogFormat, MaxWait, MoreToken, Origin, ValueError};
 
 /// Applies a value to the configuration, or says why it is refused.
 type Apply = fn(&mut Config, &str) -> Result<(), ValueError>;
@@ -265,13 +265,22 @@ pub const SETTINGS: &[Setting] = &[
     setting!(
         "signing.max_wait_ms",
         "SERIALMINT_SIGN_MAX_WAIT_MS",
-        "0",
+        "auto",
         false,
         "admit a signing request only when the queue ahead of it is estimated to be signed \
-         within this many ms (else 503 with Retry-After at once); 0: only the deadline bounds it",
+         within this many ms, else 503 with Retry-After at once; auto: one batch per worker \
+         at the measured signing time (signing.batch_max x per-signature time); 0: only the \
+         deadline bounds it (snapd retries a 503 after 60 s: raise it for lines that power \
+         many devices at once)",
         |c, v| {
-            let n: u64 = parse(v)?;
-            c.sign_max_wait = (n > 0).then(|| Duration::from_millis(n));
+            c.sign_max_wait = if v.trim() == "auto" {
+                MaxWait::Auto
+            } else {
+                match parse::<u64>(v)? {
+                    0 => MaxWait::Off,
+                    n => MaxWait::Fixed(Duration::from_millis(n)),
+                }
+            };
             Ok(())
         }
     ),

@@ -424,14 +424,13 @@ fn the_example_file_lists_every_setting_commented_and_changes_nothing() {
         &text
             .replace("#sessions = \"\"", "sessions = 3")
             .replace("#batch_max = 8", "batch_max = 4")
-            .replace("#max_wait_ms = 0", "max_wait_ms = 150"),
+            .replace("#max_wait_ms = \"auto\"", "max_wait_ms = 150"),
     );
     let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
     assert_eq!(c.sign_batch_max, 4);
-    assert_eq!(c.sign_max_wait, Some(Duration::from_millis(150)));
-    assert_eq!(
-        Config::default().sign_max_wait,
-        None,
-        "0: the deadline alone"
-    );
+    assert_eq!(c.sign_max_wait, MaxWait::Fixed(Duration::from_millis(150)));
+    assert_eq!(Config::default().sign_max_wait, MaxWait::Auto);
+    let f = file(&text.replace("#max_wait_ms = \"auto\"", "max_wait_ms = 0"));
+    let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
+    assert_eq!(c.sign_max_wait, MaxWait::Off, "0: the deadline alone");
 }

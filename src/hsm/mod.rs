@@ -60,7 +60,7 @@ pub mod verify;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -262,50 +262,80 @@ impl Hsm {
         key_id: &str,
         digest_infos: &[[u8; 83]],
     ) -> Result<Vec<Vec<u8>>, HsmError> {
+        let out: Arc<parking_lot::Mutex<Vec<Vec<u8>>>> = Arc::new(parking_lot::Mutex::new(vec![
+                Vec::new();
+                digest_infos.len()
+            ]));
+        let sink = out.clone();
+        self.sign_each(
+            key_id,
+            digest_infos,
+            Arc::new(move |i, sig| sink.lock()[i] = sig),
+        )
+        .await?;
+        Ok(std::mem::take(&mut *out.lock()))
+    }
+
+    /// [`Self::sign`], handing each signature to `signed` (with its index) as soon as it is
+    /// made and verified in software, on the call thread, while the session goes on with the
+    /// next: a caller answers each waiter of a batch when its own signature is ready, not when
+    /// the batch ends. Each index is handed over once, also when a stale session makes the
+    /// batch go on on a fresh one (the retry skips what was handed over); on an error, the
+    /// indices not handed over are the ones that failed. (A call abandoned as stuck may still
+    /// hand one over later, after the error: RSA PKCS#1 v1.5 is deterministic, so it is the
+    /// same signature; a caller that answers each index once ignores it.)
+    pub async fn sign_each(
+        &self,
+        key_id: &str,
+        digest_infos: &[[u8; 83]],
+        signed: Signed,
+    ) -> Result<(), HsmError> {
         let id = decode_key_id(key_id)?;
         for di in digest_infos {
             verify::check_digest_info(di)?;
         }
         if digest_infos.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let entry = self
             .key_entry(&id, key_id)
             .await?
             .ok_or_else(|| HsmError::KeyNotFound(key_id.to_string()))?;
         let dis: Arc<[[u8; 83]]> = digest_infos.into();
-        let n = dis.len() as u64;
-        let checked = dis.clone();
+        let done: Arc<[AtomicBool]> = dis.iter().map(|_| AtomicBool::new(false)).collect();
+        let made = Arc::new(AtomicUsize::new(0));
+        let counted = made.clone();
         let result = self
-            .run_checked(
-                Some(key_id),
-                move |session| session.sign_all(&id, &dis),
-                // Verified in software on the same call thread, before any signature leaves
-                // it (see `run_on` for why before the session goes back).
-                move |sigs: &Vec<Vec<u8>>| {
-                    if checked
-                        .iter()
-                        .zip(sigs)
-                        .all(|(di, sig)| entry.verifier.verify(di, sig))
-                    {
+            .run(Some(key_id), move |session| {
+                session.sign_each(
+                    &id,
+                    &dis,
+                    &|i| done[i].load(Ordering::Relaxed),
+                    &mut |i, sig| {
+                        // Verified in software on the call thread before it leaves it.
+                        if !entry.verifier.verify(&dis[i], &sig) {
+                            return Err(OpError::Fatal(
+                                "signature from the token failed software verification".into(),
+                            ));
+                        }
+                        done[i].store(true, Ordering::Relaxed);
+                        made.fetch_add(1, Ordering::Relaxed);
+                        signed(i, sig);
                         Ok(())
-                    } else {
-                        Err(OpError::Fatal(
-                            "signature from the token failed software verification".into(),
-                        ))
-                    }
-                },
-            )
+                    },
+                )
+            })
             .await;
-        match &result {
-            Ok(_) => metrics::counter!("hsm_signatures_total").increment(n),
-            Err(e) => {
-                if matches!(e, HsmError::KeyNotFound(_)) {
-                    self.inner.keys.write().remove(&id);
-                }
-                metrics::counter!("hsm_sign_errors_total").increment(1);
+        metrics::counter!("hsm_signatures_total").increment(counted.load(Ordering::Relaxed) as u64);
+        if let Err(e) = &result {
+            if matches!(e, HsmError::KeyNotFound(_)) {
+                self.inner.keys.write().remove(&id);
             }
+            metrics::counter!("hsm_sign_errors_total").increment(1);
         }
         result
     }
 }
+
+/// Where [`Hsm::sign_each`] hands each signature: (its index in the batch, the signature).
+pub type Signed = Arc<dyn Fn(usize, Vec<u8>) + Send + Sync>;

@@ -54,29 +54,13 @@ impl Hsm {
     /// Runs `op` on a pooled session of a token in rotation, on a blocking thread. A stale
     /// session is dropped and the operation retried once on a fresh one; a token that fails
     /// is taken out of rotation and the next one tried; when none is left, `Unavailable`.
+    /// (`op` may thus run more than once: a signing op skips what an earlier try answered.)
     pub(super) async fn run<T, F>(&self, key_id: Option<&str>, op: F) -> Result<T, HsmError>
     where
         T: Send + 'static,
         F: Fn(&mut LoggedInSession) -> Result<T, OpError> + Send + Sync + 'static,
     {
-        self.run_checked(key_id, op, |_| Ok(())).await
-    }
-
-    /// [`Self::run`], with `check` applied to the result on the call thread, right before
-    /// the session goes back to the pool (see [`run_on`]).
-    pub(super) async fn run_checked<T, F, C>(
-        &self,
-        key_id: Option<&str>,
-        op: F,
-        check: C,
-    ) -> Result<T, HsmError>
-    where
-        T: Send + 'static,
-        F: Fn(&mut LoggedInSession) -> Result<T, OpError> + Send + Sync + 'static,
-        C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
-    {
         let op = Arc::new(op);
-        let check = Arc::new(check);
         let mut reasons = Vec::new();
         let mut missing_on = 0usize;
         let rotation = self.rotation();
@@ -94,7 +78,7 @@ impl Hsm {
                         )));
                     }
                     Err(pool::GetError::Op(e)) => e,
-                    Ok(obj) => match run_on(token, obj, op.clone(), check.clone()).await {
+                    Ok(obj) => match run_on(token, obj, op.clone()).await {
                         Ok(v) => {
                             token.note_served();
                             return Ok(v);
@@ -134,23 +118,17 @@ impl Hsm {
     }
 }
 
-/// Runs `op` on the pooled session on a call thread, under the call timeout, then `check` on
-/// its result on the same thread; then the call thread puts the session back into the pool
+/// Runs `op` on the pooled session on a call thread, under the call timeout; then the call
+/// thread puts the session back into the pool
 /// itself (waking the next waiter directly, with no hop through the async side) and goes
 /// idle before it answers. On a session- or token-level error the session is closed on that
 /// thread and its pool slot freed; when the call is abandoned (timeout), the session stays
 /// with the stuck thread, the slot is freed at once, and the caller takes the token out of
 /// rotation.
-async fn run_on<T, F, C>(
-    token: &Token,
-    obj: Object<SessionManager>,
-    op: Arc<F>,
-    check: Arc<C>,
-) -> Result<T, OpError>
+async fn run_on<T, F>(token: &Token, obj: Object<SessionManager>, op: Arc<F>) -> Result<T, OpError>
 where
     T: Send + 'static,
     F: Fn(&mut LoggedInSession) -> Result<T, OpError> + Send + Sync + 'static,
-    C: Fn(&T) -> Result<(), OpError> + Send + Sync + 'static,
 {
     let mut obj = obj;
     let mut session = obj.take_session();
@@ -183,12 +161,9 @@ where
                 r.as_ref().err().and_then(OpError::class),
                 Some(ErrorClass::Reopen | ErrorClass::TokenGone)
             );
-            // The software check first, then every hand-over at once, right before this
-            // thread goes idle: a thread woken on a busy two-core machine waits for a core,
-            // and gets this one as soon as this thread sleeps. (Checking after the hand-back
-            // measured worse with the signer's batch of 8: 0.91-0.97 of bare against
-            // 0.93-1.11, the check's CPU competing with both signing threads.)
-            let r = r.and_then(|v| check(&v).map(|()| v));
+            // The hand-over right before this thread goes idle: a thread woken on a busy
+            // two-core machine waits for a core, and gets this one as soon as this one sleeps.
+            // (A signing op has verified and answered each signature already, as it was made.)
             // `None`: abandoned meanwhile (its slot was freed); the session is closed here
             // and never handed out again.
             let obj = back.lock().take();

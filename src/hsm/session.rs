@@ -370,23 +370,28 @@ impl LoggedInSession {
         Ok(h)
     }
 
-    /// Signs every DigestInfo with CKM_RSA_PKCS back to back (the caller verifies them,
-    /// after handing the session back).
-    pub(crate) fn sign_all(
+    /// Signs with CKM_RSA_PKCS, back to back, every DigestInfo that `skip` does not name
+    /// (those a failed earlier try already answered), handing each signature to `signed` as
+    /// soon as it is made: the caller verifies and answers it while the next one is signed.
+    pub(crate) fn sign_each(
         &mut self,
         id: &[u8; KEY_ID_LEN],
         digest_infos: &[[u8; 83]],
-    ) -> Result<Vec<Vec<u8>>, OpError> {
+        skip: &dyn Fn(usize) -> bool,
+        signed: &mut dyn FnMut(usize, Vec<u8>) -> Result<(), OpError>,
+    ) -> Result<(), OpError> {
         let key = self.key_handle(id)?;
-        let mut out = Vec::with_capacity(digest_infos.len());
-        for di in digest_infos {
+        for (i, di) in digest_infos.iter().enumerate() {
+            if skip(i) {
+                continue;
+            }
             let sig = self
                 .session
                 .sign(&Mechanism::RsaPkcs, key, di)
                 .map_err(ck("sign"))?;
-            out.push(sig);
+            signed(i, sig)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// An RSA key object's modulus and public exponent (empty when the token hides them).

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A SHA-512 DigestInfo (DER prefix + 64-byte digest), the input of `CKM_RSA_PKCS`.
 pub type DigestInfo = [u8; 83];
@@ -13,6 +14,13 @@ pub type DigestInfo = [u8; 83];
 /// The future returned by [`SignBackend::sign`].
 pub type SignFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<Vec<u8>>, BackendError>> + Send + 'a>>;
+
+/// The future returned by [`SignBackend::sign_each`].
+pub type EachFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send + 'a>>;
+
+/// Where [`SignBackend::sign_each`] hands each signature: (its index in the batch, the
+/// signature), called from whatever thread made it.
+pub type OnSigned = Arc<dyn Fn(usize, Vec<u8>) + Send + Sync>;
 
 /// Why a backend could not sign a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,4 +45,30 @@ pub trait SignBackend: Send + Sync + 'static {
     /// public half over its DigestInfo (the HSM layer does; a fake must too). Registration
     /// relies on it and checks only that the assembled serial carries that signature.
     fn sign<'a>(&'a self, key_id: &'a str, digest_infos: &'a [DigestInfo]) -> SignFuture<'a>;
+
+    /// [`SignBackend::sign`], handing each signature to `on_signed` as soon as it is made and
+    /// verified, so that each waiter of a batch is answered when its own signature is ready.
+    /// On an error, the indices not handed over are those that failed. The default hands
+    /// them all over when the batch ends (for backends that cannot do better, and fakes).
+    fn sign_each<'a>(
+        &'a self,
+        key_id: &'a str,
+        digest_infos: &'a [DigestInfo],
+        on_signed: OnSigned,
+    ) -> EachFuture<'a> {
+        Box::pin(async move {
+            let sigs = self.sign(key_id, digest_infos).await?;
+            if sigs.len() != digest_infos.len() {
+                return Err(BackendError::Failed(format!(
+                    "backend returned {} signatures for {} digests",
+                    sigs.len(),
+                    digest_infos.len()
+                )));
+            }
+            for (i, sig) in sigs.into_iter().enumerate() {
+                on_signed(i, sig);
+            }
+            Ok(())
+        })
+    }
 }

@@ -15,10 +15,13 @@
 //!    `batch_max - 1` more queued for the same key, and hands them to one backend call that
 //!    signs them back to back. There is no artificial batching window: batches form by
 //!    themselves when every worker is busy, so an idle system adds no latency.
-//! 3. The worker measures the batch (from the end of its previous batch when it went straight
-//!    on, so gaps between batches count), feeds the per-signature time into an EWMA, and
-//!    answers every waiter. Workers are threads of their own (see [`Signer::start`]). A waiter whose deadline passes gets [`SignError::DeadlineExceeded`]; a
-//!    digest whose waiter is gone is never sent to the HSM.
+//! 3. Each waiter is answered as soon as its own signature is made and verified (the backend
+//!    hands signatures over one by one, [`SignBackend::sign_each`]), not when its batch ends.
+//!    The worker measures the batch (from the end of its previous batch when it went straight
+//!    on, so gaps between batches count) and feeds the per-signature time into an EWMA.
+//!    Workers are threads of their own (see [`Signer::start`]). A waiter whose deadline
+//!    passes gets [`SignError::DeadlineExceeded`]; a digest whose waiter is gone is never
+//!    sent to the HSM.
 
 pub mod backend;
 pub mod rate;
@@ -32,10 +35,10 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-pub use backend::{BackendError, DigestInfo, SignBackend, SignFuture};
+pub use backend::{BackendError, DigestInfo, EachFuture, OnSigned, SignBackend, SignFuture};
 pub use rate::{ModelRateLimits, RateLimit};
 
-use crate::config::Config;
+use crate::config::{Config, MaxWait};
 
 /// How the signer is sized.
 #[derive(Clone, Debug)]
@@ -49,8 +52,8 @@ pub struct SignerConfig {
     /// Longest a request may wait for its signature, queueing included.
     pub deadline: Duration,
     /// Admit a request only when the queue ahead of it is estimated to be signed within this
-    /// (`signing.max_wait_ms`); `None`: the deadline (less a tenth) is the only bound.
-    pub max_wait: Option<Duration>,
+    /// (`signing.max_wait_ms`); the deadline (less a tenth) bounds it in every case.
+    pub max_wait: MaxWait,
     /// The per-signature service time assumed until the first batch is measured.
     pub initial_service_time: Duration,
 }
@@ -256,7 +259,7 @@ impl Signer {
         SignerStats {
             queued: self.shared.queue.lock().len(),
             in_flight: self.shared.in_flight.load(Ordering::Relaxed),
-            service_time: Duration::from_nanos(self.shared.service_ns.load(Ordering::Relaxed)),
+            service_time: self.shared.per_sig(),
         }
     }
 
@@ -343,15 +346,19 @@ fn duration_ns(d: Duration) -> u64 {
 impl Shared {
     /// Whether a digest may join a queue of `queued`: the queue has room and the estimate
     /// fits the deadline, less a tenth kept for what follows signing (verify, log, answer)
-    /// and for estimation error, and the target wait when one is set.
+    /// and for estimation error, and fits the target wait: by default (`auto`) one batch per
+    /// worker at the measured per-signature time, so the signatures ahead of it fill each
+    /// worker's next batch at most, which keeps every worker busy without a long queue.
     fn admit(&self, queued: usize) -> Result<(), SignError> {
         if queued >= self.cfg.queue_max {
             return Err(refuse("queue-full", Duration::from_secs(1)));
         }
         let estimate = self.estimate(queued);
         let mut budget = self.cfg.deadline - self.cfg.deadline / 10;
-        if let Some(target) = self.cfg.max_wait {
-            budget = budget.min(target);
+        match self.cfg.max_wait {
+            MaxWait::Auto => budget = budget.min(self.per_sig() * self.cfg.batch_max as u32),
+            MaxWait::Fixed(target) => budget = budget.min(target),
+            MaxWait::Off => {}
         }
         if estimate > budget {
             return Err(refuse("overloaded", estimate - budget));
@@ -359,14 +366,18 @@ impl Shared {
         Ok(())
     }
 
+    /// The measured per-signature service time (EWMA).
+    fn per_sig(&self) -> Duration {
+        Duration::from_nanos(self.service_ns.load(Ordering::Relaxed))
+    }
+
     /// When a digest queued now would be signed: every signature ahead of it (queued and in
     /// flight) plus its own, spread over the workers, at the measured per-signature time.
     fn estimate(&self, queued: usize) -> Duration {
-        let per_sig = self.service_ns.load(Ordering::Relaxed);
-        let ahead = (queued + self.in_flight.load(Ordering::Relaxed)) as u64;
-        let workers = self.cfg.workers as u64;
-        let rounds = (ahead + 1).div_ceil(workers);
-        Duration::from_nanos(per_sig.saturating_mul(rounds))
+        let ahead = queued + self.in_flight.load(Ordering::Relaxed);
+        let rounds = (ahead + 1).div_ceil(self.cfg.workers);
+        self.per_sig()
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
     }
 
     fn record_service_time(&self, per_sig: Duration) {
@@ -439,49 +450,61 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-/// Signs one batch and answers its waiters; `since` is when the worker became busy with it
+/// Signs one batch, answering each waiter as soon as its own signature is made and verified
+/// (the backend hands them over one by one); `since` is when the worker became busy with it
 /// (the end of its previous batch when it went straight on), for the service-time estimate.
-async fn sign_batch(shared: &Shared, key: &str, batch: Vec<Job>, since: Instant) {
+async fn sign_batch(shared: &Arc<Shared>, key: &str, batch: Vec<Job>, since: Instant) {
     let n = batch.len();
     let started = Instant::now();
-    for job in &batch {
+    let mut digests = Vec::with_capacity(n);
+    let mut replies = Vec::with_capacity(n);
+    for job in batch {
         metrics::histogram!("signer_queue_wait_seconds")
             .record(started.duration_since(job.enqueued).as_secs_f64());
+        digests.push(job.digest);
+        replies.push(Mutex::new(Some(job.reply)));
     }
     metrics::histogram!("signer_batch_size").record(n as f64);
-    let digests: Vec<DigestInfo> = batch.iter().map(|j| j.digest).collect();
-    let result = shared.backend.sign(key, &digests).await;
-    let elapsed = started.elapsed();
-    shared.in_flight.fetch_sub(n, Ordering::Relaxed);
-    metrics::histogram!("signer_sign_seconds").record(elapsed.as_secs_f64());
-    match result {
-        Ok(sigs) if sigs.len() == n => {
-            shared.record_service_time(since.elapsed() / n as u32);
-            metrics::counter!("signer_signatures_total").increment(n as u64);
-            for (job, sig) in batch.into_iter().zip(sigs) {
-                let _ = job.reply.send(Ok(sig));
+    let replies = Arc::new(replies);
+    let on_signed: OnSigned = {
+        let (replies, shared) = (replies.clone(), shared.clone());
+        Arc::new(move |i, sig| {
+            // Once per waiter: a late second hand-over (a stuck call finishing elsewhere)
+            // finds its reply taken.
+            if let Some(reply) = replies.get(i).and_then(|r| r.lock().take()) {
+                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                metrics::counter!("signer_signatures_total").increment(1);
+                let _ = reply.send(Ok(sig));
             }
-        }
-        Ok(sigs) => {
-            let e = SignError::Failed(format!(
-                "backend returned {} signatures for {n} digests",
-                sigs.len()
-            ));
-            tracing::error!(key, error = %e, "signing batch failed");
-            answer_all(batch, &e);
+        })
+    };
+    let result = shared.backend.sign_each(key, &digests, on_signed).await;
+    metrics::histogram!("signer_sign_seconds").record(started.elapsed().as_secs_f64());
+    let succeeded = result.is_ok();
+    let e = match result {
+        Ok(()) => {
+            shared.record_service_time(since.elapsed() / n as u32);
+            SignError::Failed("the backend handed over no signature for this digest".into())
         }
         Err(e) => {
             let e = SignError::from(e);
             metrics::counter!("signer_errors_total", "reason" => e.code()).increment(1);
             tracing::warn!(key, batch = n, error = %e, "signing batch failed");
-            answer_all(batch, &e);
+            e
+        }
+    };
+    // Whoever was not answered gets the batch's error (after a success: a backend that broke
+    // its contract, logged).
+    let mut unanswered = 0;
+    for reply in replies.iter() {
+        if let Some(reply) = reply.lock().take() {
+            unanswered += 1;
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let _ = reply.send(Err(e.clone()));
         }
     }
-}
-
-fn answer_all(batch: Vec<Job>, e: &SignError) {
-    for job in batch {
-        let _ = job.reply.send(Err(e.clone()));
+    if unanswered > 0 && succeeded {
+        tracing::error!(key, batch = n, unanswered, error = %e, "signing batch failed");
     }
 }
 

@@ -58,7 +58,7 @@ fn cfg(workers: usize, batch_max: usize, deadline_ms: u64) -> SignerConfig {
         batch_max,
         queue_max: 1000,
         deadline: Duration::from_millis(deadline_ms),
-        max_wait: None,
+        max_wait: MaxWait::Off,
         initial_service_time: Duration::from_millis(1),
     }
 }
@@ -158,7 +158,7 @@ async fn a_target_wait_admits_only_what_it_can_sign_in_time() {
     let backend = FakeBackend::new(Duration::from_millis(50));
     let mut c = cfg(1, 1, 60_000);
     c.initial_service_time = Duration::from_millis(50);
-    c.max_wait = Some(Duration::from_millis(120));
+    c.max_wait = MaxWait::Fixed(Duration::from_millis(120));
     let signer = Signer::start(backend.clone(), c);
     let mut tasks = Vec::new();
     for i in 0..30u8 {
@@ -173,6 +173,31 @@ async fn a_target_wait_admits_only_what_it_can_sign_in_time() {
         .count();
     assert!((1..=4).contains(&ok), "ok={ok}");
     assert_eq!(ok + refused, 30, "{results:?}");
+}
+
+#[tokio::test]
+async fn the_automatic_target_wait_admits_one_batch_per_worker() {
+    // 2 workers, batches of 4, 50 ms per signature, a 60 s deadline: the automatic target
+    // (4 x 50 ms) admits the signatures that fill each worker's next batch, about 8 of 40,
+    // where the deadline alone would admit them all.
+    let backend = FakeBackend::new(Duration::from_millis(50));
+    let mut c = cfg(2, 4, 60_000);
+    c.initial_service_time = Duration::from_millis(50);
+    c.max_wait = MaxWait::Auto;
+    let signer = Signer::start(backend.clone(), c);
+    let mut tasks = Vec::new();
+    for i in 0..40u8 {
+        let s = signer.clone();
+        tasks.push(tokio::spawn(async move { s.sign("k", digest(i)).await }));
+    }
+    let results: Vec<_> = futures_join(tasks).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(SignError::Overloaded { .. })))
+        .count();
+    assert!((8..=12).contains(&ok), "ok={ok}");
+    assert_eq!(ok + refused, 40, "{results:?}");
 }
 
 #[tokio::test]
@@ -339,4 +364,117 @@ fn retry_after_rounds_up_to_whole_seconds() {
         round_up_secs(Duration::from_secs(3)),
         Duration::from_secs(3)
     );
+}
+
+/// Hands signatures over one by one, each only when the test lets one more through; fails the
+/// batch instead of signing its digest number `fail_at`.
+struct GatedBackend {
+    gate: tokio::sync::Semaphore,
+    batches: Mutex<Vec<usize>>,
+    fail_at: Option<usize>,
+}
+
+impl GatedBackend {
+    fn new(fail_at: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            gate: tokio::sync::Semaphore::new(0),
+            batches: Mutex::new(Vec::new()),
+            fail_at,
+        })
+    }
+}
+
+impl SignBackend for GatedBackend {
+    fn sign<'a>(&'a self, _: &'a str, _: &'a [DigestInfo]) -> SignFuture<'a> {
+        unreachable!("the signer hands signatures over one by one")
+    }
+
+    fn sign_each<'a>(
+        &'a self,
+        _: &'a str,
+        digest_infos: &'a [DigestInfo],
+        on_signed: OnSigned,
+    ) -> EachFuture<'a> {
+        Box::pin(async move {
+            self.batches.lock().push(digest_infos.len());
+            for (i, d) in digest_infos.iter().enumerate() {
+                self.gate.acquire().await.expect("gate open").forget();
+                if self.fail_at == Some(i) {
+                    return Err(BackendError::Unavailable("token removed".into()));
+                }
+                on_signed(i, d.to_vec());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn each_waiter_is_answered_when_its_own_signature_is_made_not_when_the_batch_ends() {
+    let backend = GatedBackend::new(None);
+    let signer = Signer::start(backend.clone(), cfg(1, 8, 60_000));
+    let sign = |n: u8| {
+        let s = signer.clone();
+        tokio::spawn(async move { s.sign("k", digest(n)).await })
+    };
+    // The one worker is busy with a first digest while three more queue behind it.
+    let first = sign(0);
+    while backend.batches.lock().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let rest: Vec<_> = (1..=3).map(sign).collect();
+    while signer.stats().queued < 3 {
+        tokio::task::yield_now().await;
+    }
+    backend.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap(), digest(0));
+    // The three go as one batch; one signature made: its waiter has its answer while the
+    // other two are still unsigned.
+    backend.gate.add_permits(1);
+    let mut rest = rest.into_iter();
+    let second = rest.next().unwrap();
+    assert_eq!(second.await.unwrap().unwrap(), digest(1));
+    assert_eq!(backend.batches.lock().clone(), vec![1, 3]);
+    let (third, fourth) = (rest.next().unwrap(), rest.next().unwrap());
+    assert!(!third.is_finished() && !fourth.is_finished());
+    assert_eq!(signer.stats().in_flight, 2);
+    backend.gate.add_permits(2);
+    assert_eq!(third.await.unwrap().unwrap(), digest(2));
+    assert_eq!(fourth.await.unwrap().unwrap(), digest(3));
+    assert_eq!(signer.stats().in_flight, 0);
+}
+
+#[tokio::test]
+async fn when_a_batch_fails_midway_those_signed_keep_their_signature_and_the_rest_get_the_error() {
+    let backend = GatedBackend::new(Some(1));
+    let signer = Signer::start(backend.clone(), cfg(1, 8, 60_000));
+    let sign = |n: u8| {
+        let s = signer.clone();
+        tokio::spawn(async move { s.sign("k", digest(n)).await })
+    };
+    // A first digest keeps the one worker busy while three queue: then they go as one batch.
+    let first = sign(9);
+    while backend.batches.lock().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let rest: Vec<_> = (0..3).map(sign).collect();
+    while signer.stats().queued < 3 {
+        tokio::task::yield_now().await;
+    }
+    // The first; then the batch's first signature; then the batch fails at its second.
+    backend.gate.add_permits(3);
+    assert_eq!(first.await.unwrap(), Ok(digest(9).to_vec()));
+    let mut answers = Vec::new();
+    for t in rest {
+        answers.push(t.await.unwrap());
+    }
+    assert_eq!(backend.batches.lock().clone(), vec![1, 3]);
+    assert_eq!(answers[0], Ok(digest(0).to_vec()));
+    for a in &answers[1..] {
+        assert!(
+            matches!(a, Err(SignError::Unavailable(m)) if m.contains("token removed")),
+            "{a:?}"
+        );
+    }
+    assert_eq!(signer.stats().in_flight, 0);
 }
