@@ -97,7 +97,7 @@ impl SigningLog for Store {
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), LogError>> {
-        Box::pin(async move { Store::ping(self).await.map_err(LogError::backend) })
+        Box::pin(async move { self.probe().await.map_err(LogError::backend) })
     }
 }
 

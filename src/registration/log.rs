@@ -10,10 +10,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{Issuance, LoggedIssuance, RecordOutcome};
 
@@ -27,9 +26,9 @@ pub enum LogError {
     /// The log's backend failed (for the store: Postgres unreachable or refusing).
     #[error("signing log unavailable: {0}")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
-    /// A commit or look-up failed a moment ago and the background probe has not seen the
-    /// log answer since: refused at once, before anything is signed.
-    #[error("signing log unavailable: its last commit failed; waiting for it to answer again")]
+    /// A commit, look-up or the watchdog's probe failed a moment ago and no probe has seen
+    /// the log answer since: refused at once, before anything is signed.
+    #[error("signing log unavailable: Postgres failed lately; waiting for it to answer again")]
     Down,
     /// The group-commit writer is gone (shutting down).
     #[error("signing log unavailable: its writer stopped")]
@@ -88,47 +87,88 @@ pub trait SigningLog: Send + Sync + 'static {
     }
 }
 
-/// How often the background probe asks a log that failed whether it answers again.
-pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How often the watchdog asks the log whether it answers.
+pub const PROBE_EVERY: Duration = Duration::from_millis(100);
 
-/// Whether the log failed lately, and whether a probe is already asking it.
-#[derive(Debug, Default)]
+/// The longest one probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Whether the log is down: set by a failed commit or look-up, or by the watchdog's probe;
+/// cleared only by the watchdog's probe.
+#[derive(Debug)]
 struct Health {
-    down: AtomicBool,
-    probing: AtomicBool,
+    down: watch::Sender<bool>,
 }
 
 impl Health {
-    /// Marks the log down and, unless one runs, starts the probe that marks it up again.
-    fn mark_down(self: &Arc<Self>, log: &Arc<dyn SigningLog>, timeout: Duration) {
-        if !self.down.swap(true, Ordering::AcqRel) {
+    fn new() -> Self {
+        Self {
+            down: watch::Sender::new(false),
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        *self.down.borrow()
+    }
+
+    fn mark_down(&self, why: &LogError) {
+        if !self.down.send_replace(true) {
             metrics::gauge!("signing_log_down").set(1.0);
-            tracing::warn!("signing log down: serial requests get 503 until it answers again");
+            tracing::warn!(error = %why, "signing log down: serial requests get 503 until it answers again");
         }
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (health, log) = (self.clone(), log.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(PROBE_EVERY).await;
-                if bounded(timeout.min(PROBE_TIMEOUT), log.ping())
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-            }
-            health.probing.store(false, Ordering::Release);
-            health.down.store(false, Ordering::Release);
+    }
+
+    fn mark_up(&self) {
+        if self.down.send_replace(false) {
             metrics::gauge!("signing_log_down").set(0.0);
             tracing::info!("signing log answers again: serial requests are served");
-        });
+        }
+    }
+
+    /// Resolves as soon as the log is down (at once when it is already).
+    async fn went_down(&self) {
+        let mut rx = self.down.subscribe();
+        if rx.wait_for(|down| *down).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `f`, bounded by `timeout`, given up on (as [`LogError::Down`]) as soon as the log is
+    /// known down: a request stuck in the pool's connect retries while Postgres refuses
+    /// connections is answered when the watchdog sees the outage, not when the pool gives up.
+    /// Nothing is given up on that could still commit: down means the watchdog's own
+    /// connection failed and a new one was refused.
+    async fn guarded<T>(
+        &self,
+        timeout: Duration,
+        f: impl Future<Output = Result<T, LogError>>,
+    ) -> Result<T, LogError> {
+        if self.is_down() {
+            return Err(LogError::Down);
+        }
+        tokio::select! {
+            r = bounded(timeout, f) => r,
+            () = self.went_down() => Err(LogError::Down),
+        }
     }
 }
 
-/// The longest one probe waits for an answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Asks the log every [`PROBE_EVERY`] whether it answers, within [`PROBE_TIMEOUT`]: marks it
+/// down when it does not (before any commit has to fail) and up again when it does (within a
+/// probe of Postgres coming back, without a restart). Ends with the group commit.
+async fn watchdog(log: Arc<dyn SigningLog>, health: std::sync::Weak<Health>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let answer = bounded(PROBE_TIMEOUT, log.ping()).await;
+        let Some(health) = health.upgrade() else {
+            return;
+        };
+        match answer {
+            Ok(()) => health.mark_up(),
+            Err(e) => health.mark_down(&e),
+        }
+    }
+}
 
 /// Whether a failure says the log is unreachable (so later requests should not wait for it).
 fn is_outage(e: &LogError) -> bool {
@@ -160,11 +200,12 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task. `timeout` bounds one transaction (Postgres hanging counts as
-    /// down).
+    /// Starts the writer task and the watchdog. `timeout` bounds one transaction (Postgres
+    /// hanging counts as down).
     pub fn start(log: Arc<dyn SigningLog>, max_batch: usize, timeout: Duration) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 8);
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new());
+        tokio::spawn(watchdog(log.clone(), Arc::downgrade(&health)));
         tokio::spawn(writer(
             log.clone(),
             rx,
@@ -180,11 +221,11 @@ impl GroupCommit {
         }
     }
 
-    /// `Err(LogError::Down)` while a recent failure has not been followed by a probe that
-    /// saw the log answer: callers refuse at once instead of waiting out a pool timeout and
-    /// spending a signature on a row that cannot be written.
+    /// `Err(LogError::Down)` while the log is down (a failed commit or look-up, or a failed
+    /// probe, not followed by a probe that saw it answer): callers refuse at once instead of
+    /// waiting out a pool timeout and spending a signature on a row that cannot be written.
     pub fn check_up(&self) -> Result<(), LogError> {
-        if self.health.down.load(Ordering::Acquire) {
+        if self.health.is_down() {
             Err(LogError::Down)
         } else {
             Ok(())
@@ -196,7 +237,7 @@ impl GroupCommit {
         if let Err(e) = &r
             && is_outage(e)
         {
-            self.health.mark_down(&self.log, self.timeout);
+            self.health.mark_down(e);
         }
         r
     }
@@ -223,12 +264,20 @@ impl GroupCommit {
         model: &str,
         serial: &str,
     ) -> Result<Option<LoggedIssuance>, LogError> {
-        self.noted(bounded(self.timeout, self.log.latest(brand_id, model, serial)).await)
+        self.noted(
+            self.health
+                .guarded(self.timeout, self.log.latest(brand_id, model, serial))
+                .await,
+        )
     }
 
     /// The model's next counter value, bounded by the same timeout.
     pub async fn next_counter(&self, model_id: i64) -> Result<i64, LogError> {
-        self.noted(bounded(self.timeout, self.log.next_counter(model_id)).await)
+        self.noted(
+            self.health
+                .guarded(self.timeout, self.log.next_counter(model_id))
+                .await,
+        )
     }
 }
 
@@ -253,7 +302,7 @@ async fn writer(
         let rows: Vec<Issuance> = batch.iter().map(|p| p.row.clone()).collect();
         metrics::histogram!("signing_log_batch_size").record(rows.len() as f64);
         let started = std::time::Instant::now();
-        let result = bounded(timeout, log.record(&rows)).await;
+        let result = health.guarded(timeout, log.record(&rows)).await;
         metrics::histogram!("signing_log_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcomes) if outcomes.len() == rows.len() => {
@@ -275,7 +324,7 @@ async fn writer(
                 metrics::counter!("signing_log_errors_total").increment(1);
                 tracing::warn!(error = %e, rows = rows.len(), "signing log commit failed");
                 if is_outage(&e) {
-                    health.mark_down(&log, timeout);
+                    health.mark_down(&e);
                 }
                 for p in batch.drain(..) {
                     let _ = p.reply.send(Err(e.clone()));
@@ -346,6 +395,10 @@ mod tests {
         fn next_counter(&self, _model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
             Box::pin(async move { self.check().map(|()| 1) })
         }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), LogError>> {
+            Box::pin(async move { self.check() })
+        }
     }
 
     fn row(i: usize) -> Issuance {
@@ -393,11 +446,85 @@ mod tests {
         log.down.store(true, Ordering::SeqCst);
         assert!(gc.record(row(1)).await.is_err());
         assert!(gc.latest("b", "m", "s").await.is_err());
+        assert_eq!(
+            gc.check_up(),
+            Err(LogError::Down),
+            "refused at once meanwhile"
+        );
         log.down.store(false, Ordering::SeqCst);
+        // The watchdog's next probe sees it answer.
+        while gc.check_up().is_err() {
+            tokio::time::sleep(PROBE_EVERY / 2).await;
+        }
         assert!(matches!(
             gc.record(row(1)).await,
             Ok(RecordOutcome::Inserted(logged)) if logged.issuance == row(1)
         ));
         assert_eq!(log.rows.load(Ordering::SeqCst), 1);
+    }
+
+    /// A log whose commits hang while it is down (as a pool waits out its connect retries
+    /// while Postgres refuses connections) and whose probe fails meanwhile.
+    #[derive(Default)]
+    struct HangingLog {
+        down: AtomicBool,
+    }
+
+    impl SigningLog for HangingLog {
+        fn record<'a>(
+            &'a self,
+            _rows: &'a [Issuance],
+        ) -> BoxFuture<'a, Result<Vec<RecordOutcome>, LogError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn latest<'a>(
+            &'a self,
+            _brand_id: &'a str,
+            _model: &'a str,
+            _serial: &'a str,
+        ) -> BoxFuture<'a, Result<Option<LoggedIssuance>, LogError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn next_counter(&self, _model_id: i64) -> BoxFuture<'_, Result<i64, LogError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), LogError>> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    Err(LogError::backend(std::io::Error::from(
+                        std::io::ErrorKind::ConnectionRefused,
+                    )))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_answers_waiters_stuck_on_a_log_that_went_down_and_closes_the_gate() {
+        let log = Arc::new(HangingLog::default());
+        // A transaction timeout far beyond the test: only the watchdog can answer these.
+        let gc = GroupCommit::start(log.clone(), 8, Duration::from_secs(3600));
+        assert_eq!(gc.check_up(), Ok(()));
+        let commit = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.record(row(1)).await }
+        });
+        let counter = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.next_counter(1).await }
+        });
+        log.down.store(true, Ordering::SeqCst);
+        assert_eq!(commit.await.unwrap(), Err(LogError::Down));
+        assert_eq!(counter.await.unwrap(), Err(LogError::Down));
+        assert_eq!(gc.check_up(), Err(LogError::Down));
+        log.down.store(false, Ordering::SeqCst);
+        while gc.check_up().is_err() {
+            tokio::time::sleep(PROBE_EVERY / 2).await;
+        }
     }
 }

@@ -107,9 +107,10 @@ pub enum RegError {
     /// The signing log (Postgres) is unavailable: nothing issued (503).
     #[error("signing log unavailable; retry later")]
     LogUnavailable(#[source] LogError),
-    /// The signing log failed a moment ago and has not answered since: refused before
-    /// signing (503, `database-unavailable`, as `LogUnavailable`).
-    #[error("signing log unavailable since a failed commit; retry later")]
+    /// The signing log failed a moment ago (a commit, a look-up or the watchdog's probe) and
+    /// has not answered since: refused before signing (503, `database-unavailable`, as
+    /// `LogUnavailable`).
+    #[error("signing log unavailable: Postgres does not answer; retry later")]
     LogDown,
     /// A signature from the HSM did not verify (503: the device retries).
     #[error("signature check failed; retry later")]

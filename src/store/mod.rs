@@ -24,6 +24,7 @@ mod signing_log;
 mod system_users;
 mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -257,6 +258,8 @@ impl Actor {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The connection of [`Store::probe`], outside the pool (made on first use).
+    probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
 }
 
 impl Store {
@@ -283,7 +286,7 @@ impl Store {
                     other,
                 )),
             })?;
-        Ok(Store { pool })
+        Ok(Store::from_pool(pool))
     }
 
     /// Connects with the configured URL and pool size.
@@ -297,7 +300,10 @@ impl Store {
 
     /// Wraps an existing pool (tests hand in the per-test pool of `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Self {
-        Store { pool }
+        Store {
+            pool,
+            probe: Arc::default(),
+        }
     }
 
     /// Closes every connection and refuses new ones: every later call fails as
@@ -321,6 +327,28 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// `SELECT 1` on a connection of its own, outside the pool: the signing log's watchdog,
+    /// which must see an outage at once (a pooled query waits out the pool's connect retries
+    /// while Postgres refuses connections) and must not wait behind a busy pool. A connection
+    /// that fails is dropped and a new one tried once at once (Postgres may have closed only
+    /// this one); the caller bounds the time.
+    pub async fn probe(&self) -> Result<()> {
+        use sqlx::Connection;
+        let mut slot = self.probe.lock().await;
+        if let Some(conn) = slot.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+                return Ok(());
+            }
+            *slot = None;
+        }
+        let mut conn = sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let answered = sqlx::query("SELECT 1").execute(&mut conn).await;
+        if answered.is_ok() {
+            *slot = Some(conn);
+        }
+        answered.map(|_| ()).map_err(Into::into)
     }
 
     /// Everything the catalog needs, read in one REPEATABLE READ, READ ONLY transaction, so
