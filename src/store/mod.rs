@@ -333,9 +333,13 @@ impl Store {
     /// which must see an outage at once (a pooled query waits out the pool's connect retries
     /// while Postgres refuses connections) and must not wait behind a busy pool. A connection
     /// that fails is dropped and a new one tried once at once (Postgres may have closed only
-    /// this one); the caller bounds the time.
+    /// this one); the caller bounds the time. A closed pool fails it too: the store is
+    /// unusable however Postgres is.
     pub async fn probe(&self) -> Result<()> {
         use sqlx::Connection;
+        if self.pool.is_closed() {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
         let mut slot = self.probe.lock().await;
         if let Some(conn) = slot.as_mut() {
             if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
