@@ -35,6 +35,22 @@ pub struct Driven {
     /// Open loop only: the largest lag of the sender behind the schedule (a client that
     /// cannot keep up would show here).
     pub max_send_lag: Duration,
+    /// When the first request was due (open loop) or sent (closed loop).
+    pub started: Instant,
+    /// Open loop only: every request's scheduled arrival, latency and outcome, by index.
+    pub timeline: Vec<Arrival>,
+}
+
+/// One open-loop request: when it was due (from [`Driven::started`]), how long its answer
+/// took from then, and what it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Scheduled arrival, from the start of the phase.
+    pub at: Duration,
+    /// From the scheduled arrival to the answer.
+    pub took: Duration,
+    /// The answer.
+    pub outcome: Outcome,
 }
 
 /// Runs `count` requests with `concurrency` in flight.
@@ -87,6 +103,8 @@ where
         elapsed: start.elapsed(),
         bodies: all,
         max_send_lag: Duration::ZERO,
+        started: start,
+        timeline: Vec::new(),
     }
 }
 
@@ -104,11 +122,24 @@ where
     let mut max_lag = Duration::ZERO;
     let mut recorder = Recorder::new();
     let mut all = vec![None; count];
+    let mut timeline = vec![
+        Arrival {
+            at: Duration::ZERO,
+            took: Duration::ZERO,
+            outcome: Outcome::Transport,
+        };
+        count
+    ];
     let mut collect = |r: Result<(usize, Outcome, Duration, Option<Bytes>), _>,
                        recorder: &mut Recorder| {
         let (i, outcome, latency, body) = r.expect("load task panicked");
         recorder.record(outcome, latency);
         all[i] = body;
+        timeline[i] = Arrival {
+            at: schedule.offset(i as u64),
+            took: latency,
+            outcome,
+        };
         progress.inc(1);
     };
     for i in 0..count {
@@ -133,6 +164,8 @@ where
         elapsed: start.elapsed(),
         bodies: all,
         max_send_lag: max_lag,
+        started: start,
+        timeline,
     }
 }
 

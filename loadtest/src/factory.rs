@@ -80,6 +80,17 @@ pub struct RunArgs {
     /// Postgres', the load generator's and the rest of the machine's).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Open loop: cut the `pg-proxy` (`--outage-proxy`) this many seconds into phase 2, and
+    /// report how the server answered while Postgres was away and how soon after its return
+    /// serials flowed again.
+    #[arg(long, requires = "outage_proxy", requires = "rate")]
+    outage_at: Option<f64>,
+    /// Open loop: seconds the proxy stays cut.
+    #[arg(long, default_value_t = 4.0)]
+    outage_for: f64,
+    /// The pid of the `serialmint-loadtest pg-proxy` the server reaches Postgres through.
+    #[arg(long)]
+    outage_proxy: Option<u32>,
 }
 
 /// The result of `run`.
@@ -107,6 +118,8 @@ pub struct RunReport {
     pub goodput_to_capacity: Option<f64>,
     /// p99 of accepted requests / raw single-sign p50.
     pub p99_over_single_sign_p50: Option<f64>,
+    /// With `--outage-at`: how the server answered while Postgres was away, and after.
+    pub outage: Option<crate::outage::OutageReport>,
 }
 
 impl RunReport {
@@ -144,6 +157,9 @@ impl RunReport {
                 "goodput / capacity: {x:.3}  503 share {:.1} %\n",
                 self.serial.unavailable_share * 100.0
             ));
+        }
+        if let Some(o) = &self.outage {
+            s.push_str(&o.render());
         }
         if let Some(x) = self.p99_over_single_sign_p50 {
             s.push_str(&format!("p99 (accepted) / single-sign p50: {x:.1}x\n"));
@@ -247,11 +263,38 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
         }
     };
     let before = crate::cpu::Snapshot::take(a.server_pid);
+    // The outage, timed from about when phase 2 starts (open loop: 20 ms after this);
+    // re-based on the phase's own start below.
+    let outage = match (a.outage_at, a.outage_proxy) {
+        (Some(at), Some(pid)) => {
+            let secs = |v: f64| Duration::try_from_secs_f64(v).map_err(|e| e.to_string());
+            let (at, length) = (secs(at)?, secs(a.outage_for)?);
+            let origin = tokio::time::Instant::now();
+            Some((
+                origin,
+                tokio::spawn(crate::outage::play(pid, origin, at, length)),
+            ))
+        }
+        _ => None,
+    };
     let driven: Driven = match schedule {
         Some(s) => drive::open_loop(s, &pb, post).await,
         None => drive::closed_loop(n, a.concurrency, &pb, post).await,
     };
     let after = crate::cpu::Snapshot::take(a.server_pid);
+    let outage = match outage {
+        Some((origin, task)) => {
+            let w = task.await.map_err(|e| e.to_string())??;
+            // From the origin to the phase's start.
+            let shift = driven.started.saturating_duration_since(origin);
+            let w = crate::outage::Window {
+                cut: w.cut.saturating_sub(shift),
+                restored: w.restored.saturating_sub(shift),
+            };
+            Some(crate::outage::report(&driven.timeline, w))
+        }
+        None => None,
+    };
     pb.finish_and_clear();
     let serial = driven.recorder.summary(driven.elapsed);
     let cpu = before.split(&after, serial.good);
@@ -300,6 +343,7 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
         verification,
         ratio_to_raw,
         p99_over_single_sign_p50: p99_over,
+        outage,
     })
 }
 

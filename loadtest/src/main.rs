@@ -11,12 +11,14 @@
 //! * `keys`: generate (in parallel) and cache RSA-4096 device keys; never timed.
 //! * `request-id`: the request-id rate, closed loop.
 //! * `conns`: server RSS with N open keep-alive connections.
+//! * `pg-proxy`: a TCP proxy to Postgres that `run --outage-at` cuts and restores.
 //!
 //! Files: `stats` (histograms, counts, summary), `schedule` (open-loop arrivals), `drive`
 //! (closed and open loop), `client` (the device's HTTP calls), `keys` (device key cache),
 //! `device` (serial-request and stream), `verify` (phase 3), `raw` (HSM alone), `conns`
 //! (connection memory), `factory` (the `run` phases), `cpu` (where the CPU went during
-//! phase 2, from /proc).
+//! phase 2, from /proc), `proxy` (the Postgres proxy), `outage` (cutting it during a run and
+//! reading the answers around the cut).
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,8 @@ mod device;
 mod drive;
 mod factory;
 mod keys;
+mod outage;
+mod proxy;
 mod raw;
 mod schedule;
 mod stats;
@@ -128,6 +132,16 @@ enum Command {
         /// A serial rate measured in the same run, to print the request-id/serial ratio.
         #[arg(long)]
         serial_rate: Option<f64>,
+    },
+    /// A TCP proxy in front of Postgres that `run --outage-at` cuts (SIGUSR1) and restores
+    /// (SIGUSR2): the server reaches Postgres through it.
+    PgProxy {
+        /// Where the server connects.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Postgres.
+        #[arg(long, default_value = "127.0.0.1:5432")]
+        upstream: std::net::SocketAddr,
     },
     /// Server memory with N open keep-alive connections (reads /proc/PID/status).
     Conns {
@@ -282,6 +296,7 @@ async fn execute(cli: &Cli) -> Result<(), String> {
                 return Err("no request-id was issued".into());
             }
         }
+        Command::PgProxy { listen, upstream } => proxy::run(*listen, *upstream).await?,
         Command::Conns { target, count, pid } => {
             let uri: hyper::Uri = client::Client::new(&target.url, &target.api_key, Duration::ZERO)
                 .map(|_| target.url.parse().expect("checked by Client::new"))?;
