@@ -11,10 +11,12 @@
 //!    signatures × the measured per-signature service time ÷ workers). If that is past the
 //!    request's deadline, or the queue is full, it refuses at once with
 //!    [`SignError::Overloaded`] (the device gets 503 + `Retry-After` instead of a timeout).
-//! 2. Otherwise the digest is queued. A free worker takes the oldest digest plus up to
-//!    `batch_max - 1` more queued for the same key, and hands them to one backend call that
-//!    signs them back to back. There is no artificial batching window: batches form by
-//!    themselves when every worker is busy, so an idle system adds no latency.
+//! 2. Otherwise the digest is queued. A free worker takes the oldest digest plus more queued
+//!    for the same key, up to `batch_max` and its fair share of the queue among the idle
+//!    workers, and hands them to one backend call that signs them back to back. There is no
+//!    artificial batching window: batches form by themselves when every worker is busy, so
+//!    an idle system adds no latency, and many workers (a network HSM's sessions) share a
+//!    short queue instead of a few of them taking it all.
 //! 3. Each waiter is answered as soon as its own signature is made and verified (the backend
 //!    hands signatures over one by one, [`SignBackend::sign_each`]), not when its batch ends.
 //!    The worker measures the batch (from the end of its previous batch when it went straight
@@ -175,6 +177,8 @@ struct Shared {
     queue: Mutex<VecDeque<Job>>,
     notify: Notify,
     in_flight: AtomicUsize,
+    /// Workers signing a batch right now.
+    busy: AtomicUsize,
     /// EWMA of the per-signature service time, in nanoseconds.
     service_ns: AtomicU64,
     closed: AtomicBool,
@@ -227,6 +231,7 @@ impl Signer {
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             rates: ModelRateLimits::new(),
         });
@@ -388,11 +393,20 @@ impl Shared {
         metrics::gauge!("signer_service_time_seconds").set(next / 1e9);
     }
 
-    /// The oldest live job plus up to `batch_max - 1` more for the same key. Jobs whose
-    /// deadline passed or whose waiter left are answered or dropped on the way.
+    /// The oldest live job plus more for the same key: up to `batch_max`, and no more than
+    /// this worker's fair share of the queue among the idle workers, so that with many
+    /// sessions (a network HSM) a few workers do not take everything in long batches while
+    /// the others sit idle. Jobs whose deadline passed or whose waiter left are answered or
+    /// dropped on the way.
     fn take_batch(&self) -> Option<(Arc<str>, Vec<Job>)> {
         let mut queue = self.queue.lock();
         let now = Instant::now();
+        let idle = self
+            .cfg
+            .workers
+            .saturating_sub(self.busy.load(Ordering::Relaxed))
+            .max(1);
+        let share = queue.len().div_ceil(idle).clamp(1, self.cfg.batch_max);
         let first = loop {
             let job = queue.pop_front()?;
             if job.reply.is_closed() {
@@ -407,7 +421,7 @@ impl Shared {
         let key = first.key_id.clone();
         let mut batch = vec![first];
         let mut i = 0;
-        while i < queue.len() && batch.len() < self.cfg.batch_max {
+        while i < queue.len() && batch.len() < share {
             let job = &queue[i];
             if job.reply.is_closed() || job.deadline <= now {
                 if let Some(job) = queue.remove(i) {
@@ -422,6 +436,7 @@ impl Shared {
             }
         }
         self.in_flight.fetch_add(batch.len(), Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("signer_queue_depth").set(queue.len() as f64);
         Some((key, batch))
     }
@@ -439,6 +454,7 @@ async fn worker(shared: Arc<Shared>) {
         if let Some((key, batch)) = shared.take_batch() {
             let since = busy_since.unwrap_or_else(Instant::now);
             sign_batch(&shared, &key, batch, since).await;
+            shared.busy.fetch_sub(1, Ordering::Relaxed);
             busy_since = Some(Instant::now());
             continue;
         }
