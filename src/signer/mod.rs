@@ -358,6 +358,12 @@ impl Shared {
         if queued >= self.cfg.queue_max {
             return Err(refuse("queue-full", Duration::from_secs(1)));
         }
+        // A worker is free: nothing is ahead of it, whatever the estimate says (a target
+        // shorter than one signature must not refuse everything; the estimate is only
+        // measured from signatures made).
+        if queued + self.in_flight.load(Ordering::Relaxed) < self.cfg.workers {
+            return Ok(());
+        }
         let estimate = self.estimate(queued);
         let mut budget = self.cfg.deadline - self.cfg.deadline / 10;
         match self.cfg.max_wait {

@@ -524,3 +524,18 @@ async fn a_worker_takes_its_fair_share_of_the_queue_among_the_idle_workers() {
     }
     assert_eq!(size(&shared), Some(8));
 }
+
+#[tokio::test]
+async fn a_target_shorter_than_one_signature_still_admits_what_a_free_worker_can_take() {
+    let backend = FakeBackend::new(Duration::from_millis(20));
+    let mut c = cfg(1, 8, 60_000);
+    c.initial_service_time = Duration::from_millis(50);
+    c.max_wait = MaxWait::Fixed(Duration::from_millis(1));
+    let signer = Signer::start(backend, c);
+    for n in 0..3 {
+        assert!(
+            signer.sign("k", digest(n)).await.is_ok(),
+            "one at a time: admitted"
+        );
+    }
+}
