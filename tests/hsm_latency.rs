@@ -55,26 +55,38 @@ fn stats(module: &PathBuf) -> (u64, u64) {
     }
 }
 
-#[tokio::test]
-async fn a_one_at_a_time_token_signs_through_the_module_one_at_a_time() {
-    let token = Token::new();
+/// Opens `token` through the module playing a one-at-a-time token with 20 ms per signature
+/// (plus `more` `PKCS11_LATENCY_*` settings), with `sessions` pooled sessions.
+async fn open_through_module(
+    token: &Token,
+    more: &[(&str, &str)],
+    sessions: usize,
+) -> (PathBuf, Hsm) {
     let module = module_path();
     // SAFETY: set before any thread of this test reads the environment (the module reads it
     // when cryptoki loads it, below).
     unsafe {
         std::env::set_var("PKCS11_LATENCY_BACKEND", softhsm_module());
         std::env::set_var("PKCS11_LATENCY_SIGN_MS", "20");
-        std::env::set_var("PKCS11_LATENCY_CALL_MS", "1");
         std::env::set_var("PKCS11_LATENCY_PARALLEL", "1");
+        for (name, value) in more {
+            std::env::set_var(format!("PKCS11_LATENCY_{name}"), value);
+        }
     }
     let mut cfg = token.hsm_config();
     cfg.module = module.clone();
-    cfg.sessions = 4;
-    let hsm = std::sync::Arc::new(
-        Hsm::open(cfg)
-            .await
-            .expect("the token opens through the module"),
-    );
+    cfg.sessions = sessions;
+    let hsm = Hsm::open(cfg)
+        .await
+        .expect("the token opens through the module");
+    (module, hsm)
+}
+
+#[tokio::test]
+async fn a_one_at_a_time_token_signs_through_the_module_one_at_a_time() {
+    let token = Token::new();
+    let (module, hsm) = open_through_module(&token, &[("CALL_MS", "1")], 4).await;
+    let hsm = std::sync::Arc::new(hsm);
     let public = common::TestKey::root().public;
     let mut tasks = Vec::new();
     for t in 0..4u32 {
@@ -113,20 +125,7 @@ async fn a_one_at_a_time_token_signs_through_the_module_one_at_a_time() {
 #[tokio::test]
 async fn each_signature_of_a_batch_is_handed_over_as_soon_as_it_is_made() {
     let token = Token::new();
-    let module = module_path();
-    // SAFETY: set before any thread of this test reads the environment (the module reads it
-    // when cryptoki loads it, below).
-    unsafe {
-        std::env::set_var("PKCS11_LATENCY_BACKEND", softhsm_module());
-        std::env::set_var("PKCS11_LATENCY_SIGN_MS", "20");
-        std::env::set_var("PKCS11_LATENCY_PARALLEL", "1");
-    }
-    let mut cfg = token.hsm_config();
-    cfg.module = module.clone();
-    cfg.sessions = 1;
-    let hsm = Hsm::open(cfg)
-        .await
-        .expect("the token opens through the module");
+    let (module, hsm) = open_through_module(&token, &[], 1).await;
     let dis: Vec<[u8; 83]> = (0..4u32)
         .map(|i| *signing_input(format!("content {i}").as_bytes(), 1_700_000_000).digest_info())
         .collect();

@@ -242,8 +242,8 @@ impl fmt::Debug for Config {
 /// (`signing.max_wait_ms`); the deadline bounds it in every case.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MaxWait {
-    /// One batch per worker at the measured per-signature time (`auto`, the default): the
-    /// signatures ahead of it fill each worker's next batch at most.
+    /// Half a batch per worker at the measured per-signature time (`auto`, the default):
+    /// enough queued to keep every worker signing, a few signatures of wait.
     #[default]
     Auto,
     /// The deadline alone (`0`).

@@ -268,8 +268,8 @@ pub const SETTINGS: &[Setting] = &[
         "auto",
         false,
         "admit a signing request only when the queue ahead of it is estimated to be signed \
-         within this many ms, else 503 with Retry-After at once; auto: one batch per worker \
-         at the measured signing time (signing.batch_max x per-signature time); 0: only the \
+         within this many ms, else 503 with Retry-After at once; auto: half a batch per worker \
+         at the measured signing time (signing.batch_max / 2 x per-signature time); 0: only the \
          deadline bounds it (snapd retries a 503 after 60 s: raise it for lines that power \
          many devices at once)",
         |c, v| {

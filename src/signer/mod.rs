@@ -338,6 +338,13 @@ fn refuse(reason: &'static str, wait: Duration) -> SignError {
     }
 }
 
+/// The automatic target wait, in signatures per worker: half a batch. (One batch per worker
+/// measured 12.3x the single-sign p50 as the p99 of accepted requests at 2x overload on a
+/// modelled network HSM, over the 10x aimed at; the goodput is the same either way.)
+fn auto_rounds(batch_max: usize) -> u32 {
+    u32::try_from(batch_max.div_ceil(2)).unwrap_or(u32::MAX)
+}
+
 /// Whole seconds, rounded up, at least one (what `Retry-After` can say).
 fn round_up_secs(d: Duration) -> Duration {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -351,9 +358,9 @@ fn duration_ns(d: Duration) -> u64 {
 impl Shared {
     /// Whether a digest may join a queue of `queued`: the queue has room and the estimate
     /// fits the deadline, less a tenth kept for what follows signing (verify, log, answer)
-    /// and for estimation error, and fits the target wait: by default (`auto`) one batch per
-    /// worker at the measured per-signature time, so the signatures ahead of it fill each
-    /// worker's next batch at most, which keeps every worker busy without a long queue.
+    /// and for estimation error, and fits the target wait: by default (`auto`) half a batch
+    /// per worker at the measured per-signature time, enough queued to keep every worker
+    /// signing and short enough that an admitted request waits a few signatures.
     fn admit(&self, queued: usize) -> Result<(), SignError> {
         if queued >= self.cfg.queue_max {
             return Err(refuse("queue-full", Duration::from_secs(1)));
@@ -367,7 +374,7 @@ impl Shared {
         let estimate = self.estimate(queued);
         let mut budget = self.cfg.deadline - self.cfg.deadline / 10;
         match self.cfg.max_wait {
-            MaxWait::Auto => budget = budget.min(self.per_sig() * self.cfg.batch_max as u32),
+            MaxWait::Auto => budget = budget.min(self.per_sig() * auto_rounds(self.cfg.batch_max)),
             MaxWait::Fixed(target) => budget = budget.min(target),
             MaxWait::Off => {}
         }
