@@ -12,8 +12,8 @@
 //!    request's deadline, or the queue is full, it refuses at once with
 //!    [`SignError::Overloaded`] (the device gets 503 + `Retry-After` instead of a timeout).
 //! 2. Otherwise the digest is queued. A free worker takes the oldest digest plus more queued
-//!    for the same key, up to `batch_max` and its fair share of the queue among the idle
-//!    workers, and hands them to one backend call that signs them back to back. There is no
+//!    for the same key, up to `batch_max` and its share of the queue among all workers, and
+//!    hands them to one backend call that signs them back to back. There is no
 //!    artificial batching window: batches form by themselves when every worker is busy, so
 //!    an idle system adds no latency, and many workers (a network HSM's sessions) share a
 //!    short queue instead of a few of them taking it all.
@@ -177,8 +177,6 @@ struct Shared {
     queue: Mutex<VecDeque<Job>>,
     notify: Notify,
     in_flight: AtomicUsize,
-    /// Workers signing a batch right now.
-    busy: AtomicUsize,
     /// EWMA of the per-signature service time, in nanoseconds.
     service_ns: AtomicU64,
     closed: AtomicBool,
@@ -231,7 +229,6 @@ impl Signer {
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             in_flight: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             rates: ModelRateLimits::new(),
         });
@@ -407,19 +404,17 @@ impl Shared {
     }
 
     /// The oldest live job plus more for the same key: up to `batch_max`, and no more than
-    /// this worker's fair share of the queue among the idle workers, so that with many
-    /// sessions (a network HSM) a few workers do not take everything in long batches while
-    /// the others sit idle. Jobs whose deadline passed or whose waiter left are answered or
-    /// dropped on the way.
+    /// this worker's share of the queue among all workers (the busy ones free up within a
+    /// signature or so), so that with many sessions (a network HSM) the worker that happens
+    /// to be free does not take a long batch that the others would have signed in parallel.
+    /// Jobs whose deadline passed or whose waiter left are answered or dropped on the way.
     fn take_batch(&self) -> Option<(Arc<str>, Vec<Job>)> {
         let mut queue = self.queue.lock();
         let now = Instant::now();
-        let idle = self
-            .cfg
-            .workers
-            .saturating_sub(self.busy.load(Ordering::Relaxed))
-            .max(1);
-        let share = queue.len().div_ceil(idle).clamp(1, self.cfg.batch_max);
+        let share = queue
+            .len()
+            .div_ceil(self.cfg.workers)
+            .clamp(1, self.cfg.batch_max);
         let first = loop {
             let job = queue.pop_front()?;
             if job.reply.is_closed() {
@@ -449,7 +444,6 @@ impl Shared {
             }
         }
         self.in_flight.fetch_add(batch.len(), Ordering::Relaxed);
-        self.busy.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("signer_queue_depth").set(queue.len() as f64);
         Some((key, batch))
     }
@@ -467,7 +461,6 @@ async fn worker(shared: Arc<Shared>) {
         if let Some((key, batch)) = shared.take_batch() {
             let since = busy_since.unwrap_or_else(Instant::now);
             sign_batch(&shared, &key, batch, since).await;
-            shared.busy.fetch_sub(1, Ordering::Relaxed);
             busy_since = Some(Instant::now());
             continue;
         }

@@ -477,7 +477,7 @@ async fn when_a_batch_fails_midway_those_signed_keep_their_signature_and_the_res
 }
 
 #[tokio::test]
-async fn a_worker_takes_its_fair_share_of_the_queue_among_the_idle_workers() {
+async fn a_worker_takes_its_share_of_the_queue_among_all_workers() {
     // The batching rule alone, on a signer state with no workers running.
     let shared = Shared {
         backend: FakeBackend::new(Duration::from_millis(1)),
@@ -485,7 +485,6 @@ async fn a_worker_takes_its_fair_share_of_the_queue_among_the_idle_workers() {
         queue: Mutex::new(VecDeque::new()),
         notify: Notify::new(),
         in_flight: AtomicUsize::new(0),
-        busy: AtomicUsize::new(0),
         service_ns: AtomicU64::new(1_000_000),
         closed: AtomicBool::new(false),
         rates: ModelRateLimits::new(),
@@ -506,17 +505,17 @@ async fn a_worker_takes_its_fair_share_of_the_queue_among_the_idle_workers() {
         push(n, &mut waiters);
     }
     let size = |shared: &Shared| shared.take_batch().map(|(_, b)| b.len());
-    // 12 queued, 4 idle workers: 3 each.
-    assert_eq!(size(&shared), Some(3));
-    // 9 left, 3 idle: 3.
-    assert_eq!(size(&shared), Some(3));
-    // 6 left, 2 idle: 3; then 3 left, 1 idle: all 3.
+    // 12 queued, 4 workers: 3; then 9 -> 3, 6 -> 2, 4 -> 1, ...
     assert_eq!(size(&shared), Some(3));
     assert_eq!(size(&shared), Some(3));
+    assert_eq!(size(&shared), Some(2));
+    assert_eq!(size(&shared), Some(1));
+    assert_eq!(size(&shared), Some(1));
+    assert_eq!(size(&shared), Some(1));
+    assert_eq!(size(&shared), Some(1));
     assert_eq!(size(&shared), None);
-    // Every worker busy (the last one frees up): the whole queue up to batch_max.
-    shared.busy.store(3, Ordering::Relaxed);
-    for n in 0..12 {
+    // A long queue: batch_max at most.
+    for n in 0..40 {
         push(n, &mut waiters);
     }
     assert_eq!(size(&shared), Some(8));
