@@ -9,8 +9,10 @@
 //! How a digest travels:
 //! 1. [`Signer::sign`] estimates when the queue would reach it (queued and in-flight
 //!    signatures × the measured per-signature service time ÷ workers). If that is past the
+//!    target wait (`signing.max_wait_ms`, by default half a batch per worker) or the
 //!    request's deadline, or the queue is full, it refuses at once with
-//!    [`SignError::Overloaded`] (the device gets 503 + `Retry-After` instead of a timeout).
+//!    [`SignError::Overloaded`] (the device gets 503 + `Retry-After` instead of a timeout);
+//!    when a worker is free it admits whatever the estimate says.
 //! 2. Otherwise the digest is queued. A free worker takes the oldest digest plus more queued
 //!    for the same key, up to `batch_max` and its share of the queue among all workers, and
 //!    hands them to one backend call that signs them back to back. There is no
