@@ -90,9 +90,6 @@ pub trait SigningLog: Send + Sync + 'static {
 /// How often the watchdog asks the log whether it answers.
 pub const PROBE_EVERY: Duration = Duration::from_millis(100);
 
-/// The longest one probe waits for an answer.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
 /// Whether the log is down: set by a failed commit or look-up, or by the watchdog's probe;
 /// cleared only by the watchdog's probe.
 #[derive(Debug)]
@@ -153,13 +150,15 @@ impl Health {
     }
 }
 
-/// Asks the log every [`PROBE_EVERY`] whether it answers, within [`PROBE_TIMEOUT`]: marks it
-/// down when it does not (before any commit has to fail) and up again when it does (within a
-/// probe of Postgres coming back, without a restart). Ends with the group commit.
-async fn watchdog(log: Arc<dyn SigningLog>, health: std::sync::Weak<Health>) {
+/// Asks the log every [`PROBE_EVERY`] whether it answers: marks it down when the probe fails
+/// (Postgres gone: its connection closed, a new one refused; before any commit has to fail)
+/// or gets no answer within `timeout`, the bound a commit has too (a slow answer on a busy
+/// machine is not an outage), and up again when a probe answers (within a probe of Postgres
+/// coming back, without a restart). Ends with the group commit.
+async fn watchdog(log: Arc<dyn SigningLog>, health: std::sync::Weak<Health>, timeout: Duration) {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
-        let answer = bounded(PROBE_TIMEOUT, log.ping()).await;
+        let answer = bounded(timeout, log.ping()).await;
         let Some(health) = health.upgrade() else {
             return;
         };
@@ -205,7 +204,7 @@ impl GroupCommit {
     pub fn start(log: Arc<dyn SigningLog>, max_batch: usize, timeout: Duration) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 8);
         let health = Arc::new(Health::new());
-        tokio::spawn(watchdog(log.clone(), Arc::downgrade(&health)));
+        tokio::spawn(watchdog(log.clone(), Arc::downgrade(&health), timeout));
         tokio::spawn(writer(
             log.clone(),
             rx,
