@@ -198,36 +198,48 @@ impl TrustDb {
 
     /// A new database with `assertions` (accounts and account-keys, in any order) admitted;
     /// each is checked as snapd's `Database.Add` would at time `now`. Assertions already
-    /// present (same primary key) are skipped.
+    /// present (same primary key) are skipped. The first that cannot be admitted fails it all
+    /// (the last error of the final pass).
     pub fn with_admitted(
         &self,
         assertions: impl IntoIterator<Item = Assertion>,
         now: OffsetDateTime,
     ) -> Result<Self, TrustError> {
+        let (db, left) = self.admitting(assertions, now);
+        match left.into_iter().last() {
+            Some((_, e)) => Err(e),
+            None => Ok(db),
+        }
+    }
+
+    /// `assertions` admitted one by one as far as they go: accounts before keys, then keys
+    /// until no progress (keys may sign keys). Returns the database with every one that was
+    /// admitted, and those that were not, each with why (from the final pass, in order).
+    pub fn admitting(
+        &self,
+        assertions: impl IntoIterator<Item = Assertion>,
+        now: OffsetDateTime,
+    ) -> (Self, Vec<(Assertion, TrustError)>) {
         let mut pending: Vec<Assertion> = assertions.into_iter().collect();
-        let mut db = self.clone();
-        // accounts before keys, then keys until no progress (keys may sign keys).
         pending.sort_by_key(|a| a.kind() != AssertionType::Account);
-        while !pending.is_empty() {
+        let mut db = self.clone();
+        loop {
             let mut progress = false;
-            let mut last_err = None;
-            for a in std::mem::take(&mut pending) {
+            let mut left = Vec::new();
+            for a in pending {
                 match db.admit_one(a.clone(), now) {
                     Ok(next) => {
                         db = next;
                         progress = true;
                     }
-                    Err(e) => {
-                        last_err = Some(e);
-                        pending.push(a);
-                    }
+                    Err(e) => left.push((a, e)),
                 }
             }
-            if !progress && let Some(e) = last_err {
-                return Err(e);
+            if left.is_empty() || !progress {
+                return (db, left);
             }
+            pending = left.into_iter().map(|(a, _)| a).collect();
         }
-        Ok(db)
     }
 
     fn admit_one(&self, a: Assertion, now: OffsetDateTime) -> Result<Self, TrustError> {
@@ -510,6 +522,20 @@ pTnYkmx7XGPF7Ahb7Ov0/0FE2Lx3JZXSEKeW+VrCcpYQOY++t67b+jf0AV4rZExcLFJzP6MPMimP
 ZCd383NzlzkXK+vAdvTi40HPiM9FYOp6g8JTs5TTdx2/qs/SWFC8AkahIQmH0IpFBJep2JKl2kyr
 FZMvASkHA9bR/UuXDvbMzsUmT/xnERZosQaZgFEO
 "#;
+
+/// An account or account-key named for messages: `account ID` or `account-key SHA3-384`.
+pub fn describe(a: &Assertion) -> String {
+    match a.kind() {
+        AssertionType::Account => {
+            format!("account {}", a.header_str("account-id").unwrap_or("?"))
+        }
+        AssertionType::AccountKey => format!(
+            "account-key {}",
+            a.header_str("public-key-sha3-384").unwrap_or("?")
+        ),
+        other => other.name().to_string(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

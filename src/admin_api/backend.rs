@@ -230,20 +230,6 @@ impl HsmBackend {
     }
 }
 
-fn describe(a: &crate::assertion::Assertion) -> String {
-    use crate::assertion::AssertionType;
-    match a.kind() {
-        AssertionType::Account => {
-            format!("account {}", a.header_str("account-id").unwrap_or("?"))
-        }
-        AssertionType::AccountKey => format!(
-            "account-key {}",
-            a.header_str("public-key-sha3-384").unwrap_or("?")
-        ),
-        other => other.name().to_string(),
-    }
-}
-
 /// Checks `pushed` against `trust` plus the assertions `known` from earlier pushes (accounts
 /// first, then keys until no progress, as keys may depend on each other); the first one that
 /// cannot be admitted is named in the refusal.
@@ -255,6 +241,7 @@ pub fn verify_pushed(
 ) -> Result<Vec<NewAccountAssertion>, Refusal> {
     use crate::assertion::{AssertionType, decode_stream};
     use crate::store::AssertionKind;
+    use crate::trust::describe;
 
     let assertions = decode_stream(pushed)
         .map_err(|e| Refusal(format!("cannot decode the pushed assertions: {e}")))?;
@@ -267,36 +254,9 @@ pub fn verify_pushed(
         }
     }
     // What earlier pushes admitted counts as known (each was verified when pushed).
-    let mut db = trust.clone();
-    for text in known {
-        if let Ok(earlier) = decode_stream(text.as_bytes())
-            && let Ok(next) = db.with_admitted(earlier, now)
-        {
-            db = next;
-        }
-    }
-    let mut pending: Vec<&crate::assertion::Assertion> = assertions.iter().collect();
-    pending.sort_by_key(|a| a.kind() != AssertionType::Account);
-    while !pending.is_empty() {
-        let mut progress = false;
-        let mut first_error = None;
-        let mut left = Vec::new();
-        for a in pending {
-            match db.with_admitted([a.clone()], now) {
-                Ok(next) => {
-                    db = next;
-                    progress = true;
-                }
-                Err(e) => {
-                    first_error.get_or_insert_with(|| format!("refused {}: {e}", describe(a)));
-                    left.push(a);
-                }
-            }
-        }
-        if !progress {
-            return Err(Refusal(first_error.unwrap_or_default()));
-        }
-        pending = left;
+    let (_, left) = with_known(trust, known, now).admitting(assertions.iter().cloned(), now);
+    if let Some((a, e)) = left.first() {
+        return Err(Refusal(format!("refused {}: {e}", describe(a))));
     }
     Ok(assertions
         .iter()
@@ -431,6 +391,20 @@ impl Backend for HsmBackend {
     }
 }
 
+/// `trust` with the pushed assertions `known` (texts of account and account-key assertions)
+/// admitted as far as they go.
+fn with_known(
+    trust: &crate::trust::TrustDb,
+    known: &[String],
+    now: time::OffsetDateTime,
+) -> crate::trust::TrustDb {
+    let pushed = known
+        .iter()
+        .filter_map(|t| crate::assertion::decode_stream(t.as_bytes()).ok())
+        .flatten();
+    trust.admitting(pushed, now).0
+}
+
 /// Decodes `encoded` and checks it against `trust` plus the assertions `known` from pushes
 /// at `now`, as a device's `Database.Check` would.
 pub fn check_signed(
@@ -439,29 +413,9 @@ pub fn check_signed(
     encoded: &[u8],
     now: time::OffsetDateTime,
 ) -> Result<crate::assertion::Assertion, Refusal> {
-    use crate::assertion::{decode, decode_stream};
+    use crate::assertion::decode;
     let a = decode(encoded).map_err(|e| Refusal(format!("cannot decode: {e}")))?;
-    let mut db = trust.clone();
-    let mut pending: Vec<crate::assertion::Assertion> = known
-        .iter()
-        .filter_map(|t| decode_stream(t.as_bytes()).ok())
-        .flatten()
-        .collect();
-    // Accounts before keys, then keys until no progress (as pushes are admitted).
-    pending.sort_by_key(|a| a.kind() != crate::assertion::AssertionType::Account);
-    loop {
-        let before = pending.len();
-        pending.retain(|k| match db.with_admitted([k.clone()], now) {
-            Ok(next) => {
-                db = next;
-                false
-            }
-            Err(_) => true,
-        });
-        if pending.len() == before || pending.is_empty() {
-            break;
-        }
-    }
+    let db = with_known(trust, known, now);
     db.check(&a, now).map_err(|e| Refusal(e.to_string()))?;
     Ok(a)
 }

@@ -15,7 +15,7 @@ use super::backend::BackendError;
 use super::error::{ApiError, ApiResult};
 use super::wire::{ASSERTION_TYPE, CreateKey, ImportKey, KeyView, List, Query};
 use super::{Answer, Shared, json, ok};
-use crate::assertion::{AccountKey, Constraints, decode};
+use crate::assertion::{AccountKey, Constraints, decode_as};
 use crate::domain::{AssertionKind, KeyPurpose, KeyStatus};
 use crate::http;
 use crate::store::{Actor, SigningKey};
@@ -47,10 +47,7 @@ impl fmt::Display for Roles {
 impl Roles {
     /// The roles an account-key's text gives its key.
     fn of_account_key(text: &str) -> Roles {
-        match decode(text.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|a| AccountKey::try_from(a).map_err(|e| e.to_string()))
-        {
+        match decode_as::<AccountKey>(text.as_bytes()) {
             Ok(k) => k
                 .constraints()
                 .map_or(Roles::Any, |c| Roles::Constrained(c.clone())),

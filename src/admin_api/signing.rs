@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::Shared;
 use super::error::{ApiError, ApiResult};
-use crate::assertion::{AccountKey, Assertion, decode};
+use crate::assertion::{AccountKey, Assertion, decode_as};
 use crate::domain::{AssertionKind, KeyStatus};
 use crate::store::SigningKey;
 
@@ -81,15 +81,12 @@ fn chain_of(
             ),
         ));
     };
-    let account_key = decode(ak.text.as_bytes())
-        .map_err(|e| e.to_string())
-        .and_then(|a| AccountKey::try_from(a).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            conflict(
-                "key-not-registered",
-                format!("the account-key of key {name:?} cannot be read: {e}"),
-            )
-        })?;
+    let account_key = decode_as::<AccountKey>(ak.text.as_bytes()).map_err(|e| {
+        conflict(
+            "key-not-registered",
+            format!("the account-key of key {name:?} cannot be read: {e}"),
+        )
+    })?;
     if !account_key.is_valid_at(now) {
         return Err(conflict(
             "key-expired",

@@ -22,7 +22,7 @@ use super::error::{ApiError, ApiResult};
 use super::signing::{self, admits, choose_key, conflict};
 use super::wire::{CreateSystemUser, Query, SystemUserView};
 use super::{Answer, Shared, json, list_of};
-use crate::assertion::{Model, SystemUserStatement, decode, encode_stream, system_user_content};
+use crate::assertion::{Model, SystemUserStatement, decode_as, encode_stream, system_user_content};
 use crate::store::{Actor, NewSystemUser, SystemUserRecord};
 
 /// SHA-512 crypt rounds: 20 × glibc's default of 5000, well inside snapd's
@@ -72,16 +72,13 @@ async fn held_model(s: &Shared, brand: &str, model: &str) -> ApiResult<Model> {
             ),
         ));
     };
-    decode(held.assertion.as_bytes())
-        .map_err(|e| e.to_string())
-        .and_then(|a| Model::try_from(a).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model-assertion-unreadable",
-                format!("the held model assertion of {brand}/{model} does not decode: {e}"),
-            )
-        })
+    decode_as::<Model>(held.assertion.as_bytes()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model-assertion-unreadable",
+            format!("the held model assertion of {brand}/{model} does not decode: {e}"),
+        )
+    })
 }
 
 /// `POST /v1/system-users`.

@@ -39,6 +39,17 @@ pub fn decode(encoded: &[u8]) -> Result<Assertion, DecodeError> {
     assemble(headers, content.to_vec(), body_start, signature.to_vec())
 }
 
+/// [`decode`] into a typed view (`Model`, `AccountKey`, ...), the error as text whether the
+/// bytes do not decode or hold another type of assertion.
+pub fn decode_as<T>(encoded: &[u8]) -> Result<T, String>
+where
+    T: TryFrom<Assertion>,
+    T::Error: std::fmt::Display,
+{
+    let a = decode(encoded).map_err(|e| e.to_string())?;
+    T::try_from(a).map_err(|e| e.to_string())
+}
+
 /// `assemble`: the checks every decoded assertion passes, then the type's own checks.
 ///
 /// `body_start` is the offset of the body in `content` (`None` or an empty body mean no body).

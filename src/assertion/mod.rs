@@ -39,7 +39,7 @@ pub use account::Account;
 pub use account_key::{AccountKey, AccountKeyRequest, AccountKeyRequestBuilder};
 pub use codec::{
     BuildError, Decoder, MAX_BODY_SIZE, MAX_HEADERS_SIZE, MAX_SIGNATURE_SIZE, assemble_encoded,
-    build_content, decode, decode_stream, encode_stream,
+    build_content, decode, decode_as, decode_stream, encode_stream,
 };
 pub use constraints::{ConstraintError, Constraints};
 pub use decoded::{Assertion, WrongType};

@@ -23,7 +23,7 @@ use parking_lot::RwLock;
 use time::OffsetDateTime;
 
 use crate::assertion::{
-    AccountKey, AssertionType, Constraints, RsaPublicKey, constraints_admit_serials, decode_stream,
+    AccountKey, Constraints, RsaPublicKey, constraints_admit_serials, decode_stream,
 };
 use crate::domain::SerialGeneration;
 use crate::registration::{DeviceModel, KeyRefusal, SerialKey, SerialScheme};
@@ -227,9 +227,7 @@ impl Snapshot {
         let Some(pushed) = self.account_keys.get(key_id) else {
             return Ok(None);
         };
-        crate::assertion::decode(pushed.text.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|a| AccountKey::try_from(a).map_err(|e| e.to_string()))
+        crate::assertion::decode_as::<AccountKey>(pushed.text.as_bytes())
             .map(|k| k.constraints().cloned())
             .map_err(|e| {
                 KeyRefusal::Unavailable(format!(
@@ -367,47 +365,24 @@ fn device_model(m: &Model) -> DeviceModel {
     }
 }
 
-/// `trust` with the pushed assertions admitted one by one (accounts first, then keys until
-/// no progress); the ones that do not verify are skipped with a warning.
+/// `trust` with the pushed assertions admitted as far as they go
+/// ([`TrustDb::admitting`]); the ones that do not decode or verify are left out with a
+/// warning.
 fn admit_pushed(trust: &TrustDb, pushed: &[AccountAssertion]) -> TrustDb {
-    let now = OffsetDateTime::now_utc();
-    let mut pending: Vec<(String, crate::assertion::Assertion)> = Vec::new();
+    let mut pending = Vec::new();
     for a in pushed {
         match decode_stream(a.text.as_bytes()) {
-            Ok(list) => pending.extend(
-                list.into_iter()
-                    .map(|x| (format!("{} {}", a.kind.as_str(), a.primary_key), x)),
-            ),
+            Ok(list) => pending.extend(list),
             Err(e) => {
                 tracing::warn!(assertion = %a.primary_key, error = %e, "catalog: stored assertion does not decode")
             }
         }
     }
-    pending.sort_by_key(|(_, a)| a.kind() != AssertionType::Account);
-    let mut db = trust.clone();
-    loop {
-        let mut progress = false;
-        let mut left = Vec::new();
-        for (name, a) in pending {
-            match db.with_admitted([a.clone()], now) {
-                Ok(next) => {
-                    db = next;
-                    progress = true;
-                }
-                Err(e) => left.push((name, a, e)),
-            }
-        }
-        if left.is_empty() {
-            return db;
-        }
-        if !progress {
-            for (name, _, e) in left {
-                tracing::warn!(assertion = %name, error = %e, "catalog: pushed assertion no longer verifies; left out");
-            }
-            return db;
-        }
-        pending = left.into_iter().map(|(n, a, _)| (n, a)).collect();
+    let (db, left) = trust.admitting(pending, OffsetDateTime::now_utc());
+    for (a, e) in left {
+        tracing::warn!(assertion = %crate::trust::describe(&a), error = %e, "catalog: pushed assertion no longer verifies; left out");
     }
+    db
 }
 
 /// The catalog: the current snapshot and how to refresh it.
