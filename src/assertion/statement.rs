@@ -283,14 +283,30 @@ pub fn prepare_model(
     }
     h.entry("timestamp".to_owned())
         .or_insert_with(|| format_utc(now).into());
-    let content = build_content(kind, &h, &statement.body, sign_key_id)?;
+    build_checked(kind, &h, &statement.body, sign_key_id)
+}
+
+/// The content of an assertion of `kind` with headers `h` and `body` signed by `sign_key_id`
+/// ([`build_content`]), checked as snapd decodes it ([`check_unsigned`]), and the typed view
+/// of what will decode.
+pub(crate) fn build_checked<T>(
+    kind: AssertionType,
+    h: &Headers,
+    body: &str,
+    sign_key_id: &str,
+) -> Result<(Vec<u8>, T), StatementError>
+where
+    T: TryFrom<Assertion>,
+    T::Error: std::fmt::Display,
+{
+    let content = build_content(kind, h, body, sign_key_id)?;
     let decoded = check_unsigned(&content).map_err(StatementError::Check)?;
-    let model = Model::try_from(decoded).map_err(|e| {
+    let view = T::try_from(decoded).map_err(|e| {
         StatementError::Check(DecodeError::Check(super::error::CheckError::invalid(
             e.to_string(),
         )))
     })?;
-    Ok((content, model))
+    Ok((content, view))
 }
 
 #[cfg(test)]

@@ -4,10 +4,9 @@
 use time::OffsetDateTime;
 
 use super::checks::{Parsed, SystemUserData};
-use super::codec::build_content;
 use super::decoded::typed_view;
 use super::headers::{HeaderValue, Headers};
-use super::statement::{StatementError, check_unsigned};
+use super::statement::{StatementError, build_checked};
 use super::time::format_utc;
 use super::types::AssertionType;
 
@@ -109,14 +108,7 @@ pub fn system_user_content(
     if s.force_password_change {
         h.insert("force-password-change".into(), "true".into());
     }
-    let content = build_content(AssertionType::SystemUser, &h, "", sign_key_id)?;
-    let decoded = check_unsigned(&content).map_err(StatementError::Check)?;
-    let su = SystemUser::try_from(decoded).map_err(|e| {
-        StatementError::Check(super::error::DecodeError::Check(
-            super::error::CheckError::invalid(e.to_string()),
-        ))
-    })?;
-    Ok((content, su))
+    build_checked(AssertionType::SystemUser, &h, "", sign_key_id)
 }
 
 #[cfg(test)]
