@@ -179,6 +179,11 @@ impl LazyHsm {
         self.why.lock().clone()
     }
 
+    /// The refusal while the HSM is not open yet.
+    fn not_open(&self) -> BackendError {
+        BackendError::Unavailable(format!("HSM not open: {}", self.why()))
+    }
+
     /// Opens the HSM now; when that fails, logs why and retries every `retry` in the
     /// background until it opens or `shutdown` resolves. (An attempt into a module that hangs
     /// leaves a thread behind; [`crate::hsm::Hsm::open`] refuses to start another while
@@ -241,12 +246,5 @@ impl SignBackend for LazyHsm {
                 Box::pin(async move { Err(e) })
             }
         }
-    }
-}
-
-impl LazyHsm {
-    /// The refusal while the HSM is not open yet.
-    fn not_open(&self) -> BackendError {
-        BackendError::Unavailable(format!("HSM not open: {}", self.why()))
     }
 }
