@@ -10,6 +10,8 @@
 //!
 //! Run with `cargo nextest run --test snapd_accepts`.
 
+#[path = "common/admin.rs"]
+mod admin;
 mod common;
 #[path = "common/device.rs"]
 mod device;
@@ -189,35 +191,12 @@ fn account_key_for(public: &serialmint::assertion::RsaPublicKey, name: &str) -> 
 
 #[sqlx::test]
 async fn snapd_accepts_a_serial_signed_by_an_imported_gpg_key(pool: PgPool) {
-    use serialmint::admin_api::{AdminApi, HsmBackend};
-    use serialmint::hsm::Hsm;
-    use serialmint::store::{NewAccountAssertion, Role};
-    use serialmint::wiring::LazyHsm;
-    use std::sync::Arc;
+    use serialmint::store::NewAccountAssertion;
 
     let (token, server) = setup(pool).await;
     // The admin API over the same token, as `serve` runs it.
+    let admin_api = admin::Admin::start(&server, &token).await;
     let store = server.store.clone();
-    let admin_token = store
-        .create_token("importer", Role::Admin, None, &admin())
-        .await
-        .unwrap()
-        .secret;
-    let slot = Arc::new(LazyHsm::open(Hsm::open(token.hsm_config()).await.unwrap()));
-    let api = AdminApi::new(
-        store.clone(),
-        server.catalog.clone(),
-        Arc::new(HsmBackend::new(slot, common::test_trust())),
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = listener.local_addr().unwrap();
-    tokio::spawn(serialmint::http::serve(
-        listener,
-        api,
-        serialmint::http::Limits::default(),
-        std::future::pending::<()>(),
-    ));
 
     // A passwordless RSA-4096 key made by gpg, imported through POST /v1/keys/import.
     let armored = keyfiles::gpg_rsa4096();
@@ -226,19 +205,12 @@ async fn snapd_accepts_a_serial_signed_by_an_imported_gpg_key(pool: PgPool) {
         .public;
     let key_id = public.key_id();
     assert_ne!(key_id, token.key_id);
-    let body = serde_json::json!({"name": "gpg-serials", "private-key": armored}).to_string();
-    let auth = format!("Bearer {admin_token}");
-    let a = request(
-        admin_addr,
-        "POST",
-        "/v1/keys/import",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await;
+    let a = admin_api
+        .post(
+            "/v1/keys/import",
+            &serde_json::json!({"name": "gpg-serials", "private-key": armored}),
+        )
+        .await;
     assert_eq!(a.status, 201, "{}", a.text());
     assert_eq!(a.json()["sha3-384"], key_id.as_str());
 
