@@ -182,6 +182,99 @@ async fn two_instances_writing_concurrently_make_one_chain(pool: PgPool) {
     assert_eq!(check_signing_chain(&pool).await.0, 200);
 }
 
+/// How many group commits took each path (`signing_log_appends_total{path=...}`), read from
+/// a recorder local to this test's thread.
+fn appends(handle: &metrics_exporter_prometheus::PrometheusHandle) -> (u64, u64) {
+    let text = handle.render();
+    let count = |path: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("signing_log_appends_total{{path=\"{path}\"}} ")))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    (count("known-head"), count("locked"))
+}
+
+#[sqlx::test]
+async fn an_instance_appends_at_the_head_it_wrote_until_another_moves_it(pool: PgPool) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, model) = setup(pool.clone()).await;
+    let b = Store::from_pool(
+        PgPool::connect_with(pool.connect_options().as_ref().clone())
+            .await
+            .unwrap(),
+    );
+    let batch = |who: &str| -> Vec<Issuance> {
+        (0..3)
+            .map(|i| {
+                let id = format!("{who}-{i}");
+                issuance(model, &id, &id, &id)
+            })
+            .collect()
+    };
+    let inserted = |out: Vec<serialmint::store::RecordOutcome>| {
+        out.iter()
+            .all(|o| matches!(o, serialmint::store::RecordOutcome::Inserted(_)))
+    };
+    // The first commit learns the head under the lock; the next appends at it.
+    assert!(inserted(a.record_issuances(&batch("a0")).await.unwrap()));
+    assert_eq!(appends(&handle), (0, 1));
+    assert!(inserted(a.record_issuances(&batch("a1")).await.unwrap()));
+    assert_eq!(appends(&handle), (1, 1));
+    // Another instance appends: the head `a` knows is stale, its next commit takes the lock
+    // (and learns the head again).
+    assert!(inserted(b.record_issuances(&batch("b0")).await.unwrap()));
+    assert!(inserted(a.record_issuances(&batch("a2")).await.unwrap()));
+    assert_eq!(appends(&handle), (1, 3));
+    assert!(inserted(a.record_issuances(&batch("a3")).await.unwrap()));
+    assert_eq!(appends(&handle), (2, 3));
+    assert_eq!(check_signing_chain(&pool).await.0, 15);
+
+    // A batch with a replay: the one-statement append fails as a whole (nothing kept), the
+    // locked path sorts it out. A batch with a row whose model is gone: the same.
+    let mut rows = batch("a4");
+    rows.push(issuance(model, "a0-1", "a0-1", "a0-1"));
+    let out = a.record_issuances(&rows).await.unwrap();
+    assert!(matches!(
+        out[3],
+        serialmint::store::RecordOutcome::Replay(_)
+    ));
+    assert!(inserted(out[..3].to_vec()));
+    let gone = a
+        .create_model(
+            &NewModel {
+                brand_id: "acme".into(),
+                name: "gone".into(),
+                api_key: "g".repeat(32),
+                rate_limit_per_sec: None,
+                rate_limit_burst: None,
+                duplicate_policy: DuplicatePolicy::Refuse,
+                serial_generation: SerialGeneration::Uuid,
+                serial_prefix: String::new(),
+            },
+            &admin(),
+        )
+        .await
+        .unwrap();
+    a.delete_model("acme", "gone", &admin()).await.unwrap();
+    let mut rows = batch("a5");
+    let mut orphan = issuance(gone.id, "G1", "g1", "g1");
+    orphan.model_name = "gone".into();
+    rows.push(orphan);
+    let out = a.record_issuances(&rows).await.unwrap();
+    assert_eq!(out[3], serialmint::store::RecordOutcome::ModelGone);
+    assert!(inserted(out[..3].to_vec()));
+    // Both fell back to the lock (the delete is an audited change: it moved the audit
+    // chain, not this one).
+    assert_eq!(appends(&handle), (2, 5));
+    assert_eq!(check_signing_chain(&pool).await.0, 21);
+    // And the head is known again.
+    assert!(inserted(a.record_issuances(&batch("a6")).await.unwrap()));
+    assert_eq!(appends(&handle), (3, 5));
+    assert_eq!(check_signing_chain(&pool).await.0, 24);
+}
+
 type AuditRowT = (
     i64,
     Vec<u8>,

@@ -44,6 +44,14 @@ pub(super) async fn lock_head(
     })
 }
 
+/// This host's time, to the microsecond (what Postgres keeps of a `timestamptz`: a row
+/// hashed at this time reads back the same).
+pub(super) fn micro_now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
 /// Stores the chain's new head (in the transaction that locked it).
 pub(super) async fn set_head(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,

@@ -260,6 +260,10 @@ pub struct Store {
     pool: PgPool,
     /// The connection of [`Store::probe`], outside the pool (made on first use).
     probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
+    /// The signing-log chain head as this store last wrote or read it: the next group
+    /// commit appends at it in one statement that holds only if it is still the head
+    /// (`signing_log.rs`). `None` until known, and after a surprise.
+    signing_head: Arc<parking_lot::Mutex<Option<crate::evidence::chain::Head>>>,
 }
 
 impl Store {
@@ -303,6 +307,7 @@ impl Store {
         Store {
             pool,
             probe: Arc::default(),
+            signing_head: Arc::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::{Result, Store, StoreError, chain};
 use crate::domain::{ExportedIssuance, Issuance, LoggedIssuance, RecordOutcome};
-use crate::evidence::chain::{Chain, ChainHash, signing_row_bytes};
+use crate::evidence::chain::{Chain, ChainHash, Head, signing_row_bytes};
 
 /// Filters for listing and exporting the signing log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,17 +61,94 @@ fn stored_revision(r: &Issuance) -> Result<i32> {
     })
 }
 
+/// The group commit's statement: the chain head moved to `$16`/`$17` in a CTE (with more
+/// conditions after `WHERE chain = ...` from `$cond`), and the batch inserted from arrays
+/// `$1`..`$15` (`$13`: the time recorded), filtered by `$filter`, in request-id order, with
+/// `$tail` after. (A macro, so that both forms are `&'static str`: prepared and cached.)
+macro_rules! insert_batch {
+    ($cond:literal, $filter:literal, $tail:literal) => {
+        concat!(
+            "WITH head AS (UPDATE log_chain_heads SET seq = $16, hash = $17, updated_at = now() \
+               WHERE chain = 'signing-log' ",
+            $cond,
+            ") \
+             INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
+               device_key_id, request_id, signing_key_id, instance, serial_assertion, \
+               original_serial, original_serial_id, issued_at, chain_seq, chain_hash) \
+             SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
+               t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion, \
+               t.original_serial, t.original_serial_id, $13, t.chain_seq, t.chain_hash \
+             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], \
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+               $12::int8[], $14::int8[], $15::bytea[]) \
+               AS t(brand_id, model_id, model_name, serial, revision, device_key_id, \
+                    request_id, signing_key_id, instance, serial_assertion, original_serial, \
+                    original_serial_id, chain_seq, chain_hash) ",
+            $filter,
+            " ORDER BY t.request_id ",
+            $tail,
+            " RETURNING id, request_id, issued_at"
+        )
+    };
+}
+
+/// [`insert_batch!`]'s statement with `$1`..`$17` bound: the rows, their links, the time they
+/// are recorded at and the new head.
+fn batch_insert<'q>(
+    sql: &'static str,
+    batch: &'q [(&'q Issuance, i32)],
+    links: &[(i64, ChainHash)],
+    now: OffsetDateTime,
+    head: &Head,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Written, sqlx::postgres::PgArguments> {
+    let column =
+        |f: fn(&Issuance) -> &str| -> Vec<&'q str> { batch.iter().map(|(r, _)| f(r)).collect() };
+    sqlx::query_as(sql)
+        .bind(column(|r| &r.brand_id))
+        .bind(batch.iter().map(|(r, _)| r.model_id).collect::<Vec<i64>>())
+        .bind(column(|r| &r.model_name))
+        .bind(column(|r| &r.serial))
+        .bind(batch.iter().map(|(_, rev)| *rev).collect::<Vec<i32>>())
+        .bind(column(|r| &r.device_key_id))
+        .bind(column(|r| &r.request_id))
+        .bind(column(|r| &r.signing_key_id))
+        .bind(column(|r| &r.instance))
+        .bind(column(|r| &r.serial_assertion))
+        .bind(
+            batch
+                .iter()
+                .map(|(r, _)| r.original_serial.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|(r, _)| r.original_serial_id)
+                .collect::<Vec<Option<i64>>>(),
+        )
+        .bind(now)
+        .bind(links.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>())
+        .bind(
+            links
+                .iter()
+                .map(|(_, h)| h.to_vec())
+                .collect::<Vec<Vec<u8>>>(),
+        )
+        .bind(head.seq)
+        .bind(head.hash.to_vec())
+}
+
 impl Store {
     /// Records many issuances in ONE transaction (group commit) and reports, per row and in
     /// input order, whether it was inserted, replays an earlier issuance to the same device
     /// key, or conflicts with one to another device key. Nothing is committed when an error
     /// is returned (then no serial of the batch may be answered).
     ///
-    /// The batch is one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` statement
-    /// (one round trip and one plan for the whole batch, not one per row), in request-id order
-    /// so concurrent batches take unique-index locks in the same order. Rows it did not insert,
-    /// and rows that repeat a request-id or serial of an earlier row of the same batch, are
-    /// then classified one by one against the row that won (the rare path).
+    /// The common case is one statement, one round trip: the batch appended at the chain head
+    /// this store wrote last ([`Store::append_at_known_head`]). When that head is unknown or
+    /// moved (another instance appended, or an admin change), or a row is not new (a replay, a
+    /// conflict, a deleted model), nothing of that statement is kept and the batch takes the
+    /// locked path ([`Store::append_locked`]), which sorts every case out.
     pub async fn record_issuances(&self, rows: &[Issuance]) -> Result<Vec<RecordOutcome>> {
         let revisions = rows
             .iter()
@@ -100,9 +177,110 @@ impl Store {
             .zip(&candidate)
             .filter_map(|(r, c)| c.then_some(r))
             .collect();
-        let column =
-            |f: fn(&Issuance) -> &str| -> Vec<&str> { batch.iter().map(|(r, _)| f(r)).collect() };
+        if !batch.is_empty()
+            && batch.len() == rows.len()
+            && let Some(outcomes) = self.append_at_known_head(&batch).await?
+        {
+            metrics::counter!("signing_log_appends_total", "path" => "known-head").increment(1);
+            return Ok(outcomes);
+        }
+        metrics::counter!("signing_log_appends_total", "path" => "locked").increment(1);
+        self.append_locked(rows, &batch, &candidate).await
+    }
 
+    /// The common case of a group commit, in one statement (autocommit, one round trip):
+    /// every row new, appended at the head this store wrote last. The statement moves the
+    /// head only if it is still that head (compared under the row lock, so an append by any
+    /// other writer in between is seen) and inserts the rows only if it moved it. `None` when
+    /// nothing was written and the locked path must decide: the head is unknown or moved, or
+    /// a row violates a constraint (it replays or conflicts with a logged serial, or its
+    /// model is gone) and the whole statement failed. The rows are recorded at this host's
+    /// clock, to the microsecond (the locked path records them at the transaction's `now()`).
+    async fn append_at_known_head(
+        &self,
+        batch: &[(&Issuance, i32)],
+    ) -> Result<Option<Vec<RecordOutcome>>> {
+        let Some(expected) = self.signing_head.lock().clone() else {
+            return Ok(None);
+        };
+        let now = chain::micro_now();
+        let mut head = expected.clone();
+        let links: Vec<(i64, ChainHash)> = batch
+            .iter()
+            .map(|(r, _)| head.append(|seq| signing_row_bytes(seq, now, r)))
+            .collect();
+        let written = batch_insert(
+            insert_batch!(
+                "AND seq = $18 AND hash = $19 RETURNING 1",
+                "WHERE EXISTS (SELECT 1 FROM head)",
+                ""
+            ),
+            batch,
+            &links,
+            now,
+            &head,
+        )
+        .bind(expected.seq)
+        .bind(expected.hash.to_vec())
+        .fetch_all(&self.pool)
+        .await;
+        let written = match written {
+            Ok(w) => w,
+            Err(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c.starts_with("23")) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if written.is_empty() {
+            // Someone else appended: the locked path reads the head again.
+            *self.signing_head.lock() = None;
+            return Ok(None);
+        }
+        if written.len() != batch.len() {
+            // Cannot happen (all rows or none); committed, so the chain must be looked at.
+            *self.signing_head.lock() = None;
+            return Err(StoreError::Database(
+                format!(
+                    "the signing log appended {} of {} rows in one statement",
+                    written.len(),
+                    batch.len()
+                )
+                .into(),
+            ));
+        }
+        *self.signing_head.lock() = Some(head);
+        let mut ids: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
+            .into_iter()
+            .map(|w| (w.request_id, (w.id, w.issued_at)))
+            .collect();
+        batch
+            .iter()
+            .map(|(r, _)| {
+                let (id, issued_at) = ids.remove(&r.request_id).ok_or_else(|| {
+                    StoreError::Database("the signing log lost a row it appended".into())
+                })?;
+                Ok(RecordOutcome::Inserted(LoggedIssuance {
+                    id,
+                    issued_at,
+                    issuance: (*r).clone(),
+                }))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// The general case of a group commit, in one transaction: lock and read the chain head,
+    /// insert the candidates (`INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`:
+    /// one statement and one plan for the whole batch, in request-id order so concurrent
+    /// batches take unique-index locks in the same order), link again what was inserted when
+    /// some were not, and classify one by one the rows that were not (or that repeat a
+    /// request-id or serial of an earlier row of the same batch) against the row that won.
+    async fn append_locked(
+        &self,
+        rows: &[Issuance],
+        batch: &[(&Issuance, i32)],
+        candidate: &[bool],
+    ) -> Result<Vec<RecordOutcome>> {
         let mut tx = self.begin().await?;
         // The chain: lock its head (serializing appenders on every instance), link every
         // candidate in batch order, and store the new head in the INSERT's own statement.
@@ -112,61 +290,21 @@ impl Store {
             .iter()
             .map(|(r, _)| head.append(|seq| signing_row_bytes(seq, locked.now, r)))
             .collect();
-        let written: Vec<Written> = sqlx::query_as(
-            "WITH head AS (UPDATE log_chain_heads SET seq = $16, hash = $17, updated_at = now() \
-               WHERE chain = 'signing-log') \
-             INSERT INTO signing_log (brand_id, model_id, model_name, serial, revision, \
-               device_key_id, request_id, signing_key_id, instance, serial_assertion, \
-               original_serial, original_serial_id, issued_at, chain_seq, chain_hash) \
-             SELECT t.brand_id, t.model_id, t.model_name, t.serial, t.revision, \
-               t.device_key_id, t.request_id, t.signing_key_id, t.instance, t.serial_assertion, \
-               t.original_serial, t.original_serial_id, $13, t.chain_seq, t.chain_hash \
-             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], \
-               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-               $12::int8[], $14::int8[], $15::bytea[]) \
-               AS t(brand_id, model_id, model_name, serial, revision, device_key_id, \
-                    request_id, signing_key_id, instance, serial_assertion, original_serial, \
-                    original_serial_id, chain_seq, chain_hash) \
-             WHERE EXISTS (SELECT 1 FROM models WHERE id = t.model_id) \
-             ORDER BY t.request_id \
-             ON CONFLICT DO NOTHING RETURNING id, request_id, issued_at",
+        let written: Vec<Written> = batch_insert(
+            insert_batch!(
+                "",
+                "WHERE EXISTS (SELECT 1 FROM models WHERE id = t.model_id)",
+                "ON CONFLICT DO NOTHING"
+            ),
+            batch,
+            &links,
+            locked.now,
+            &head,
         )
-        .bind(column(|r| &r.brand_id))
-        .bind(batch.iter().map(|(r, _)| r.model_id).collect::<Vec<i64>>())
-        .bind(column(|r| &r.model_name))
-        .bind(column(|r| &r.serial))
-        .bind(batch.iter().map(|(_, rev)| *rev).collect::<Vec<i32>>())
-        .bind(column(|r| &r.device_key_id))
-        .bind(column(|r| &r.request_id))
-        .bind(column(|r| &r.signing_key_id))
-        .bind(column(|r| &r.instance))
-        .bind(column(|r| &r.serial_assertion))
-        .bind(
-            batch
-                .iter()
-                .map(|(r, _)| r.original_serial.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
-        .bind(
-            batch
-                .iter()
-                .map(|(r, _)| r.original_serial_id)
-                .collect::<Vec<Option<i64>>>(),
-        )
-        .bind(locked.now)
-        .bind(links.iter().map(|(seq, _)| *seq).collect::<Vec<i64>>())
-        .bind(
-            links
-                .iter()
-                .map(|(_, h)| h.to_vec())
-                .collect::<Vec<Vec<u8>>>(),
-        )
-        .bind(head.seq)
-        .bind(head.hash.to_vec())
         .fetch_all(&mut *tx)
         .await?;
         if written.len() != batch.len() {
-            relink(&mut tx, locked, &batch, &written).await?;
+            head = relink(&mut tx, locked, batch, &written).await?;
         }
         // Request-ids are unique among the candidates, so they name the inserted rows.
         let mut written: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
@@ -174,7 +312,7 @@ impl Store {
             .map(|w| (w.request_id, (w.id, w.issued_at)))
             .collect();
         let mut outcomes = Vec::with_capacity(rows.len());
-        for (r, c) in rows.iter().zip(&candidate) {
+        for (r, c) in rows.iter().zip(candidate) {
             let won = if *c {
                 written.remove(&r.request_id)
             } else {
@@ -190,6 +328,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        *self.signing_head.lock() = Some(head);
         Ok(outcomes)
     }
 
@@ -310,13 +449,13 @@ async fn by_request_id<'e, E: sqlx::PgExecutor<'e>>(
 /// The rare path of a batch where some candidates were not inserted (a conflict, a deleted
 /// model): the inserted rows are linked again without the gaps, in the same order, and the
 /// head follows. The numbers are cleared first, so the unique index never sees two rows on
-/// one number.
+/// one number. Returns the new head.
 async fn relink(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     locked: chain::Locked,
     batch: &[(&Issuance, i32)],
     written: &[Written],
-) -> Result<()> {
+) -> Result<Head> {
     let ids: std::collections::HashMap<&str, i64> = written
         .iter()
         .map(|w| (w.request_id.as_str(), w.id))
@@ -344,7 +483,8 @@ async fn relink(
     .bind(&rows.2)
     .execute(&mut **tx)
     .await?;
-    chain::set_head(tx, Chain::SigningLog, &head).await
+    chain::set_head(tx, Chain::SigningLog, &head).await?;
+    Ok(head)
 }
 
 /// Why `r` was not inserted: the committed (or same-transaction) row that holds its
