@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::assertion::encode_stream;
 use crate::http::{self, Handler, HttpResponse};
 use crate::registration::{ASSERTION_MEDIA_TYPE, AssertionKind, RegError, Registration};
+use crate::signer::SignError;
 
 /// The device routes over a [`Registration`].
 #[derive(Clone)]
@@ -185,7 +186,15 @@ impl DeviceApi {
                 assertion_response(encode_stream(parts))
             }
             Err(e) => {
-                if e.status() >= 500 {
+                if matches!(
+                    e,
+                    RegError::Signing(SignError::Overloaded { .. } | SignError::RateLimited { .. })
+                ) {
+                    // Shedding load is the service working as configured, and under overload
+                    // it is every other request: counted (`serials_refused_total`), not a
+                    // warning each (a line per refusal flooded the log and cost the 503s' time).
+                    tracing::debug!(code = e.code(), error = %e, "serial request shed");
+                } else if e.status() >= 500 {
                     tracing::warn!(code = e.code(), error = %e, "serial request failed");
                 } else {
                     tracing::info!(code = e.code(), error = %e, "serial request refused");
