@@ -269,6 +269,15 @@ async fn another_brand_signs_only_where_the_model_admits_it(pool: PgPool) {
     );
     let v = oracle(&open, &stream, PASSWORD, None);
     assert!(v.accepted, "{}", v.out);
+    // Listed under the brand that signed it and under the model's brand, not under others.
+    for (brand, n) in [(odm, 1), (BRAND, 1), ("nobody", 0)] {
+        let listed = admin
+            .get(&format!("/v1/system-users?brand-id={brand}"))
+            .await
+            .json();
+        let items = listed["items"].as_array().unwrap();
+        assert_eq!(items.len(), n, "{brand}: {listed}");
+    }
     // snapd refuses the same stream on a device of the model that does not list the ODM
     // (the oracle can fail on the authority; the odd message is snapd 2.57's own format).
     let v = oracle(&closed, &stream, PASSWORD, None);

@@ -193,8 +193,6 @@ pub(super) async fn create(
 
 /// `GET /v1/system-users`: every system user issued, newest first (of `brand-id` when given).
 pub(super) async fn list(s: &Shared, q: &Query) -> ApiResult<Answer> {
-    let brand = q.get("brand-id");
-    let mut rows = s.store.system_users().await?;
-    rows.retain(|r| brand.is_none_or(|b| r.brand_id == b || r.model_brand_id == b));
+    let rows = s.store.system_users(q.get("brand-id")).await?;
     list_of::<SystemUserRecord, super::wire::SystemUserRecordView>(rows)
 }

@@ -88,11 +88,14 @@ impl Store {
         Ok(row)
     }
 
-    /// Every system user issued, newest first.
-    pub async fn system_users(&self) -> Result<Vec<SystemUserRecord>> {
+    /// The system users issued, newest first: every one, or those `brand` signed or whose
+    /// model is `brand`'s.
+    pub async fn system_users(&self, brand: Option<&str>) -> Result<Vec<SystemUserRecord>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM system_users ORDER BY id DESC"
+            "SELECT {COLUMNS} FROM system_users \
+             WHERE $1::text IS NULL OR brand_id = $1 OR model_brand_id = $1 ORDER BY id DESC"
         )))
+        .bind(brand)
         .fetch_all(&self.pool)
         .await?)
     }
