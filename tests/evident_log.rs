@@ -11,15 +11,14 @@ fn admin() -> Actor {
     Actor("tester".into())
 }
 
-async fn setup(pool: PgPool) -> (Store, i64) {
-    let store = Store::from_pool(pool);
-    store.ensure_brand("acme", &admin()).await.unwrap();
+/// A model of brand `acme` named `name`; its id.
+async fn create_model(store: &Store, name: &str) -> i64 {
     let m = store
         .create_model(
             &NewModel {
                 brand_id: "acme".into(),
-                name: "widget".into(),
-                api_key: "k".repeat(32),
+                name: name.into(),
+                api_key: format!("{name:k<32}"),
                 rate_limit_per_sec: None,
                 rate_limit_burst: None,
                 duplicate_policy: DuplicatePolicy::Refuse,
@@ -30,7 +29,14 @@ async fn setup(pool: PgPool) -> (Store, i64) {
         )
         .await
         .unwrap();
-    (store, m.id)
+    m.id
+}
+
+async fn setup(pool: PgPool) -> (Store, i64) {
+    let store = Store::from_pool(pool);
+    store.ensure_brand("acme", &admin()).await.unwrap();
+    let model = create_model(&store, "widget").await;
+    (store, model)
 }
 
 fn issuance(model_id: i64, serial: &str, device: &str, request: &str) -> Issuance {
@@ -241,25 +247,10 @@ async fn an_instance_appends_at_the_head_it_wrote_until_another_moves_it(pool: P
         serialmint::store::RecordOutcome::Replay(_)
     ));
     assert!(inserted(out[..3].to_vec()));
-    let gone = a
-        .create_model(
-            &NewModel {
-                brand_id: "acme".into(),
-                name: "gone".into(),
-                api_key: "g".repeat(32),
-                rate_limit_per_sec: None,
-                rate_limit_burst: None,
-                duplicate_policy: DuplicatePolicy::Refuse,
-                serial_generation: SerialGeneration::Uuid,
-                serial_prefix: String::new(),
-            },
-            &admin(),
-        )
-        .await
-        .unwrap();
+    let gone = create_model(&a, "gone").await;
     a.delete_model("acme", "gone", &admin()).await.unwrap();
     let mut rows = batch("a5");
-    let mut orphan = issuance(gone.id, "G1", "g1", "g1");
+    let mut orphan = issuance(gone, "G1", "g1", "g1");
     orphan.model_name = "gone".into();
     rows.push(orphan);
     let out = a.record_issuances(&rows).await.unwrap();
