@@ -5,6 +5,8 @@
 //! in one transaction (group commit) with `INSERT ... ON CONFLICT DO NOTHING` and looks up the
 //! row that won when one did not insert: no check-then-insert race.
 
+use std::collections::HashMap;
+
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
@@ -46,6 +48,26 @@ struct Written {
     id: i64,
     request_id: String,
     issued_at: OffsetDateTime,
+}
+
+impl Written {
+    /// The rows a batch INSERT wrote, by request-id (unique among a batch's candidates, so
+    /// it names the inserted rows).
+    fn by_request_id(written: Vec<Written>) -> HashMap<String, Written> {
+        written
+            .into_iter()
+            .map(|w| (w.request_id.clone(), w))
+            .collect()
+    }
+
+    /// `r` recorded as this row.
+    fn inserted(self, r: &Issuance) -> RecordOutcome {
+        RecordOutcome::Inserted(LoggedIssuance {
+            id: self.id,
+            issued_at: self.issued_at,
+            issuance: r.clone(),
+        })
+    }
 }
 
 /// A revision as stored (`INTEGER`).
@@ -249,21 +271,16 @@ impl Store {
             ));
         }
         *self.signing_head.lock() = Some(head);
-        let mut ids: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
-            .into_iter()
-            .map(|w| (w.request_id, (w.id, w.issued_at)))
-            .collect();
+        let mut written = Written::by_request_id(written);
         batch
             .iter()
             .map(|(r, _)| {
-                let (id, issued_at) = ids.remove(&r.request_id).ok_or_else(|| {
-                    StoreError::Database("the signing log lost a row it appended".into())
-                })?;
-                Ok(RecordOutcome::Inserted(LoggedIssuance {
-                    id,
-                    issued_at,
-                    issuance: (*r).clone(),
-                }))
+                written
+                    .remove(&r.request_id)
+                    .map(|w| w.inserted(r))
+                    .ok_or_else(|| {
+                        StoreError::Database("the signing log lost a row it appended".into())
+                    })
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
@@ -306,11 +323,7 @@ impl Store {
         if written.len() != batch.len() {
             head = relink(&mut tx, locked, batch, &written).await?;
         }
-        // Request-ids are unique among the candidates, so they name the inserted rows.
-        let mut written: std::collections::HashMap<String, (i64, OffsetDateTime)> = written
-            .into_iter()
-            .map(|w| (w.request_id, (w.id, w.issued_at)))
-            .collect();
+        let mut written = Written::by_request_id(written);
         let mut outcomes = Vec::with_capacity(rows.len());
         for (r, c) in rows.iter().zip(candidate) {
             let won = if *c {
@@ -319,11 +332,7 @@ impl Store {
                 None
             };
             outcomes.push(match won {
-                Some((id, issued_at)) => RecordOutcome::Inserted(LoggedIssuance {
-                    id,
-                    issued_at,
-                    issuance: r.clone(),
-                }),
+                Some(w) => w.inserted(r),
                 None => classify(&mut tx, r).await?,
             });
         }
@@ -456,7 +465,7 @@ async fn relink(
     batch: &[(&Issuance, i32)],
     written: &[Written],
 ) -> Result<Head> {
-    let ids: std::collections::HashMap<&str, i64> = written
+    let ids: HashMap<&str, i64> = written
         .iter()
         .map(|w| (w.request_id.as_str(), w.id))
         .collect();
