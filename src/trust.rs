@@ -198,8 +198,8 @@ impl TrustDb {
 
     /// A new database with `assertions` (accounts and account-keys, in any order) admitted;
     /// each is checked as snapd's `Database.Add` would at time `now`. Assertions already
-    /// present (same primary key) are skipped. The first that cannot be admitted fails it all
-    /// (the last error of the final pass).
+    /// present (same primary key) are skipped. Any that cannot be admitted fails it all, with
+    /// the last error of the final pass.
     pub fn with_admitted(
         &self,
         assertions: impl IntoIterator<Item = Assertion>,
