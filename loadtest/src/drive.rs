@@ -49,8 +49,34 @@ pub struct Arrival {
     pub at: Duration,
     /// From the scheduled arrival to the answer.
     pub took: Duration,
+    /// From the scheduled arrival to when the request's task began (the client's own lag:
+    /// part of `took`, spent before anything was sent).
+    pub start_lag: Duration,
     /// The answer.
     pub outcome: Outcome,
+}
+
+/// Writes an open loop's timeline as CSV, one request per line in schedule order:
+/// `due_ms,start_lag_ms,latency_ms,status` (status 0: no HTTP answer).
+pub fn write_timeline(path: &std::path::Path, timeline: &[Arrival]) -> std::io::Result<()> {
+    use std::io::Write;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "due_ms,start_lag_ms,latency_ms,status")?;
+    for a in timeline {
+        let status = match a.outcome {
+            Outcome::Status(s) => s,
+            Outcome::Transport => 0,
+        };
+        writeln!(
+            w,
+            "{:.3},{:.3},{:.3},{status}",
+            ms(a.at),
+            ms(a.start_lag),
+            ms(a.took)
+        )?;
+    }
+    w.flush()
 }
 
 /// Runs `count` requests with `concurrency` in flight.
@@ -126,18 +152,20 @@ where
         Arrival {
             at: Duration::ZERO,
             took: Duration::ZERO,
+            start_lag: Duration::ZERO,
             outcome: Outcome::Transport,
         };
         count
     ];
-    let mut collect = |r: Result<(usize, Outcome, Duration, Option<Bytes>), _>,
+    let mut collect = |r: Result<(usize, Outcome, Duration, Duration, Option<Bytes>), _>,
                        recorder: &mut Recorder| {
-        let (i, outcome, latency, body) = r.expect("load task panicked");
+        let (i, outcome, start_lag, latency, body) = r.expect("load task panicked");
         recorder.record(outcome, latency);
         all[i] = body;
         timeline[i] = Arrival {
             at: schedule.offset(i as u64),
             took: latency,
+            start_lag,
             outcome,
         };
         progress.inc(1);
@@ -148,8 +176,9 @@ where
         max_lag = max_lag.max(Instant::now().saturating_duration_since(due));
         let f = f.clone();
         set.spawn(async move {
+            let start_lag = due.elapsed();
             let (outcome, body) = f(i).await;
-            (i, outcome, due.elapsed(), body)
+            (i, outcome, start_lag, due.elapsed(), body)
         });
         // Reap finished tasks as we go so the set does not grow without bound.
         while let Some(r) = set.try_join_next() {
@@ -210,6 +239,39 @@ mod tests {
         assert!(d.elapsed < Duration::from_secs(2), "{:?}", d.elapsed);
         let s = d.recorder.summary(d.elapsed);
         assert!(s.latency_good.p50_ms >= 999.0, "{:?}", s.latency_good);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeline_keeps_each_requests_due_time_lag_latency_and_status() {
+        // Three arrivals at 10/s: the second answers 503, the third gets no answer; each
+        // takes 30 ms in the request itself.
+        let schedule = Schedule::new(10.0, Duration::from_millis(300)).unwrap();
+        let d = open_loop(schedule, &ProgressBar::hidden(), |i| async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let outcome = match i {
+                0 => Outcome::Status(200),
+                1 => Outcome::Status(503),
+                _ => Outcome::Transport,
+            };
+            (outcome, None)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.csv");
+        write_timeline(&path, &d.timeline).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(lines[0], ["due_ms", "start_lag_ms", "latency_ms", "status"]);
+        assert_eq!(lines.len(), 4, "{text}");
+        for (i, (row, status)) in lines[1..].iter().zip(["200", "503", "0"]).enumerate() {
+            let due: f64 = row[0].parse().unwrap();
+            let lag: f64 = row[1].parse().unwrap();
+            let took: f64 = row[2].parse().unwrap();
+            assert_eq!(due, 100.0 * i as f64, "{text}");
+            assert!(lag < 1.0, "{text}");
+            assert!((30.0..31.0).contains(&took), "{text}");
+            assert_eq!(row[3], status, "{text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -91,6 +91,12 @@ pub struct RunArgs {
     /// The pid of the `serialmint-loadtest pg-proxy` the server reaches Postgres through.
     #[arg(long)]
     outage_proxy: Option<u32>,
+    /// Open loop: write every request of phase 2 to this CSV file (`due_ms,start_lag_ms,
+    /// latency_ms,status`: when it was due from the phase's start, how late its task began,
+    /// its latency from the due time, the HTTP status or 0 for no answer), to see whether
+    /// slow answers cluster in time and how much of them is the client's own lag.
+    #[arg(long, requires = "rate")]
+    timeline: Option<PathBuf>,
 }
 
 /// The result of `run`.
@@ -282,6 +288,10 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<RunReport, String> {
         None => drive::closed_loop(n, a.concurrency, &pb, post).await,
     };
     let after = crate::cpu::Snapshot::take(a.server_pid);
+    if let Some(path) = &a.timeline {
+        crate::drive::write_timeline(path, &driven.timeline)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let outage = match outage {
         Some((origin, task)) => {
             let w = task.await.map_err(|e| e.to_string())??;

@@ -150,6 +150,7 @@ mod tests {
         Arrival {
             at: Duration::from_millis(at_ms),
             took: Duration::from_millis(took_ms),
+            start_lag: Duration::ZERO,
             outcome: Outcome::Status(status),
         }
     }
