@@ -19,7 +19,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::assertion::encode_stream;
 use crate::http::{self, Handler, HttpResponse};
 use crate::registration::{ASSERTION_MEDIA_TYPE, AssertionKind, RegError, Registration};
-use crate::signer::SignError;
 
 /// The device routes over a [`Registration`].
 #[derive(Clone)]
@@ -186,10 +185,7 @@ impl DeviceApi {
                 assertion_response(encode_stream(parts))
             }
             Err(e) => {
-                if matches!(
-                    e,
-                    RegError::Signing(SignError::Overloaded { .. } | SignError::RateLimited { .. })
-                ) {
+                if e.is_load_shed() {
                     // Shedding load is the service working as configured, and under overload
                     // it is every other request: counted (`serials_refused_total`), not a
                     // warning each (a line per refusal flooded the log and cost the 503s' time).

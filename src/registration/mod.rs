@@ -168,6 +168,11 @@ impl RegError {
         }
     }
 
+    /// Whether the signer shed this request as configured ([`SignError::is_load_shed`]).
+    pub fn is_load_shed(&self) -> bool {
+        matches!(self, RegError::Signing(e) if e.is_load_shed())
+    }
+
     /// `Retry-After` for 503 answers.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -80,6 +80,12 @@ fn statuses_and_codes_are_distinct_per_check() {
         assert_eq!(e.code(), code, "{e:?}");
         assert!(codes.insert(code), "duplicate code {code}");
         assert_eq!(e.retry_after().is_some(), status == 503, "{e:?}");
+        // Only the signer's configured shedding is load shed (logged at debug), not faults.
+        assert_eq!(
+            e.is_load_shed(),
+            matches!(code, "overloaded" | "rate-limited"),
+            "{e:?}"
+        );
     }
     assert_eq!(
         RegError::Signing(SignError::Overloaded {

@@ -128,6 +128,15 @@ impl SignError {
         }
     }
 
+    /// Whether this is load shed as configured (the queue's target wait or a model's rate
+    /// limit), not a fault: under overload it is every other request.
+    pub fn is_load_shed(&self) -> bool {
+        matches!(
+            self,
+            SignError::Overloaded { .. } | SignError::RateLimited { .. }
+        )
+    }
+
     /// When the caller may retry (for 503 answers); `None` for permanent failures.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
