@@ -320,10 +320,10 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let mut written = Written::by_request_id(written);
         if written.len() != batch.len() {
             head = relink(&mut tx, locked, batch, &written).await?;
         }
-        let mut written = Written::by_request_id(written);
         let mut outcomes = Vec::with_capacity(rows.len());
         for (r, c) in rows.iter().zip(candidate) {
             let won = if *c {
@@ -463,18 +463,14 @@ async fn relink(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     locked: chain::Locked,
     batch: &[(&Issuance, i32)],
-    written: &[Written],
+    written: &HashMap<String, Written>,
 ) -> Result<Head> {
-    let ids: HashMap<&str, i64> = written
-        .iter()
-        .map(|w| (w.request_id.as_str(), w.id))
-        .collect();
     let mut head = locked.head;
     let mut rows: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
     for (r, _) in batch {
-        if let Some(id) = ids.get(r.request_id.as_str()) {
+        if let Some(w) = written.get(&r.request_id) {
             let (seq, hash) = head.append(|seq| signing_row_bytes(seq, locked.now, r));
-            rows.0.push(*id);
+            rows.0.push(w.id);
             rows.1.push(seq);
             rows.2.push(hash.to_vec());
         }
