@@ -725,3 +725,51 @@ async fn an_unknown_choice_in_a_row_is_a_corrupt_row(pool: PgPool) {
         "{e}"
     );
 }
+
+#[sqlx::test]
+async fn the_group_commit_connects_again_when_postgres_drops_its_connection(pool: PgPool) {
+    // The common append runs on a connection of its own, outside the pool (no ping before
+    // and after each statement). Postgres dropping it while it sits idle (a restart, a
+    // terminated backend) must cost nothing: the statement runs again on a new connection.
+    let (store, model) = setup(pool.clone()).await;
+    for (serial, request) in [("S1", "req-1"), ("S2", "req-2")] {
+        let out = store
+            .record_issuances(&[issuance(model, serial, serial, request)])
+            .await
+            .unwrap();
+        assert!(matches!(out[0], RecordOutcome::Inserted(_)), "{out:?}");
+    }
+    // The backend whose last statement was the append (the first went the locked way, to
+    // learn the chain head; the second through the group commit's connection).
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND state = 'idle' AND query LIKE 'WITH head AS (UPDATE log_chain_heads%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "one idle backend made the append");
+
+    let out = store
+        .record_issuances(&[issuance(model, "S3", "dev-3", "req-3")])
+        .await
+        .expect("the append runs again on a new connection");
+    assert!(matches!(out[0], RecordOutcome::Inserted(_)), "{out:?}");
+    for request in ["req-1", "req-2", "req-3"] {
+        assert!(
+            store
+                .find_issuance_by_request_id(request)
+                .await
+                .unwrap()
+                .is_some(),
+            "{request} logged"
+        );
+    }
+    // And again on the connection it made.
+    let out = store
+        .record_issuances(&[issuance(model, "S4", "dev-4", "req-4")])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], RecordOutcome::Inserted(_)), "{out:?}");
+}

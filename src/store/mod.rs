@@ -260,6 +260,9 @@ pub struct Store {
     pool: PgPool,
     /// The connection of [`Store::probe`], outside the pool (made on first use).
     probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
+    /// The group commit's connection, outside the pool (made on first use): see
+    /// [`Store::on_writer_connection`].
+    writer: Arc<parking_lot::Mutex<Option<sqlx::PgConnection>>>,
     /// The signing-log chain head as this store last wrote or read it: the next group
     /// commit appends at it in one statement that holds only if it is still the head
     /// (`signing_log.rs`). `None` until known, and after a surprise.
@@ -307,6 +310,7 @@ impl Store {
         Store {
             pool,
             probe: Arc::default(),
+            writer: Arc::default(),
             signing_head: Arc::default(),
         }
     }
@@ -315,6 +319,53 @@ impl Store {
     /// [`StoreError::Unavailable`] (shutdown; tests use it to simulate an outage).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.lock().take();
+    }
+
+    /// The group commit's own connection, outside the pool, taken out of its slot (made when
+    /// there is none), and whether it was kept from an earlier call.
+    ///
+    /// A pooled query costs two more round trips than its statement: sqlx pings a connection
+    /// before it hands it out (`test_before_acquire`) and again when it takes it back. The
+    /// group commit sends one statement per commit from one task, so it keeps a connection
+    /// of its own: one round trip per commit, one Postgres wake-up on the answer's path
+    /// instead of two. The caller puts it back with [`Store::keep_writer_connection`] when
+    /// its statement answered; dropped instead (an error, or the call itself dropped half-way:
+    /// the commit's timeout, the log seen down), it is closed and the next call connects
+    /// again. A closed store fails it like the pool does.
+    pub(crate) async fn writer_connection(
+        &self,
+    ) -> std::result::Result<(sqlx::PgConnection, bool), sqlx::Error> {
+        use sqlx::Connection;
+        if self.pool.is_closed() {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        let held = self.writer.lock().take();
+        match held {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((
+                sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?,
+                false,
+            )),
+        }
+    }
+
+    /// Puts the group commit's connection back after `answer` (see
+    /// [`Store::writer_connection`]) when the connection is known good: rows came back, or
+    /// Postgres refused a row (a constraint violation); otherwise it is closed.
+    pub(crate) fn keep_writer_connection<T>(
+        &self,
+        conn: sqlx::PgConnection,
+        answer: &std::result::Result<T, sqlx::Error>,
+    ) {
+        let good = match answer {
+            Ok(_) => true,
+            Err(sqlx::Error::Database(e)) => e.code().is_some_and(|c| c.starts_with("23")),
+            Err(_) => false,
+        };
+        if good && !self.pool.is_closed() {
+            *self.writer.lock() = Some(conn);
+        }
     }
 
     /// Applies the embedded migrations that are not applied yet.

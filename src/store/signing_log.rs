@@ -70,6 +70,21 @@ impl Written {
     }
 }
 
+/// Whether `e` says the connection itself is gone, not that the statement was refused: an
+/// I/O or protocol failure, or Postgres' connection-exception class (08) or its "terminating
+/// connection" codes (57P01 a terminated backend or fast shutdown, 57P02 a crash, 57P03 not
+/// accepting connections yet, 57P05 idle-session timeout), which it sends on an idle
+/// connection before closing it and sqlx reads on the next statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
+
 /// A revision as stored (`INTEGER`).
 fn stored_revision(r: &Issuance) -> Result<i32> {
     i32::try_from(r.revision).map_err(|_| {
@@ -210,7 +225,8 @@ impl Store {
         self.append_locked(rows, &batch, &candidate).await
     }
 
-    /// The common case of a group commit, in one statement (autocommit, one round trip):
+    /// The common case of a group commit, in one statement (autocommit, one round trip on
+    /// the group commit's own connection, [`Store::on_writer_connection`]):
     /// every row new, appended at the head this store wrote last. The statement moves the
     /// head only if it is still that head (compared under the row lock, so an append by any
     /// other writer in between is seen) and inserts the rows only if it moved it. `None` when
@@ -231,21 +247,37 @@ impl Store {
             .iter()
             .map(|(r, _)| head.append(|seq| signing_row_bytes(seq, now, r)))
             .collect();
-        let written = batch_insert(
-            insert_batch!(
-                "AND seq = $18 AND hash = $19 RETURNING 1",
-                "WHERE EXISTS (SELECT 1 FROM head)",
-                ""
-            ),
-            batch,
-            &links,
-            now,
-            &head,
-        )
-        .bind(expected.seq)
-        .bind(expected.hash.to_vec())
-        .fetch_all(&self.pool)
-        .await;
+        // On the group commit's own connection. When a kept one fails at the connection
+        // level (Postgres closed it while it sat idle: a restart, a terminated backend), the
+        // statement runs once more on a new one, as the pool's ping would have replaced it.
+        // Safe after a try whose answer was lost: if that try committed, the head moved, this
+        // one writes nothing, and the locked path records the rows as replays.
+        let (mut conn, mut kept) = self.writer_connection().await?;
+        let written = loop {
+            let answer = batch_insert(
+                insert_batch!(
+                    "AND seq = $18 AND hash = $19 RETURNING 1",
+                    "WHERE EXISTS (SELECT 1 FROM head)",
+                    ""
+                ),
+                batch,
+                &links,
+                now,
+                &head,
+            )
+            .bind(expected.seq)
+            .bind(expected.hash.to_vec())
+            .fetch_all(&mut conn)
+            .await;
+            match answer {
+                Err(e) if kept && connection_lost(&e) => {
+                    tracing::info!(error = %e, "signing log: its connection failed; connecting again");
+                    (conn, kept) = (self.writer_connection().await?.0, false);
+                }
+                answer => break answer,
+            }
+        };
+        self.keep_writer_connection(conn, &written);
         let written = match written {
             Ok(w) => w,
             Err(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c.starts_with("23")) => {
