@@ -164,7 +164,8 @@ pub const SETTINGS: &[Setting] = &[
         "SERIALMINT_DATABASE_MAX_CONNECTIONS",
         "16",
         false,
-        "Postgres connection pool size",
+        "Postgres connection pool size (three more connections are kept outside it: the \
+         signing log's writer and watchdog, and the change listener)",
         |c, v| positive(&mut c.database_max_connections, v)
     ),
     setting!(
