@@ -212,13 +212,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Whether Postgres refused the statement for a constraint (SQLSTATE class 23): the
+/// statement's fault, not the connection's.
+fn is_constraint_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")))
+}
+
 /// The constraint `e` violated, by its name in the migrations (Postgres' generated names:
 /// `<table>_<column>_key`, `_fkey`, `_check`), when `e` is a constraint violation.
 fn violated(e: &sqlx::Error) -> Option<&str> {
     match e {
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
-            db.constraint()
-        }
+        sqlx::Error::Database(db) if is_constraint_violation(e) => db.constraint(),
         _ => None,
     }
 }
@@ -261,7 +265,7 @@ pub struct Store {
     /// The connection of [`Store::probe`], outside the pool (made on first use).
     probe: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
     /// The group commit's connection, outside the pool (made on first use): see
-    /// [`Store::on_writer_connection`].
+    /// [`Store::writer_connection`].
     writer: Arc<parking_lot::Mutex<Option<sqlx::PgConnection>>>,
     /// The signing-log chain head as this store last wrote or read it: the next group
     /// commit appends at it in one statement that holds only if it is still the head
@@ -358,11 +362,7 @@ impl Store {
         conn: sqlx::PgConnection,
         answer: &std::result::Result<T, sqlx::Error>,
     ) {
-        let good = match answer {
-            Ok(_) => true,
-            Err(sqlx::Error::Database(e)) => e.code().is_some_and(|c| c.starts_with("23")),
-            Err(_) => false,
-        };
+        let good = answer.as_ref().err().is_none_or(is_constraint_violation);
         if good && !self.pool.is_closed() {
             *self.writer.lock() = Some(conn);
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
-use super::{Result, Store, StoreError, chain};
+use super::{Result, Store, StoreError, chain, is_constraint_violation};
 use crate::domain::{ExportedIssuance, Issuance, LoggedIssuance, RecordOutcome};
 use crate::evidence::chain::{Chain, ChainHash, Head, signing_row_bytes};
 
@@ -226,7 +226,7 @@ impl Store {
     }
 
     /// The common case of a group commit, in one statement (autocommit, one round trip on
-    /// the group commit's own connection, [`Store::on_writer_connection`]):
+    /// the group commit's own connection, [`Store::writer_connection`]):
     /// every row new, appended at the head this store wrote last. The statement moves the
     /// head only if it is still that head (compared under the row lock, so an append by any
     /// other writer in between is seen) and inserts the rows only if it moved it. `None` when
@@ -280,7 +280,7 @@ impl Store {
         self.keep_writer_connection(conn, &written);
         let written = match written {
             Ok(w) => w,
-            Err(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c.starts_with("23")) => {
+            Err(e) if is_constraint_violation(&e) => {
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),
