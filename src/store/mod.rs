@@ -340,18 +340,21 @@ impl Store {
     pub(crate) async fn writer_connection(
         &self,
     ) -> std::result::Result<(sqlx::PgConnection, bool), sqlx::Error> {
-        use sqlx::Connection;
         if self.pool.is_closed() {
             return Err(sqlx::Error::PoolClosed);
         }
         let held = self.writer.lock().take();
         match held {
             Some(conn) => Ok((conn, true)),
-            None => Ok((
-                sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?,
-                false,
-            )),
+            None => Ok((self.connect_outside_pool().await?, false)),
         }
+    }
+
+    /// A new connection with the pool's options, not counted in the pool (the probe's and the
+    /// group commit's).
+    async fn connect_outside_pool(&self) -> std::result::Result<sqlx::PgConnection, sqlx::Error> {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect_with(&self.pool.connect_options()).await
     }
 
     /// Puts the group commit's connection back after `answer` (see
@@ -392,7 +395,6 @@ impl Store {
     /// this one); the caller bounds the time. A closed pool fails it too: the store is
     /// unusable however Postgres is.
     pub async fn probe(&self) -> Result<()> {
-        use sqlx::Connection;
         if self.pool.is_closed() {
             return Err(sqlx::Error::PoolClosed.into());
         }
@@ -403,7 +405,7 @@ impl Store {
             }
             *slot = None;
         }
-        let mut conn = sqlx::PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let mut conn = self.connect_outside_pool().await?;
         let answered = sqlx::query("SELECT 1").execute(&mut conn).await;
         if answered.is_ok() {
             *slot = Some(conn);
