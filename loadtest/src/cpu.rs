@@ -169,7 +169,8 @@ fn thread_split(
     after: &HashMap<u32, ThreadTimes>,
     serials: u64,
 ) -> ServerThreads {
-    let mut sum = [0u64; 4];
+    // (run ns, switches) of the hsm-call threads and of the rest
+    let (mut calls, mut rest) = ((0u64, 0u64), (0u64, 0u64));
     for (tid, t) in after {
         let (run, switches) = match before.get(tid) {
             Some(b) => (
@@ -178,16 +179,16 @@ fn thread_split(
             ),
             None => (t.run_ns, t.switches),
         };
-        let at = if t.hsm_call { 0 } else { 2 };
-        sum[at] += run;
-        sum[at + 1] += switches;
+        let group = if t.hsm_call { &mut calls } else { &mut rest };
+        group.0 += run;
+        group.1 += switches;
     }
     let n = serials.max(1) as f64;
     ServerThreads {
-        hsm_call_ms: sum[0] as f64 / 1e6 / n,
-        hsm_call_switches: sum[1] as f64 / n,
-        rest_ms: sum[2] as f64 / 1e6 / n,
-        rest_switches: sum[3] as f64 / n,
+        hsm_call_ms: calls.0 as f64 / 1e6 / n,
+        hsm_call_switches: calls.1 as f64 / n,
+        rest_ms: rest.0 as f64 / 1e6 / n,
+        rest_switches: rest.1 as f64 / n,
     }
 }
 
