@@ -303,35 +303,47 @@ mod tests {
 
     #[test]
     fn the_server_split_puts_hsm_call_threads_apart() {
-        let burn = |ms: u128| {
-            let mut x = 0u64;
-            let t = Instant::now();
-            while t.elapsed().as_millis() < ms {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            }
-            std::hint::black_box(x);
+        // This thread's own time on a CPU so far (what the split reads for it), in ns.
+        let own_run_ns = || -> u64 {
+            let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+            text.split_whitespace().next().unwrap().parse().unwrap()
         };
         let me = Some(std::process::id());
         let a = Snapshot::take(me);
-        // A thread born during the phase counts whole; this one is named as the server's.
-        std::thread::Builder::new()
+        // A thread born during the phase counts whole; this one is named as the server's. It
+        // burns 100 ms of CPU (not of wall time: a busy machine gives it less per second),
+        // says so and stays alive until the second snapshot is taken.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name(HSM_CALL_THREAD.into())
             .spawn(move || {
-                burn(200);
-                // Still alive when the second snapshot is taken.
-                std::thread::sleep(std::time::Duration::from_millis(400));
+                // One context switch for certain (a sleep always gives up the CPU).
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                let start = own_run_ns();
+                let mut x = 0u64;
+                while own_run_ns() - start < 100_000_000 {
+                    for _ in 0..10_000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                }
+                std::hint::black_box(x);
+                done_tx.send(()).unwrap();
+                let _ = exit_rx.recv();
             })
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        done_rx.recv().unwrap();
         let b = Snapshot::take(me);
+        exit_tx.send(()).unwrap();
+        thread.join().unwrap();
         let t = a
             .split(&b, 2)
             .server_threads
             .expect("a server pid was given");
-        // 200 ms of CPU over 2 serials: about 100 ms each (less when the machine is busy).
+        // 100 ms of CPU over 2 serials: 50 ms each.
         assert!(t.hsm_call_ms > 20.0 && t.hsm_call_ms < 150.0, "{t:?}");
         assert!(t.hsm_call_switches >= 0.5, "{t:?}");
-        // The test thread slept meanwhile: the rest stays well under the call thread's time.
+        // The test thread waited meanwhile: the rest stays well under the call thread's time.
         assert!(t.rest_ms < t.hsm_call_ms, "{t:?}");
         let text = a.split(&b, 2).render();
         assert!(text.contains("HSM call threads"), "{text}");
