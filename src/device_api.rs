@@ -146,6 +146,11 @@ impl DeviceApi {
         self
     }
 
+    /// The registration behind the routes.
+    pub fn registration(&self) -> &Arc<Registration> {
+        &self.reg
+    }
+
     fn request_id<B>(&self, req: &Request<B>) -> HttpResponse {
         if let Err(e) = self.reg.check_api_key(header(req, "api-key")) {
             metrics::counter!("request_ids_refused_total", "reason" => e.code()).increment(1);

@@ -160,7 +160,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         },
         stopped(stop_rx.clone()),
     );
-    let device_api = device_api(&config, &store, catalog.clone(), hsm).await?;
+    let device_api = device_api(&config, &store, catalog.clone(), hsm.clone()).await?;
+    let signer = device_api.registration().signer().clone();
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics)
@@ -206,8 +207,52 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     notify(sd_notify::NotifyState::Stopping);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(device_task, admin_task, refresher, reloader, checkpointer);
+    close_hsm(signer, &hsm).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Longest the shutdown waits for the signer's workers to end, then for the HSM's sessions
+/// to close.
+const HSM_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The last step of a shutdown, once both planes have stopped: the signer's workers end
+/// (queued digests are signed first), then the HSM's sessions are closed on a thread of
+/// their own while this waits, each within [`HSM_CLOSE_TIMEOUT`]. The process must not exit
+/// while a session or module instance is still being closed by a thread nobody waits for:
+/// p11-kit's client module is unloaded at exit, and closing under its destructor failed
+/// ("'bound != NULL' not true") and once in a few stops hung the exit for good.
+async fn close_hsm(signer: Signer, hsm: &Arc<LazyHsm>) {
+    signer.shutdown();
+    let stopped = signer.stopped();
+    drop(signer);
+    if tokio::time::timeout(HSM_CLOSE_TIMEOUT, stopped)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_s = HSM_CLOSE_TIMEOUT.as_secs(),
+            "the signer's workers did not end in time; closing the HSM's sessions anyway"
+        );
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let hsm = hsm.clone();
+    let closing = std::thread::Builder::new()
+        .name("hsm-close".into())
+        .spawn(move || {
+            let _ = tx.send(hsm.close());
+        });
+    if let Err(e) = closing {
+        tracing::warn!(error = %e, "cannot start a thread to close the HSM's sessions");
+        return;
+    }
+    match tokio::time::timeout(HSM_CLOSE_TIMEOUT, rx).await {
+        Ok(Ok(sessions)) => tracing::info!(sessions, "HSM sessions closed"),
+        _ => tracing::warn!(
+            timeout_s = HSM_CLOSE_TIMEOUT.as_secs(),
+            "the HSM's sessions did not close in time; exiting without waiting for them"
+        ),
+    }
 }
 
 /// The configured trusted roots: `trust.assertions`, else the built-in Canonical roots.

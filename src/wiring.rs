@@ -184,6 +184,12 @@ impl LazyHsm {
         BackendError::Unavailable(format!("HSM not open: {}", self.why()))
     }
 
+    /// Closes the HSM's sessions when it is open ([`crate::hsm::Hsm::close`]: blocking);
+    /// returns how many it closed.
+    pub fn close(&self) -> usize {
+        self.hsm.get().map_or(0, crate::hsm::Hsm::close)
+    }
+
     /// Opens the HSM now; when that fails, logs why and retries every `retry` in the
     /// background until it opens or `shutdown` resolves. (An attempt into a module that hangs
     /// leaves a thread behind; [`crate::hsm::Hsm::open`] refuses to start another while

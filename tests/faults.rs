@@ -432,6 +432,56 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits_zero(pool: 
     assert_all_logged(&received, &signing_log(&pool).await);
 }
 
+/// Over p11-kit's client (a module instance and a connection of its own per session), SIGTERM
+/// closes every session and finalizes every instance before the process exits. The signer's
+/// threads used to drop the HSM, closing the sessions, while `main` had already returned:
+/// p11-kit-client's library destructor ran under them, their closes failed ("'bound != NULL'
+/// not true"), and one stop in five hung for good in that destructor on a lock left taken
+/// (32 sessions behind a network-like module).
+#[sqlx::test]
+async fn sigterm_over_p11kit_closes_every_session_before_the_process_exits(pool: PgPool) {
+    let Some(client) = softhsm::p11_kit_client_module() else {
+        eprintln!("skipped: p11-kit-client.so is not installed");
+        return;
+    };
+    let (token, mut env) = provisioned(&pool, "info").await;
+    let p11kit =
+        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
+    serve::set(
+        &mut env,
+        "SERIALMINT_PKCS11_MODULE",
+        &client.display().to_string(),
+    );
+    serve::set(&mut env, "P11_KIT_SERVER_ADDRESS", &p11kit.address());
+    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "16");
+    let mut server = Serve::start(env);
+    let dev = device_key("a", 4096);
+    assert!(
+        matches!(register(server.device, &dev).await, Registration::Served(_)),
+        "no serial through p11-kit:\n{}",
+        server.logs()
+    );
+
+    server.sigterm();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{}", server.logs()));
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        server.logs()
+    );
+    let logs = server.logs();
+    // The 16 pooled sessions and the login anchor, each on an instance of its own.
+    assert!(
+        logs.contains("HSM sessions closed sessions=17"),
+        "the sessions were not closed before the exit:\n{logs}"
+    );
+    for sign in ["Failed to close session", "not true", "p11-kit:"] {
+        assert!(!logs.contains(sign), "{sign:?} at shutdown:\n{logs}");
+    }
+}
+
 async fn server_request_id(addr: SocketAddr) -> String {
     let a = request(addr, "POST", "/v1/request-id", &[("api-key", API_KEY)], b"").await;
     assert_eq!(a.status, 200, "{}", a.text());

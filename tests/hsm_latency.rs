@@ -13,33 +13,12 @@ mod device;
 mod softhsm;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use serialmint::assertion::{signing_input, verify_digest_info};
 use serialmint::hsm::Hsm;
 
 use device::*;
-use softhsm::softhsm_module;
-
-/// The module built beside this test binary (target/<profile>/), built now if it is not.
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let so = dir.join("libpkcs11_latency.so");
-    if !so.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let target = dir.parent().unwrap();
-        let status = Command::new(cargo)
-            .args(["build", "-p", "pkcs11-latency", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building pkcs11-latency failed");
-    }
-    assert!(so.exists(), "{} is missing", so.display());
-    so
-}
+use softhsm::{latency_module, softhsm_module};
 
 /// (signatures made, most in progress at once) from the loaded module.
 fn stats(module: &PathBuf) -> (u64, u64) {
@@ -62,7 +41,7 @@ async fn open_through_module(
     more: &[(&str, &str)],
     sessions: usize,
 ) -> (PathBuf, Hsm) {
-    let module = module_path();
+    let module = latency_module();
     // SAFETY: set before any thread of this test reads the environment (the module reads it
     // when cryptoki loads it, below).
     unsafe {

@@ -246,6 +246,17 @@ impl Hsm {
         Ok(hsm)
     }
 
+    /// Closes every token's sessions and its login anchor now, on this thread (blocking
+    /// PKCS#11 calls: run it off the async workers), and stops background recovery; signing
+    /// fails from then on. Returns how many sessions it closed. The server calls it once
+    /// both planes and the signer have stopped, so that the process does not exit while a
+    /// module instance is still being closed: p11-kit's client module is unloaded at exit,
+    /// and closing under its destructor failed and could hang the exit for good. Whatever
+    /// is left (a call still stuck in the module) is closed by its own thread if it returns.
+    pub fn close(&self) -> usize {
+        self.inner.tokens.iter().map(Token::close).sum()
+    }
+
     /// The health of every token: up/down, pool sessions, last error.
     pub fn health(&self) -> HsmHealth {
         HsmHealth {

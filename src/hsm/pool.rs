@@ -340,10 +340,15 @@ impl Token {
         s.waiting as isize - (s.available + s.max_size.saturating_sub(s.size)) as isize
     }
 
-    /// Stops background recovery (the `Hsm` is gone).
-    pub(crate) fn close(&self) {
+    /// Stops background recovery and closes the idle sessions and the login anchor on this
+    /// thread (blocking PKCS#11 calls); later sessions and recoveries are refused. Returns
+    /// how many sessions it closed. Idempotent: the `Hsm`'s drop calls it again.
+    pub(crate) fn close(&self) -> usize {
         self.shared.closed.store(true, Ordering::Release);
+        let pooled = self.pool.status().size;
         self.pool.close();
+        let anchor = self.shared.state.lock().anchor.take();
+        pooled + usize::from(anchor.is_some())
     }
 }
 

@@ -265,6 +265,11 @@ impl Registration {
         }
     }
 
+    /// The signer.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Arc<dyn DeviceCatalog> {
         &self.catalog

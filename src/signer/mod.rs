@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 pub use backend::{BackendError, DigestInfo, EachFuture, OnSigned, SignBackend, SignFuture};
@@ -210,6 +210,8 @@ impl Drop for StopGuard {
 pub struct Signer {
     shared: Arc<Shared>,
     _guard: Arc<StopGuard>,
+    /// Closed when every worker thread has ended (each holds a receiver until its very end).
+    workers: Arc<watch::Sender<()>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -249,17 +251,31 @@ impl Signer {
         // overload it is long: every request being read, checked or refused). On the async
         // workers a finished batch waited its turn behind them and the HSM sat idle meanwhile.
         let handle = tokio::runtime::Handle::current();
+        let (workers, alive) = watch::channel(());
         for i in 0..shared.cfg.workers {
-            let (shared, handle) = (shared.clone(), handle.clone());
+            let (shared, handle, alive) = (shared.clone(), handle.clone(), alive.clone());
             std::thread::Builder::new()
                 .name(format!("signer-{i}"))
-                .spawn(move || handle.block_on(worker(shared)))
+                .spawn(move || {
+                    handle.block_on(worker(shared));
+                    // Last: what the worker held (the backend, the HSM) is dropped by now.
+                    drop(alive);
+                })
                 .expect("the OS starts a signer thread");
         }
         Self {
             _guard: Arc::new(StopGuard(shared.clone())),
             shared,
+            workers: Arc::new(workers),
         }
+    }
+
+    /// Resolves when every worker thread has ended, after [`Signer::shutdown`] or the drop
+    /// of the last handle (each drains the queue first): from then on no worker uses the
+    /// backend, and the server may close the HSM's sessions before the process exits.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let workers = self.workers.clone();
+        async move { workers.closed().await }
     }
 
     /// The configuration in force.

@@ -350,6 +350,24 @@ async fn shutdown_drains_then_refuses() {
     assert_eq!(signer.sign("k", digest(9)).await, Err(SignError::Stopped));
 }
 
+#[tokio::test]
+async fn stopped_resolves_when_every_worker_has_ended_and_let_go_of_the_backend() {
+    let backend = FakeBackend::new(Duration::from_millis(5));
+    let held = Arc::downgrade(&backend);
+    let signer = Signer::start(backend, cfg(3, 1, 5000));
+    assert!(signer.sign("k", digest(1)).await.is_ok());
+    let stopped = signer.stopped();
+    signer.shutdown();
+    drop(signer);
+    tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .expect("the workers end after shutdown");
+    assert!(
+        held.upgrade().is_none(),
+        "the backend is still held after the workers ended"
+    );
+}
+
 #[test]
 fn retry_after_rounds_up_to_whole_seconds() {
     assert_eq!(round_up_secs(Duration::ZERO), Duration::from_secs(1));

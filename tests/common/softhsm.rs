@@ -54,6 +54,27 @@ pub fn p11_kit_client_module() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The latency-modelling module (`pkcs11-latency/`) built beside this test binary
+/// (target/<profile>/), built now if it is not. It forwards to `PKCS11_LATENCY_BACKEND`.
+pub fn latency_module() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let so = dir.join("libpkcs11_latency.so");
+    if !so.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = dir.parent().unwrap();
+        let status = Command::new(cargo)
+            .args(["build", "-p", "pkcs11-latency", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building pkcs11-latency failed");
+    }
+    assert!(so.exists(), "{} is missing", so.display());
+    so
+}
+
 /// A private SoftHSM token directory; `SOFTHSM2_CONF` points at its config.
 pub struct SoftHsm {
     /// The temporary directory (tokens, config, sockets, key files).
@@ -312,17 +333,37 @@ pub struct P11KitServer {
     child: Option<Child>,
     conf: PathBuf,
     label: String,
+    /// The module it serves, and that module's environment.
+    provider: PathBuf,
+    provider_env: Vec<(String, String)>,
     /// The socket path.
     pub socket: PathBuf,
 }
 
 impl P11KitServer {
-    /// Starts the server and waits for its socket.
+    /// Starts the server on SoftHSM and waits for its socket.
     pub fn start(hsm: &SoftHsm, label: &str, socket: PathBuf) -> P11KitServer {
+        Self::start_with(hsm, label, socket, softhsm_module(), &[])
+    }
+
+    /// Starts the server on `provider` (a module in front of SoftHSM, such as
+    /// [`latency_module`]) run with `provider_env`, and waits for its socket.
+    pub fn start_with(
+        hsm: &SoftHsm,
+        label: &str,
+        socket: PathBuf,
+        provider: PathBuf,
+        provider_env: &[(&str, &str)],
+    ) -> P11KitServer {
         let mut s = P11KitServer {
             child: None,
             conf: hsm.conf.clone(),
             label: label.to_string(),
+            provider,
+            provider_env: provider_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             socket,
         };
         s.spawn();
@@ -344,9 +385,10 @@ impl P11KitServer {
         let _ = std::fs::remove_file(&self.socket);
         let child = Command::new("p11-kit")
             .env("SOFTHSM2_CONF", &self.conf)
+            .envs(self.provider_env.iter().map(|(k, v)| (k, v)))
             .arg("server")
             .arg("--provider")
-            .arg(softhsm_module())
+            .arg(&self.provider)
             .arg("-n")
             .arg(&self.socket)
             .arg("-f")
