@@ -67,6 +67,7 @@ fn execute(cli: Cli) -> Result<(), Error> {
             config.validate_for_serve()?;
             crate::logging::init(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.worker_threads)
                 .enable_all()
                 .build()
                 .map_err(Error::Runtime)?;

@@ -88,6 +88,9 @@ pub struct Config {
     pub more_token_pins: Vec<SecretString>,
     /// Number of pooled, logged-in sessions per token (`hsm.sessions`).
     pub hsm_sessions: usize,
+    /// Threads of the async runtime: HTTP, request checks, the signing log
+    /// (`runtime.worker_threads`). Signing and every PKCS#11 call run on threads of their own.
+    pub worker_threads: usize,
     /// Longest a key generation on the token may take (`hsm.keygen_timeout_secs`).
     pub keygen_timeout: Duration,
     /// Longest one blocking PKCS#11 call may take before it is abandoned and the token
@@ -172,6 +175,7 @@ impl fmt::Debug for Config {
             more_tokens,
             more_token_pins,
             hsm_sessions,
+            worker_threads,
             keygen_timeout,
             hsm_call_timeout,
             sign_batch_max,
@@ -215,6 +219,7 @@ impl fmt::Debug for Config {
                 &more_token_pins.iter().map(Redacted).collect::<Vec<_>>(),
             )
             .field("hsm_sessions", hsm_sessions)
+            .field("worker_threads", worker_threads)
             .field("keygen_timeout", keygen_timeout)
             .field("hsm_call_timeout", hsm_call_timeout)
             .field("sign_batch_max", sign_batch_max)
@@ -281,6 +286,16 @@ impl Config {
 /// The PKCS#11 module used when none is configured: Debian's SoftHSMv2.
 pub const DEFAULT_PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
+/// The default of `runtime.worker_threads`: half the cores, at least one. The async side
+/// (HTTP, decoding, the device's signature check, the signing log) is a small share of a
+/// serial's work next to signing, which runs on threads of its own; a second worker on two
+/// cores cost each serial about 2.5 more context switches (tokio waking the other worker for
+/// work it then did not take) and a quarter more of the server's CPU besides the signature
+/// (SoftHSM closed loop: 0.57-0.64 against 0.44-0.46 ms; BENCHMARKING.md).
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -303,6 +318,7 @@ impl Default for Config {
             more_tokens: Vec::new(),
             more_token_pins: Vec::new(),
             hsm_sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_threads: default_worker_threads(),
             keygen_timeout: Duration::from_secs(300),
             hsm_call_timeout: Duration::from_secs(10),
             sign_batch_max: 8,

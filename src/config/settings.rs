@@ -231,6 +231,14 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| positive(&mut c.hsm_sessions, v)
     ),
     setting!(
+        "runtime.worker_threads",
+        "SERIALMINT_WORKER_THREADS",
+        "half the cores (at least 1)",
+        false,
+        "threads of the async runtime (HTTP, request checks, the signing log); signing and PKCS#11 calls run on threads of their own",
+        |c, v| positive(&mut c.worker_threads, v)
+    ),
+    setting!(
         "hsm.keygen_timeout_secs",
         "SERIALMINT_KEYGEN_TIMEOUT_SECS",
         "300",

@@ -434,3 +434,21 @@ fn the_example_file_lists_every_setting_commented_and_changes_nothing() {
     let c = Config::load_from(Some(f.path()), &[], &[]).unwrap();
     assert_eq!(c.sign_max_wait, MaxWait::Off, "0: the deadline alone");
 }
+
+#[test]
+fn runtime_worker_threads_default_to_half_the_cores_and_can_be_set() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let c = Config::load_from(None, &env(&[]), &[]).unwrap();
+    assert_eq!(c.worker_threads, (cores / 2).max(1));
+    let f = file("[runtime]\nworker_threads = 3\n");
+    let c = Config::load_from(Some(f.path()), &env(&[]), &[]).unwrap();
+    assert_eq!(c.worker_threads, 3);
+    let c = Config::load_from(None, &env(&[("SERIALMINT_WORKER_THREADS", "5")]), &[]).unwrap();
+    assert_eq!(c.worker_threads, 5);
+    let err =
+        Config::load_from(None, &env(&[("SERIALMINT_WORKER_THREADS", "0")]), &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("SERIALMINT_WORKER_THREADS"),
+        "{err}"
+    );
+}
