@@ -160,10 +160,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         },
         stopped(stop_rx.clone()),
     );
-    let device_api = device_api(&config, &store, catalog.clone(), hsm.clone()).await?;
-    let signer = device_api.registration().signer().clone();
+    // Both listeners before the signer starts: a port taken ends start-up here, before any
+    // signer thread holds the HSM. From the signer's start on nothing fails until the
+    // shutdown, which stops it and closes the HSM's sessions before the process exits.
     let device = bind("device", config.device_listen).await?;
     let admin = bind("admin", config.admin_listen).await?;
+    let device_api = device_api(&config, &store, catalog.clone(), hsm.clone()).await?;
+    let signer = device_api.registration().signer().clone();
     let admin_api = AdminApi::new(store.clone(), catalog.clone(), backend, metrics)
         .with_limits(AdminLimits::from_config(&config))
         .with_secure_cookies(admin_tls.is_some());
