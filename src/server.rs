@@ -215,47 +215,31 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Longest the shutdown waits for the signer's workers to end, then for the HSM's sessions
-/// to close.
-const HSM_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the shutdown waits for the signer's workers to end.
+const SIGNER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The last step of a shutdown, once both planes have stopped: the signer's workers end
-/// (queued digests are signed first), then the HSM's sessions are closed on a thread of
-/// their own while this waits, each within [`HSM_CLOSE_TIMEOUT`]. The process must not exit
-/// while a session or module instance is still being closed by a thread nobody waits for:
-/// p11-kit's client module is unloaded at exit, and closing under its destructor failed
-/// ("'bound != NULL' not true") and once in a few stops hung the exit for good.
-async fn close_hsm(signer: Signer, hsm: &Arc<LazyHsm>) {
+/// (queued digests are signed first, at most [`SIGNER_STOP_TIMEOUT`]), then the HSM's
+/// sessions are closed on its call threads (under `hsm.call_timeout_secs`) while this waits.
+/// The process must not exit while a session or module instance is still being closed by a
+/// thread nobody waits for: p11-kit's client module is unloaded at exit, and closing under
+/// its destructor failed ("'bound != NULL' not true") and once in a few stops hung the exit
+/// for good.
+async fn close_hsm(signer: Signer, hsm: &LazyHsm) {
     signer.shutdown();
     let stopped = signer.stopped();
     drop(signer);
-    if tokio::time::timeout(HSM_CLOSE_TIMEOUT, stopped)
+    if tokio::time::timeout(SIGNER_STOP_TIMEOUT, stopped)
         .await
         .is_err()
     {
         tracing::warn!(
-            timeout_s = HSM_CLOSE_TIMEOUT.as_secs(),
+            timeout_s = SIGNER_STOP_TIMEOUT.as_secs(),
             "the signer's workers did not end in time; closing the HSM's sessions anyway"
         );
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let hsm = hsm.clone();
-    let closing = std::thread::Builder::new()
-        .name("hsm-close".into())
-        .spawn(move || {
-            let _ = tx.send(hsm.close());
-        });
-    if let Err(e) = closing {
-        tracing::warn!(error = %e, "cannot start a thread to close the HSM's sessions");
-        return;
-    }
-    match tokio::time::timeout(HSM_CLOSE_TIMEOUT, rx).await {
-        Ok(Ok(sessions)) => tracing::info!(sessions, "HSM sessions closed"),
-        _ => tracing::warn!(
-            timeout_s = HSM_CLOSE_TIMEOUT.as_secs(),
-            "the HSM's sessions did not close in time; exiting without waiting for them"
-        ),
-    }
+    let sessions = hsm.close().await;
+    tracing::info!(sessions, "HSM sessions closed");
 }
 
 /// The configured trusted roots: `trust.assertions`, else the built-in Canonical roots.

@@ -184,10 +184,13 @@ impl LazyHsm {
         BackendError::Unavailable(format!("HSM not open: {}", self.why()))
     }
 
-    /// Closes the HSM's sessions when it is open ([`crate::hsm::Hsm::close`]: blocking);
-    /// returns how many it closed.
-    pub fn close(&self) -> usize {
-        self.hsm.get().map_or(0, crate::hsm::Hsm::close)
+    /// Closes the HSM's sessions when it is open ([`crate::hsm::Hsm::close`]); returns how
+    /// many it closed.
+    pub async fn close(&self) -> usize {
+        match self.hsm.get() {
+            Some(hsm) => hsm.close().await,
+            None => 0,
+        }
     }
 
     /// Opens the HSM now; when that fails, logs why and retries every `retry` in the

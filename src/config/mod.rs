@@ -292,7 +292,7 @@ pub const DEFAULT_PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// cores cost each serial about 2.5 more context switches (tokio waking the other worker for
 /// work it then did not take) and a quarter more of the server's CPU besides the signature
 /// (SoftHSM closed loop: 0.57-0.64 against 0.44-0.46 ms; BENCHMARKING.md).
-pub fn default_worker_threads() -> usize {
+fn default_worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 

@@ -246,15 +246,20 @@ impl Hsm {
         Ok(hsm)
     }
 
-    /// Closes every token's sessions and its login anchor now, on this thread (blocking
-    /// PKCS#11 calls: run it off the async workers), and stops background recovery; signing
-    /// fails from then on. Returns how many sessions it closed. The server calls it once
+    /// Closes every token's sessions and its login anchor now, each token on one of its call
+    /// threads under the call timeout (all tokens at once), and stops background recovery;
+    /// signing fails from then on. Returns how many sessions it closed (a token whose close
+    /// timed out counts none; the call is abandoned like any other). The server calls it once
     /// both planes and the signer have stopped, so that the process does not exit while a
     /// module instance is still being closed: p11-kit's client module is unloaded at exit,
-    /// and closing under its destructor failed and could hang the exit for good. Whatever
-    /// is left (a call still stuck in the module) is closed by its own thread if it returns.
-    pub fn close(&self) -> usize {
-        self.inner.tokens.iter().map(Token::close).sum()
+    /// and closing under its destructor failed and could hang the exit for good.
+    pub async fn close(&self) -> usize {
+        let closes = self.inner.tokens.iter().map(Token::close_on_call_thread);
+        futures_util::future::join_all(closes)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .sum()
     }
 
     /// The health of every token: up/down, pool sessions, last error.

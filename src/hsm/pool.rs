@@ -344,12 +344,25 @@ impl Token {
     /// thread (blocking PKCS#11 calls); later sessions and recoveries are refused. Returns
     /// how many sessions it closed. Idempotent: the `Hsm`'s drop calls it again.
     pub(crate) fn close(&self) -> usize {
-        self.shared.closed.store(true, Ordering::Release);
-        let pooled = self.pool.status().size;
-        self.pool.close();
-        let anchor = self.shared.state.lock().anchor.take();
-        pooled + usize::from(anchor.is_some())
+        close_sessions(&self.shared, &self.pool)
     }
+
+    /// [`Token::close`] on one of the token's call threads, under its call timeout.
+    pub(crate) async fn close_on_call_thread(&self) -> Result<usize, OpError> {
+        let (shared, pool) = (self.shared.clone(), self.pool.clone());
+        self.shared
+            .calls
+            .run("close sessions", move || close_sessions(&shared, &pool))
+            .await
+    }
+}
+
+fn close_sessions(shared: &TokenShared, pool: &Pool<SessionManager>) -> usize {
+    shared.closed.store(true, Ordering::Release);
+    let pooled = pool.status().size;
+    pool.close();
+    let anchor = shared.state.lock().anchor.take();
+    pooled + usize::from(anchor.is_some())
 }
 
 /// Re-opens a downed token with backoff: a new session (a new module instance for per-slot
