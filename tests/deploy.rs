@@ -38,7 +38,7 @@ fn named(text: &str) -> BTreeSet<String> {
         .filter(|t| {
             [
                 "_total", "_seconds", "_up", "_depth", "_size", "_sum", "_count", "_seq", "_late",
-                "_rows", "_down",
+                "_rows", "_down", "_stuck",
             ]
             .iter()
             .any(|s| t.ends_with(s))

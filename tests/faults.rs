@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serialmint::store::Store;
+use serialmint::store::{Actor, Role, Store};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -480,6 +480,109 @@ async fn sigterm_over_p11kit_closes_every_session_before_the_process_exits(pool:
     for sign in ["Failed to close session", "not true", "p11-kit:"] {
         assert!(!logs.contains(sign), "{sign:?} at shutdown:\n{logs}");
     }
+}
+
+/// A PKCS#11 call abandoned past the call timeout stays on `/metrics` as
+/// `hsm_calls_stuck{token}` for as long as its thread is inside the module (with p11-kit 0.24's
+/// client such a thread may spin, so the rules alert on it), and leaves it when the call
+/// returns. Here the p11-kit server is stopped (SIGSTOP) with every connection killed:
+/// recovery's calls into it hang and are abandoned; resuming the server lets them return.
+#[sqlx::test]
+async fn calls_stuck_in_the_module_are_on_metrics_until_they_return(pool: PgPool) {
+    let Some(client) = softhsm::p11_kit_client_module() else {
+        eprintln!("skipped: p11-kit-client.so is not installed");
+        return;
+    };
+    let (token, mut env) = provisioned(&pool, "info").await;
+    let scraper = Store::from_pool(pool.clone())
+        .create_token("scraper", Role::ReadOnly, None, &Actor::bootstrap())
+        .await
+        .unwrap()
+        .secret;
+    let p11kit =
+        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
+    serve::set(
+        &mut env,
+        "SERIALMINT_PKCS11_MODULE",
+        &client.display().to_string(),
+    );
+    serve::set(&mut env, "P11_KIT_SERVER_ADDRESS", &p11kit.address());
+    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "2");
+    serve::set(&mut env, "SERIALMINT_HSM_CALL_TIMEOUT_SECS", "1");
+    let server = Serve::start(env);
+    let bearer = format!("Bearer {scraper}");
+    let stuck = || async {
+        let a = request(
+            server.admin,
+            "GET",
+            "/metrics",
+            &[("authorization", bearer.as_str())],
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let prefix = format!("hsm_calls_stuck{{token=\"{TOKEN}\"}} ");
+        let text = a.text();
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no `{prefix}` on /metrics:\n{text}"));
+        value.trim().parse::<f64>().unwrap()
+    };
+    let dev = device_key("a", 4096);
+    assert!(
+        matches!(register(server.device, &dev).await, Registration::Served(_)),
+        "no serial through p11-kit:\n{}",
+        server.logs()
+    );
+    assert_eq!(stuck().await, 0.0, "a stuck call before anything stalled");
+
+    p11kit.stop();
+    p11kit.kill_connections();
+    let start = Instant::now();
+    while stuck().await < 1.0 {
+        // Each request meets the broken connections or the token out of rotation.
+        let r = register(server.device, &dev).await;
+        assert!(
+            !matches!(r, Registration::NoAnswer(..)),
+            "a request got no answer while the HSM was stalled"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no stuck call within 40 s of the stall:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server
+            .wait_for_log(
+                "PKCS#11 call gave no answer in time",
+                1,
+                Duration::from_secs(5)
+            )
+            .await
+    );
+
+    p11kit.resume();
+    let start = Instant::now();
+    loop {
+        let served = matches!(
+            register(server.device, &device_key("b", 4096)).await,
+            Registration::Served(_)
+        );
+        if served && stuck().await == 0.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "40 s after the p11-kit server resumed: served {served}, stuck {}:\n{}",
+            stuck().await,
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.logs().contains("an abandoned PKCS#11 call returned"));
 }
 
 async fn server_request_id(addr: SocketAddr) -> String {

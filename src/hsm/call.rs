@@ -146,6 +146,8 @@ pub(crate) struct Calls {
 
 impl Calls {
     pub(crate) fn new(label: &str, timeout: Duration) -> Calls {
+        // Registered at 0: a scrape shows the series before anything got stuck.
+        metrics::gauge!("hsm_calls_stuck", "token" => label.to_string()).increment(0.0);
         Calls {
             label: label.to_string(),
             timeout,
@@ -189,6 +191,7 @@ impl Calls {
             if job_state.swap(DONE, Ordering::AcqRel) == ABANDONED {
                 stuck.fetch_sub(1, Ordering::AcqRel);
                 STUCK_TOTAL.fetch_sub(1, Ordering::AcqRel);
+                metrics::gauge!("hsm_calls_stuck", "token" => label.clone()).decrement(1.0);
                 tracing::info!(
                     token = %label,
                     call = what,
@@ -223,6 +226,9 @@ impl Calls {
                 self.abandoned.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("hsm_calls_abandoned_total", "token" => self.label.clone())
                     .increment(1);
+                // Alerted on: a stuck call may be spinning (p11-kit 0.24, module docs).
+                // Moved by steps, as the count is: a call returning meanwhile cannot be lost.
+                metrics::gauge!("hsm_calls_stuck", "token" => self.label.clone()).increment(1.0);
                 tracing::warn!(
                     token = %self.label,
                     call = what,
