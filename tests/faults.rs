@@ -80,6 +80,30 @@ async fn provisioned(pool: &PgPool, log: &str) -> (Token, Vec<(String, String)>)
     (token, env)
 }
 
+/// Starts a `p11-kit server` in front of `token` and sets `env` to serve through it with
+/// `sessions` sessions (each its own client instance). `None`, and the test skips, when
+/// p11-kit's client module is not installed.
+fn over_p11kit(
+    token: &Token,
+    env: &mut Vec<(String, String)>,
+    sessions: usize,
+) -> Option<softhsm::P11KitServer> {
+    let Some(client) = softhsm::p11_kit_client_module() else {
+        eprintln!("skipped: p11-kit-client.so is not installed");
+        return None;
+    };
+    let p11kit =
+        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
+    serve::set(
+        env,
+        "SERIALMINT_PKCS11_MODULE",
+        &client.display().to_string(),
+    );
+    serve::set(env, "P11_KIT_SERVER_ADDRESS", &p11kit.address());
+    serve::set(env, "SERIALMINT_HSM_SESSIONS", &sessions.to_string());
+    Some(p11kit)
+}
+
 fn keys() -> Vec<Arc<TestKey>> {
     DEVICE_KEYS
         .iter()
@@ -440,20 +464,10 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits_zero(pool: 
 /// (32 sessions behind a network-like module).
 #[sqlx::test]
 async fn sigterm_over_p11kit_closes_every_session_before_the_process_exits(pool: PgPool) {
-    let Some(client) = softhsm::p11_kit_client_module() else {
-        eprintln!("skipped: p11-kit-client.so is not installed");
+    let (token, mut env) = provisioned(&pool, "info").await;
+    let Some(_p11kit) = over_p11kit(&token, &mut env, 16) else {
         return;
     };
-    let (token, mut env) = provisioned(&pool, "info").await;
-    let p11kit =
-        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
-    serve::set(
-        &mut env,
-        "SERIALMINT_PKCS11_MODULE",
-        &client.display().to_string(),
-    );
-    serve::set(&mut env, "P11_KIT_SERVER_ADDRESS", &p11kit.address());
-    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "16");
     let mut server = Serve::start(env);
     let dev = device_key("a", 4096);
     assert!(
@@ -489,26 +503,16 @@ async fn sigterm_over_p11kit_closes_every_session_before_the_process_exits(pool:
 /// recovery's calls into it hang and are abandoned; resuming the server lets them return.
 #[sqlx::test]
 async fn calls_stuck_in_the_module_are_on_metrics_until_they_return(pool: PgPool) {
-    let Some(client) = softhsm::p11_kit_client_module() else {
-        eprintln!("skipped: p11-kit-client.so is not installed");
+    let (token, mut env) = provisioned(&pool, "info").await;
+    let Some(p11kit) = over_p11kit(&token, &mut env, 2) else {
         return;
     };
-    let (token, mut env) = provisioned(&pool, "info").await;
+    serve::set(&mut env, "SERIALMINT_HSM_CALL_TIMEOUT_SECS", "1");
     let scraper = Store::from_pool(pool.clone())
         .create_token("scraper", Role::ReadOnly, None, &Actor::bootstrap())
         .await
         .unwrap()
         .secret;
-    let p11kit =
-        softhsm::P11KitServer::start(&token.softhsm, TOKEN, token.softhsm.path("p11.sock"));
-    serve::set(
-        &mut env,
-        "SERIALMINT_PKCS11_MODULE",
-        &client.display().to_string(),
-    );
-    serve::set(&mut env, "P11_KIT_SERVER_ADDRESS", &p11kit.address());
-    serve::set(&mut env, "SERIALMINT_HSM_SESSIONS", "2");
-    serve::set(&mut env, "SERIALMINT_HSM_CALL_TIMEOUT_SECS", "1");
     let server = Serve::start(env);
     let bearer = format!("Bearer {scraper}");
     let stuck = || async {
