@@ -130,6 +130,12 @@ async fn an_operator_watches_devices_register_live_and_finds_a_serial(pool: PgPo
         hsm.contains(" up ") && hsm.contains(" open, ") && hsm.contains(" waiting"),
         "{hsm}"
     );
+    // Then its recoveries and its calls stuck in the module (`hsm_calls_stuck`): none.
+    let words: Vec<&str> = hsm.split_whitespace().collect();
+    assert!(
+        hsm.contains("Calls stuck") && words.ends_with(&["waiting", "0", "0"]),
+        "{hsm}"
+    );
     b.screenshot("2-live").await;
 
     b.click("a[href='/ui/signing-log']").await;

@@ -173,11 +173,13 @@ pub async fn figures(s: &Shared, v: &Viewer) -> ApiResult<Figures> {
                     Some(("token", label)),
                 )
                 .unwrap_or(0.0);
+                let stuck = one(&samples, "hsm_calls_stuck", Some(("token", label)));
                 vec![
                     label.to_string(),
                     if x.value > 0.0 { "up" } else { "down" }.to_string(),
                     "–".to_string(),
                     format!("{recoveries:.0}"),
+                    stuck.map_or("–".to_string(), |n| format!("{n:.0}")),
                 ]
             })
             .collect()
@@ -193,6 +195,7 @@ pub async fn figures(s: &Shared, v: &Viewer) -> ApiResult<Figures> {
                         t.sessions, t.max_sessions, t.available, t.waiting
                     ),
                     t.recoveries.to_string(),
+                    t.stuck_calls.to_string(),
                 ]
             })
             .collect()
@@ -274,7 +277,7 @@ pub async fn page_of(s: &Shared, v: &Viewer) -> ApiResult<Markup> {
                 (table("signer-refusals", "Signer refusals (503) by reason (this instance)",
                     &["Reason", "Count"], rows(&f, "signer-refusals")))
                 (table("hsm-tokens", "HSM tokens (this instance)",
-                    &["Token", "State", "Sessions", "Recoveries"], rows(&f, "hsm-tokens")))
+                    &["Token", "State", "Sessions", "Recoveries", "Calls stuck"], rows(&f, "hsm-tokens")))
             }
         },
     ))
