@@ -176,18 +176,13 @@ fn pool_recovers_by_itself_after_p11kit_server_restart() {
         // the call timeout, which takes the token out of rotation once more (a CI run saw
         // the token down right after the join). So the token must come back, not be up at
         // this instant.
-        let back = Instant::now();
-        let h = loop {
-            let h = hsm.health();
-            if h.is_up() {
-                break h;
-            }
-            assert!(
-                back.elapsed() < Duration::from_secs(30),
-                "token not back within 30 s: {h:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        wait_until(
+            Duration::from_secs(30),
+            "the token back in rotation",
+            || hsm.health().is_up(),
+        )
+        .await;
+        let h = hsm.health();
         assert!(h.tokens[0].recoveries >= 1, "{h:?}");
         hsm.sign(&key_id, &[digest_info_of(b"back")]).await.unwrap();
         eprintln!("health after recovery: {h:?}");
